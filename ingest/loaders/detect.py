@@ -1,0 +1,312 @@
+"""Content sniffing, text decoding and the small helpers every loader shares.
+
+``LoadError`` lives here (not in ``__init__``) so the format modules can import it without an
+import cycle; ``ingest.loaders`` re-exports it.
+"""
+from __future__ import annotations
+
+import codecs
+import io
+import logging
+import re
+import unicodedata
+import zipfile
+
+from ingest.types import Section
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
+    {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"}
+)
+_TEXT_TYPES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
+
+# How much of a text file may be control/unassigned characters before we call it binary. Real
+# text has almost none; binary that happens to decode (GB18030 accepts many byte pairs) has lots.
+_MAX_JUNK_SHARE = 0.05
+
+
+class LoadError(Exception):
+    """A file could not be turned into text. ``reason`` is a one-line message for the user."""
+
+    def __init__(self, reason: str) -> None:
+        # One line: reasons end up in CLI tables and UI toasts; parser details can be multi-line.
+        reason = " ".join(str(reason).split()) or "unknown error"
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        super().__init__(reason)
+        self.reason = reason
+
+
+def detail(exc: BaseException) -> str:
+    """A short description of a parser exception for a LoadError reason."""
+    msg = str(exc).strip()
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def base_name(name: str) -> str:
+    """Last component of a path or upload name, handling both separators; never touches disk."""
+    return re.split(r"[\\/]", name)[-1]
+
+
+def extension(name: str) -> str:
+    """Lower-cased extension with the dot ('' when there is none; '.bashrc' has none)."""
+    base = base_name(name)
+    dot = base.rfind(".")
+    return base[dot:].lower() if dot > 0 else ""
+
+
+def stem(name: str) -> str:
+    base = base_name(name)
+    dot = base.rfind(".")
+    return base[:dot] if dot > 0 else base
+
+
+# --- content sniffing ----------------------------------------------------------------------------
+
+_OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office (.doc/.xls/.ppt) file; save it as .docx"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"MZ", "a Windows executable"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"{\\rtf", "an RTF document"),
+)
+
+
+def _is_pdf(data: bytes, ext: str) -> bool:
+    head = data[:1024]
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n\f\x00").startswith(b"%PDF-"):
+        return True
+    # Readers accept a %PDF- header anywhere in the first KiB; only trust that for a .pdf name so a
+    # text file that merely mentions "%PDF-" is not taken for one.
+    return ext == ".pdf" and b"%PDF-" in head
+
+
+def _is_zip(data: bytes) -> bool:
+    return data[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+
+
+def detect_kind(data: bytes, name: str) -> str:
+    """Which loader handles ``data``: 'pdf' | 'docx' | 'markdown' | 'html' | 'text'.
+
+    Content wins over the extension for the binary formats (a PDF named .txt is a PDF); text
+    formats go by extension. Raises LoadError for empty, binary, unsupported or corrupt input.
+    Text files are only checked for binary content later, when decoded (see ``decode_text``).
+    """
+    ext = extension(name)
+    if not data:
+        raise LoadError("empty file")
+    if _is_pdf(data, ext):
+        if ext != ".pdf":
+            logger.warning("%s: extension %r but content is a PDF; loading it as PDF", name, ext)
+        return "pdf"
+    if _is_zip(data):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                names = set(zf.namelist())
+        except Exception as exc:  # BadZipFile, but also ValueError/EOFError on mangled headers
+            raise LoadError(f"not a valid .docx (corrupt ZIP archive): {detail(exc)}") from exc
+        if "word/document.xml" not in names:
+            raise LoadError("a ZIP archive that is not a Word document (no word/document.xml)")
+        if ext != ".docx":
+            logger.warning("%s: extension %r but content is a .docx; loading it as DOCX", name, ext)
+        return "docx"
+    if ext not in SUPPORTED_EXTENSIONS:
+        shown = ext or "(no extension)"
+        raise LoadError(f"unsupported file type '{shown}'")
+    for magic, what in _OTHER_MAGIC:
+        if data.startswith(magic):
+            raise LoadError(f"binary content in a {ext} file ({what})")
+    # The binary formats are strict: loading a broken .pdf/.docx as "text" would index garbage.
+    if ext == ".pdf":
+        raise LoadError("not a valid PDF (no %PDF- header)")
+    if ext == ".docx":
+        raise LoadError("not a valid .docx (not a ZIP archive)")
+    return _TEXT_TYPES[ext]
+
+
+# --- text decoding ------------------------------------------------------------------------------
+
+_BOMS: tuple[tuple[bytes, str, str], ...] = (
+    # utf-32 before utf-16: the UTF-32-LE BOM starts with the UTF-16-LE one.
+    (b"\xff\xfe\x00\x00", "utf-32", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16", "utf-16"),
+    (b"\xfe\xff", "utf-16", "utf-16"),
+)
+
+
+def _junk_share(text: str) -> float:
+    if not text:
+        return 0.0
+    junk = 0
+    for ch in text:
+        if ch in "\t\n\r\f\v":
+            continue
+        cat = unicodedata.category(ch)
+        # Cc: controls, Cn: unassigned, Co: private use (GB18030 maps stray byte pairs there),
+        # Cs: surrogates; U+FFFD would mean someone already decoded lossily.
+        if cat in ("Cc", "Cn", "Co", "Cs") or ch == "\ufffd":
+            junk += 1
+    return junk / len(text)
+
+
+def _looks_binary(text: str) -> bool:
+    return "\x00" in text or _junk_share(text) > _MAX_JUNK_SHARE
+
+
+def _gb_label(data: bytes) -> str:
+    # GB18030 decodes everything GBK does, identically; report the narrower name when it fits.
+    try:
+        data.decode("gbk")
+        return "gbk"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+def decode_text(data: bytes, name: str, declared: str | None = None) -> tuple[str, str]:
+    """Decode text bytes, returning ``(text, encoding)``; newlines normalised to '\\n'.
+
+    Order: a BOM, then ``declared`` (e.g. an HTML <meta charset>), then strict UTF-8, then
+    GB18030 (a superset of GBK/GB2312, reported as 'gbk' when the bytes are plain GBK).
+    Raises LoadError for binary content (NUL bytes, many control characters, undecodable).
+    """
+    ext = extension(name) or "(no extension)"
+    binary = LoadError(f"binary content in a {ext} file")
+    for bom, codec, label in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError as exc:
+                shown = codec.upper().replace("-SIG", "")
+                raise LoadError(
+                    f"binary content in a {ext} file (starts with a {shown} byte-order mark but is not valid {shown})"
+                ) from exc
+            if _looks_binary(text):
+                raise binary
+            return normalize_newlines(text), label
+    # No BOM: NUL bytes never occur in UTF-8/GBK text, only in binary (or BOM-less UTF-16).
+    if b"\x00" in data:
+        raise binary
+    candidates: list[tuple[str, str, bool]] = []  # (codec, label, came from the document)
+    if declared:
+        found = _codec_for(declared)
+        if found:
+            candidates.append((*found, True))
+        else:
+            logger.warning("%s: unknown declared charset %r; detecting instead", name, declared)
+    candidates += [("utf-8", "utf-8", False), ("gb18030", "", False)]
+    for codec, label, was_declared in candidates:
+        try:
+            text = data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            if was_declared:
+                logger.warning("%s: content is not valid %s as declared; detecting instead", name, label)
+            continue
+        if _looks_binary(text):
+            raise binary
+        return normalize_newlines(text), label or _gb_label(data)
+    raise binary
+
+
+def _codec_for(declared: str) -> tuple[str, str] | None:
+    """Python codec and reported label for a declared charset name, or None if unknown."""
+    label = declared.strip().lower()
+    if label in ("gb2312", "gbk", "gb18030", "x-gbk", "cp936", "euc-cn"):
+        # Pages labelled GB2312 routinely contain GBK-only characters; browsers decode as GBK too.
+        return "gb18030", label
+    if label.startswith(("utf-16", "utf-32")):
+        return None  # a <meta> that says UTF-16 in ASCII-compatible bytes is wrong by definition
+    try:
+        info = codecs.lookup(label)
+    except LookupError:
+        return None
+    if not getattr(info, "_is_text_encoding", True):
+        return None  # 'base64', 'rot13' and friends are codecs but not charsets
+    return info.name, label
+
+
+def normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """Normalise extracted text: '\\n' newlines, no stray controls or lone surrogates, no
+    trailing spaces, at most one blank line in a row."""
+    text = normalize_newlines(text).replace("\f", "\n").replace("\u00a0", " ")
+    text = _CONTROL.sub("", text)
+    # Lone surrogates (from broken PDF ToUnicode maps) would crash every later .encode("utf-8").
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    # rstrip per line, not re.sub(r"[ \t]+\n"): that regex is quadratic on a long run of spaces.
+    text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def no_text_error(what: str = "") -> LoadError:
+    return LoadError("no extractable text" + (f" ({what})" if what else ""))
+
+
+# --- section assembly for structured formats ----------------------------------------------------
+
+
+class SectionBuilder:
+    """Collects text blocks under a heading stack; each heading starts a new Section.
+
+    Heading text is kept in ``heading_path``, not repeated in the section text. A heading that is
+    followed directly by another heading produces no section of its own.
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, str]] = []
+        self._blocks: list[str] = []
+        self._sections: list[Section] = []
+        self._headings: list[str] = []
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(text for _, text in self._stack)
+
+    def heading(self, level: int, text: str) -> None:
+        text = " ".join(text.split())
+        if not text:
+            return
+        self.flush()
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        self._stack.append((level, text))
+        self._headings.append(text)
+
+    def add(self, text: str, tight: bool = False) -> None:
+        """Append a block; ``tight`` joins it to the previous block with one newline (list items)."""
+        if not text or not text.strip():
+            return
+        if tight and self._blocks:
+            self._blocks[-1] += "\n" + text
+        else:
+            self._blocks.append(text)
+
+    def flush(self) -> None:
+        text = clean_text("\n\n".join(self._blocks))
+        self._blocks = []
+        if text:
+            self._sections.append(Section(text=text, heading_path=self.path))
+
+    def build(self) -> tuple[Section, ...]:
+        self.flush()
+        if not self._sections and self._headings:
+            # A document that is nothing but headings still has text worth indexing.
+            return (Section(text="\n".join(self._headings)),)
+        return tuple(self._sections)

@@ -1,0 +1,133 @@
+"""The document registry: which source holds which content and which chunk ids, in SQLite.
+
+It is the source of truth for consistency: Milvus and the BM25 index must hold exactly the chunk
+ids listed here (``Indexer.check`` compares and repairs).
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    source      TEXT PRIMARY KEY,
+    doc_id      TEXT NOT NULL,
+    file_type   TEXT NOT NULL,
+    title       TEXT NOT NULL DEFAULT '',
+    chunk_count INTEGER NOT NULL,
+    indexed_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id TEXT PRIMARY KEY,
+    source   TEXT NOT NULL REFERENCES documents(source) ON DELETE CASCADE,
+    ordinal  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+"""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    source: str
+    doc_id: str
+    file_type: str
+    title: str
+    chunk_count: int
+    indexed_at: float
+
+
+class Registry:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # One connection shared under a lock: the UI's threads and the indexer use the same object.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get(self, source: str) -> DocumentRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
+        return DocumentRecord(*row) if row else None
+
+    def source_of(self, doc_id: str) -> str | None:
+        """The first source indexed with this content hash, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT source FROM documents WHERE doc_id = ? ORDER BY indexed_at LIMIT 1", (doc_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def documents(self) -> list[DocumentRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM documents ORDER BY source").fetchall()
+        return [DocumentRecord(*r) for r in rows]
+
+    def chunk_ids(self, source: str | None = None) -> set[str]:
+        with self._lock:
+            if source is None:
+                rows = self._db.execute("SELECT chunk_id FROM chunks").fetchall()
+            else:
+                rows = self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,)).fetchall()
+        return {r[0] for r in rows}
+
+    def chunk_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    # --- writes (each one transaction) ---------------------------------------------------------------
+    def put(
+        self, source: str, doc_id: str, file_type: str, title: str, chunk_ids: Sequence[str]
+    ) -> set[str]:
+        """Record ``source`` as holding these chunks; returns the chunk ids it held before and no
+        longer holds (the caller deletes them from the stores)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old = {
+                    r[0] for r in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,))
+                }
+                self._db.execute("DELETE FROM chunks WHERE source = ?", (source,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+                    (source, doc_id, file_type, title, len(chunk_ids), time.time()),
+                )
+                self._db.executemany(
+                    "INSERT INTO chunks VALUES (?, ?, ?)",
+                    [(cid, source, i) for i, cid in enumerate(chunk_ids)],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return old - set(chunk_ids)
+
+    def remove(self, sources: Iterable[str]) -> set[str]:
+        """Forget these sources; returns their chunk ids."""
+        removed: set[str] = set()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for source in sources:
+                    removed.update(
+                        r[0] for r in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,))
+                    )
+                    self._db.execute("DELETE FROM documents WHERE source = ?", (source,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return removed

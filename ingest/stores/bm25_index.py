@@ -1,0 +1,722 @@
+"""Incremental, persistent BM25 keyword index scored exactly like ``rank_bm25.BM25Okapi``.
+
+Scoring (identical to rank_bm25 0.2.2 over the *live* documents):
+  idf(t)   = log(N - df + 0.5) - log(df + 0.5)            N, df over live documents
+  idf(t)   = epsilon * mean(idf over all live terms)       where idf(t) < 0
+  score(d) = sum over query tokens q (repeats count again) of
+             idf(q) * tf*(k1+1) / (tf + k1*(1 - b + b*len(d)/avgdl))
+
+Layout (a small log-structured design, so adds never rewrite the whole index):
+  * every document gets an internal *slot* (monotonic int); ``_slot_of`` maps chunk id -> slot;
+  * postings live in immutable CSR *segments* (sorted term ids, indptr, slots, tfs), one per
+    ``add`` call, merged binary-counter style (the newest segment is merged into its left
+    neighbour while that one is at most ``MERGE_FACTOR`` times larger) so there are O(log N)
+    segments and each posting is re-merged O(log N) times;
+  * deletes/replacements only flip ``_live[slot]`` (tombstone); live document frequencies are
+    decremented lazily in one vectorised pass before the next read; dead postings are dropped
+    when segments merge, and once tombstones exceed 20% of slots a full compaction renumbers
+    slots (order preserved) and prunes dead terms from the vocabulary.
+
+Persistence (``path`` is a directory): ``manifest.json`` (format + version, file names),
+immutable ``seg-*.npz`` segments (written once), append-only ``vocab-*.json`` / ``ids-*.json``
+parts, and ``docs-*.npz`` (doc lengths, live flags, df). All arrays are read with
+``allow_pickle=False``. ``save()`` writes new files to temp names, fsyncs, renames, and swaps the
+manifest last (``os.replace``), so a crash at any point leaves the previous consistent index.
+Only one process may write a given directory at a time (no inter-process lock).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "rag-kb-bm25"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+MAX_SEGMENTS = 16  # hard cap: beyond it the smallest adjacent pair is merged
+MERGE_FACTOR = 2  # merge the newest segment into its left neighbour when that is <= 2x its size
+MAX_BATCH_TOKENS = 4_000_000  # bulk adds are split into segments of about this many tokens
+COMPACT_DEAD_FRACTION = 0.2  # full compaction once this share of slots are tombstones
+_OUR_FILES = re.compile(r"^(seg|docs)-\d+-?\d*\.npz$|^(ids|vocab)-\d+\.json$|^\.tmp-")
+
+
+class _Segment:
+    """Immutable postings for a contiguous slot range [lo, hi), CSR by term."""
+
+    __slots__ = ("term_ids", "indptr", "slots", "tfs", "lo", "hi", "file")
+
+    def __init__(
+        self,
+        term_ids: np.ndarray,
+        indptr: np.ndarray,
+        slots: np.ndarray,
+        tfs: np.ndarray,
+        lo: int,
+        hi: int,
+        file: str | None = None,
+    ) -> None:
+        self.term_ids = term_ids  # int32, strictly increasing
+        self.indptr = indptr  # int64, len(term_ids) + 1
+        self.slots = slots  # int32, ascending within each term's run
+        self.tfs = tfs  # uint16 or int32 (uint16 when it fits: 2 bytes/posting saved)
+        self.lo, self.hi = lo, hi
+        self.file = file  # set once persisted; segments are never rewritten
+        for a in (term_ids, indptr, slots, tfs):
+            a.flags.writeable = False
+
+    @property
+    def nnz(self) -> int:
+        return int(self.slots.shape[0])
+
+    def postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        i = int(np.searchsorted(self.term_ids, term_id))
+        if i >= self.term_ids.shape[0] or self.term_ids[i] != term_id:
+            return None
+        s, e = self.indptr[i], self.indptr[i + 1]
+        return self.slots[s:e], self.tfs[s:e]
+
+
+def _tf_dtype(max_tf: int) -> type:
+    return np.uint16 if max_tf <= np.iinfo(np.uint16).max else np.int32
+
+
+def _csr_from_sorted(
+    terms: np.ndarray, slots: np.ndarray, tfs: np.ndarray, lo: int, hi: int
+) -> _Segment:
+    """Build a segment from COO postings already sorted by (term, slot)."""
+    if terms.size:
+        starts = np.flatnonzero(np.diff(terms)) + 1
+        starts = np.concatenate(([0], starts)).astype(np.int64)
+        term_ids = terms[starts].astype(np.int32)
+        indptr = np.concatenate((starts, [terms.size])).astype(np.int64)
+        max_tf = int(tfs.max())
+    else:
+        term_ids = np.zeros(0, np.int32)
+        indptr = np.zeros(1, np.int64)
+        max_tf = 0
+    return _Segment(
+        term_ids, indptr, slots.astype(np.int32), tfs.astype(_tf_dtype(max_tf)), lo, hi
+    )
+
+
+def _grow(arr: np.ndarray, n: int) -> np.ndarray:
+    """Amortised-doubling capacity growth for the per-slot / per-term arrays."""
+    if arr.shape[0] >= n:
+        return arr
+    new = np.zeros(max(n, 2 * arr.shape[0], 1024), dtype=arr.dtype)
+    new[: arr.shape[0]] = arr
+    return new
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened; rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write via ``write(fileobj)`` to a temp file in the same dir, fsync, rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+class BM25Index:
+    """Incremental BM25Okapi index over string chunk ids. Thread-safe (one RLock).
+
+    Mutations (``add``/``delete``) are in memory only until ``save()`` (alias ``flush()``);
+    ``close()`` saves and then refuses further use. With ``path=None`` the index is purely in
+    memory and ``save()`` is a no-op.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        k1: float = 1.5,
+        b: float = 0.75,
+        epsilon: float = 0.25,
+    ) -> None:
+        self.k1 = float(k1)
+        self.b = float(b)
+        self.epsilon = float(epsilon)
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.RLock()
+        self._closed = False
+
+        self._vocab: dict[str, int] = {}
+        self._terms: list[str] = []
+        self._df = np.zeros(0, np.int64)  # live document frequency per term id
+        self._slot_ids: list[str] = []  # chunk id per slot (dead slots keep theirs until compaction)
+        self._slot_of: dict[str, int] = {}  # live chunk id -> slot
+        self._doc_len = np.zeros(0, np.int32)
+        self._live = np.zeros(0, bool)
+        self._n_slots = 0
+        self._n_live = 0
+        self._sum_len = 0  # total length of live docs (avgdl numerator)
+        self._pending_dead: list[int] = []  # tombstoned slots whose df is not yet decremented
+        self._segments: list[_Segment] = []
+
+        self._version = 0  # bumped on every mutation; keys the scoring cache
+        self._cache_key: tuple | None = None
+        self._avg_idf = 0.0
+        self._norm = np.zeros(0)  # k1 * (1 - b + b * len / avgdl) per slot
+
+        # persistence bookkeeping
+        self._dirty = False
+        self._gen = 0
+        self._ids_parts: list[dict[str, Any]] = []  # [{"file", "start", "end"}] covering slots
+        self._vocab_parts: list[dict[str, Any]] = []  # same for term ids
+
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if (self.path / MANIFEST).exists():
+                self._load()
+
+    # ------------------------------------------------------------------ public API
+
+    def add(self, chunk_ids: Sequence[str], token_lists: Sequence[Sequence[str]]) -> None:
+        """Index documents; an id already present (or repeated in the batch) is replaced."""
+        if len(chunk_ids) != len(token_lists):
+            raise ValueError(
+                f"chunk_ids ({len(chunk_ids)}) and token_lists ({len(token_lists)}) differ in length"
+            )
+        if not chunk_ids:
+            return
+        # Last occurrence wins inside a batch, kept at its own position (deterministic order).
+        last: dict[str, int] = {}
+        for i, cid in enumerate(chunk_ids):
+            if not isinstance(cid, str):
+                raise TypeError(f"chunk ids must be str, got {type(cid).__name__}")
+            last[cid] = i
+        if len(last) != len(chunk_ids):
+            keep = sorted(last.values())
+            ids = [chunk_ids[i] for i in keep]
+            toks = [token_lists[i] for i in keep]
+        else:
+            ids, toks = list(chunk_ids), token_lists
+
+        with self._lock:
+            self._check_open()
+            self._kill([cid for cid in ids if cid in self._slot_of])
+            # Bound the transient memory of segment building (~40 B per token) on bulk loads.
+            start, n_tok = 0, 0
+            for i, t in enumerate(toks):
+                n_tok += len(t)
+                if n_tok >= MAX_BATCH_TOKENS or i == len(toks) - 1:
+                    self._append_segment(ids[start : i + 1], toks[start : i + 1])
+                    self._maintain()
+                    start, n_tok = i + 1, 0
+            self._version += 1
+            self._dirty = True
+
+    def delete(self, chunk_ids: Iterable[str]) -> int:
+        """Remove documents; returns how many were present. Unknown ids are ignored."""
+        with self._lock:
+            self._check_open()
+            present = [cid for cid in dict.fromkeys(chunk_ids) if cid in self._slot_of]
+            if not present:
+                return 0
+            self._kill(present)
+            self._version += 1
+            self._dirty = True
+            self._maintain()
+            return len(present)
+
+    def search(self, query_tokens: Sequence[str], k: int) -> list[tuple[str, float]]:
+        """Top-``k`` (chunk id, score), best first, among docs containing a query term.
+
+        Ties are broken by insertion order (earlier first). Scores can be <= 0 in tiny corpora
+        where rank_bm25's epsilon floor is itself negative; such docs are still returned.
+        """
+        with self._lock:
+            self._check_open()
+            if k <= 0 or self._n_live == 0:
+                return []
+            scores, hit = self._score_dense(query_tokens)
+            if hit is None:
+                return []
+            cand = np.flatnonzero(hit)
+            if cand.size == 0:
+                return []
+            s = scores[cand]
+            if cand.size > k:
+                # argpartition finds the k-th best score; keep everything tied with it so the
+                # final (score desc, slot asc) order is deterministic.
+                kth = s[np.argpartition(-s, k - 1)[:k]].min()
+                sel = np.flatnonzero(s >= kth)
+                cand, s = cand[sel], s[sel]
+            order = np.lexsort((cand, -s))[:k]
+            return [(self._slot_ids[int(cand[i])], float(s[i])) for i in order]
+
+    def get_scores(self, query_tokens: Sequence[str], chunk_ids: Sequence[str]) -> np.ndarray:
+        """BM25 scores for ``chunk_ids`` (float64, same order); 0.0 for ids not in the index."""
+        with self._lock:
+            self._check_open()
+            out = np.zeros(len(chunk_ids), np.float64)
+            if self._n_live == 0 or not chunk_ids:
+                return out
+            scores, _ = self._score_dense(query_tokens)
+            slots = np.fromiter(
+                (self._slot_of.get(c, -1) for c in chunk_ids), np.int64, count=len(chunk_ids)
+            )
+            known = slots >= 0
+            out[known] = scores[slots[known]]
+            return out
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._n_live
+
+    def __contains__(self, chunk_id: object) -> bool:
+        with self._lock:
+            return chunk_id in self._slot_of
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return set(self._slot_of)
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes for logging / benchmarks."""
+        with self._lock:
+            return {
+                "docs": self._n_live,
+                "slots": self._n_slots,
+                "tombstones": self._n_slots - self._n_live,
+                "terms": len(self._terms),
+                "segments": len(self._segments),
+                "postings": sum(s.nnz for s in self._segments),
+            }
+
+    def save(self) -> None:
+        """Persist atomically: new files first (fsynced), manifest swapped last.
+
+        Cost is proportional to what changed since the last save (new segments, new ids and
+        terms) plus the per-slot/per-term arrays. No-op for an in-memory index or when clean.
+        """
+        with self._lock:
+            self._check_open()
+            if self.path is None:
+                return
+            if not self._dirty and (self.path / MANIFEST).exists():
+                return
+            self._apply_pending()
+            self._save_locked()
+
+    flush = save
+
+    def close(self) -> None:
+        """Save (when backed by a directory) and release memory; further calls raise."""
+        with self._lock:
+            if self._closed:
+                return
+            self.save()
+            self._closed = True
+            self._segments = []
+            self._vocab, self._slot_of = {}, {}
+
+    def __enter__(self) -> BM25Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BM25Index(path={self.path!s}, docs={self._n_live}, segments={len(self._segments)})"
+
+    # ------------------------------------------------------------------ mutation internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("BM25Index is closed")
+
+    def _kill(self, chunk_ids: list[str]) -> None:
+        for cid in chunk_ids:
+            slot = self._slot_of.pop(cid)
+            self._live[slot] = False
+            self._n_live -= 1
+            self._sum_len -= int(self._doc_len[slot])
+            self._pending_dead.append(slot)
+
+    def _term_ids(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Flattened term ids and per-doc lengths; new terms get ids in first-seen order."""
+        lens = np.fromiter(map(len, token_lists), np.int64, count=len(token_lists))
+        flat = list(chain.from_iterable(token_lists))
+        vocab, terms = self._vocab, self._terms
+        new = set(flat).difference(vocab)  # C-speed dedupe; the per-token lookup below dominates
+        if new:
+            if not all(isinstance(t, str) for t in new):
+                raise TypeError("tokens must be str")
+            for t in sorted(new):  # sorted: term ids independent of hash randomisation
+                vocab[t] = len(terms)
+                terms.append(t)
+        tids = np.fromiter(map(vocab.__getitem__, flat), np.int64, count=len(flat))
+        return tids, lens
+
+    def _append_segment(self, ids: list[str], token_lists: Sequence[Sequence[str]]) -> None:
+        tids, lens = self._term_ids(token_lists)
+        n = len(ids)
+        first = self._n_slots
+        # register docs
+        self._doc_len = _grow(self._doc_len, first + n)
+        self._live = _grow(self._live, first + n)
+        self._doc_len[first : first + n] = lens
+        self._live[first : first + n] = True
+        for i, cid in enumerate(ids):
+            self._slot_of[cid] = first + i
+        self._slot_ids.extend(ids)
+        self._n_slots += n
+        self._n_live += n
+        self._sum_len += int(lens.sum())
+        self._df = _grow(self._df, len(self._terms))
+        if tids.size == 0:
+            return  # only empty documents: they count in N and avgdl but have no postings
+        # One sort of (term, doc) keys gives the CSR order and the term frequencies at once.
+        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
+        keys, tf = np.unique(tids * n + doc, return_counts=True)
+        terms = keys // n
+        seg = _csr_from_sorted(terms, keys - terms * n + first, tf, first, first + n)
+        self._df[seg.term_ids] += np.diff(seg.indptr)
+        self._segments.append(seg)
+
+    def _apply_pending(self) -> None:
+        """Decrement live df for tombstoned slots: one gather per affected segment."""
+        if not self._pending_dead:
+            return
+        dead = np.asarray(self._pending_dead, np.int64)
+        self._pending_dead = []
+        mark = np.zeros(self._n_slots, bool)
+        mark[dead] = True
+        lo, hi = int(dead.min()), int(dead.max()) + 1
+        for seg in self._segments:
+            if seg.hi <= lo or seg.lo >= hi:
+                continue  # segments cover disjoint slot ranges: skip the untouched ones
+            pos = np.flatnonzero(mark[seg.slots])
+            if pos.size:
+                t = seg.term_ids[np.searchsorted(seg.indptr, pos, side="right") - 1]
+                u, c = np.unique(t, return_counts=True)
+                self._df[u] -= c
+
+    def _merge(self, segs: list[_Segment], slot_map: np.ndarray | None = None,
+               term_map: np.ndarray | None = None) -> _Segment:
+        """Merge segments (in slot order), dropping dead postings; optionally renumber.
+
+        Counting merge instead of a sort: each term's output run is the concatenation of its
+        runs in ``segs`` (slot order is kept because segments cover increasing slot ranges), so
+        every posting's output position is computed directly. O(nnz), no expanded term array.
+        """
+        segs = [s for s in segs if s.nnz]
+        lo, hi = (segs[0].lo, segs[-1].hi) if segs else (0, 0)
+        if not segs:
+            return _csr_from_sorted(np.zeros(0, np.int64), np.zeros(0, np.int32),
+                                    np.zeros(0, np.int32), lo, hi)
+        V = max(int(s.term_ids[-1]) for s in segs) + 1
+        live = self._live
+        parts = []
+        total = np.zeros(V, np.int64)
+        for s in segs:
+            keep: np.ndarray | None = live[s.slots]
+            cnt = np.diff(s.indptr)
+            if keep.all():
+                keep = None
+            else:  # live postings per term via a prefix sum over the keep mask
+                cs = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+                cnt = cs[s.indptr[1:]] - cs[s.indptr[:-1]]
+            total[s.term_ids] += cnt
+            parts.append((s, keep, cnt))
+        indptr = np.zeros(V + 1, np.int64)
+        np.cumsum(total, out=indptr[1:])
+        nnz = int(indptr[-1])
+        out_slots = np.empty(nnz, np.int32)
+        out_tfs = np.empty(nnz, np.result_type(*[s.tfs.dtype for s in segs]))
+        cursor = indptr[:-1].copy()  # next free output position per term
+        for s, keep, cnt in parts:
+            sl, tf = (s.slots, s.tfs) if keep is None else (s.slots[keep], s.tfs[keep])
+            starts_in = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+            pos = np.arange(sl.size, dtype=np.int64)
+            pos += np.repeat(cursor[s.term_ids] - starts_in, cnt)
+            out_slots[pos] = sl
+            out_tfs[pos] = tf
+            cursor[s.term_ids] += cnt
+        nz = np.flatnonzero(total)
+        term_ids = nz if term_map is None else term_map[nz]  # monotone: order unchanged
+        if slot_map is not None:  # monotone too: slots stay ascending within each term
+            out_slots = slot_map[out_slots].astype(np.int32)
+            lo, hi = 0, self._n_live
+        if out_tfs.dtype != np.uint16 and nnz and int(out_tfs.max()) <= np.iinfo(np.uint16).max:
+            out_tfs = out_tfs.astype(np.uint16)  # the wide run may have been deleted
+        return _Segment(term_ids.astype(np.int32), np.concatenate((indptr[nz], [nnz])),
+                        out_slots, out_tfs, lo, hi)
+
+    def _maintain(self) -> None:
+        segs = self._segments
+        dead = self._n_slots - self._n_live
+        if dead and dead > COMPACT_DEAD_FRACTION * self._n_slots:
+            self._compact()
+            return
+        merged = False
+        if any(s.nnz == 0 for s in segs):  # all-dead merges leave empty segments behind
+            segs[:] = [s for s in segs if s.nnz]
+        # Binary-counter policy (with slack, so slightly shrinking batches still merge).
+        while len(segs) >= 2 and segs[-2].nnz <= MERGE_FACTOR * segs[-1].nnz:
+            if not merged:
+                self._apply_pending()  # merging drops dead postings: count them out of df first
+                merged = True
+            segs[-2:] = [self._merge(segs[-2:])]
+        while len(segs) > MAX_SEGMENTS:
+            if not merged:
+                self._apply_pending()
+                merged = True
+            i = min(range(len(segs) - 1), key=lambda j: segs[j].nnz + segs[j + 1].nnz)
+            segs[i : i + 2] = [self._merge(segs[i : i + 2])]
+
+    def _compact(self) -> None:
+        """Drop tombstones: renumber live slots (order kept) and prune terms with df == 0."""
+        self._apply_pending()
+        n = self._n_slots
+        live = self._live[:n]
+        slot_map = np.cumsum(live, dtype=np.int64) - 1
+        V = len(self._terms)
+        term_live = self._df[:V] > 0
+        term_map = np.cumsum(term_live, dtype=np.int64) - 1
+        logger.debug("bm25: compacting %d slots (%d live), %d terms (%d live)",
+                     n, self._n_live, V, int(term_live.sum()))
+
+        seg = self._merge(self._segments, slot_map, term_map) if self._segments else None
+        self._segments = [seg] if seg is not None and seg.nnz else []
+        keep_slots = np.flatnonzero(live)
+        self._slot_ids = [self._slot_ids[i] for i in keep_slots]
+        self._slot_of = {cid: i for i, cid in enumerate(self._slot_ids)}
+        self._doc_len = self._doc_len[keep_slots].copy()
+        self._live = np.ones(keep_slots.size, bool)
+        self._n_slots = keep_slots.size
+        keep_terms = np.flatnonzero(term_live)
+        self._terms = [self._terms[i] for i in keep_terms]
+        self._vocab = {t: i for i, t in enumerate(self._terms)}
+        self._df = self._df[keep_terms].copy()
+        # ids/terms were renumbered: the next save rewrites them as single parts
+        self._ids_parts, self._vocab_parts = [], []
+
+    # ------------------------------------------------------------------ scoring internals
+
+    def _ensure_stats(self) -> None:
+        key = (self._version, self.k1, self.b, self.epsilon)
+        if self._cache_key == key:
+            return
+        self._apply_pending()
+        N = self._n_live
+        df = self._df[: len(self._terms)]
+        df = df[df > 0].astype(np.float64)  # rank_bm25 averages over its corpus vocabulary
+        if df.size:
+            idf = np.log(N - df + 0.5) - np.log(df + 0.5)
+            self._avg_idf = float(idf.mean())
+        else:
+            self._avg_idf = 0.0
+        avgdl = self._sum_len / N if N and self._sum_len else 1.0  # no postings if sum is 0
+        dl = self._doc_len[: self._n_slots].astype(np.float64)
+        # Same operation order as rank_bm25 so scores agree to the last bits where possible.
+        self._norm = self.k1 * (1 - self.b + self.b * dl / avgdl)
+        self._cache_key = key
+
+    def _idf(self, term_id: int) -> float:
+        df = float(self._df[term_id])
+        idf = float(np.log(self._n_live - df + 0.5) - np.log(df + 0.5))
+        return self.epsilon * self._avg_idf if idf < 0 else idf
+
+    def _score_dense(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores for every slot and a mask of slots containing a query term."""
+        self._ensure_stats()
+        counts: dict[int, int] = {}
+        for q in query_tokens:  # rank_bm25 sums per occurrence: count repeats
+            tid = self._vocab.get(q) if isinstance(q, str) else None
+            if tid is not None and self._df[tid] > 0:
+                counts[tid] = counts.get(tid, 0) + 1
+        scores = np.zeros(self._n_slots, np.float64)
+        if not counts:
+            return scores, None
+        hit = np.zeros(self._n_slots, bool)
+        k1p1 = self.k1 + 1
+        norm, live = self._norm, self._live
+        for tid, c in counts.items():
+            w = self._idf(tid)
+            for seg in self._segments:
+                p = seg.postings(tid)
+                if p is None:
+                    continue
+                sl, tf = p
+                m = live[sl]
+                if not m.all():  # dead postings linger until their segment is merged
+                    sl, tf = sl[m], tf[m]
+                tf = tf.astype(np.float64)
+                contrib = w * (tf * k1p1 / (tf + norm[sl]))
+                if c != 1:
+                    contrib *= c
+                scores[sl] += contrib  # slots are unique within one term's postings
+                hit[sl] = True
+        return scores, hit
+
+    # ------------------------------------------------------------------ persistence internals
+
+    def _save_locked(self) -> None:
+        assert self.path is not None
+        d = self.path
+        gen = self._gen + 1
+        new_seg_files: list[tuple[_Segment, str]] = []
+        for i, seg in enumerate(self._segments):
+            if seg.file is None:
+                name = f"seg-{gen:08d}-{i:04d}.npz"
+                _write_npz(d / name, term_ids=seg.term_ids, indptr=seg.indptr, slots=seg.slots,
+                           tfs=seg.tfs, range=np.array([seg.lo, seg.hi], np.int64))
+                new_seg_files.append((seg, name))
+        ids_parts = list(self._ids_parts)
+        saved = ids_parts[-1]["end"] if ids_parts else 0
+        if saved < self._n_slots:
+            name = f"ids-{gen:08d}.json"
+            _write_json(d / name, self._slot_ids[saved : self._n_slots])
+            ids_parts.append({"file": name, "start": saved, "end": self._n_slots})
+        vocab_parts = list(self._vocab_parts)
+        saved = vocab_parts[-1]["end"] if vocab_parts else 0
+        if saved < len(self._terms):
+            name = f"vocab-{gen:08d}.json"
+            _write_json(d / name, self._terms[saved:])
+            vocab_parts.append({"file": name, "start": saved, "end": len(self._terms)})
+        docs_name = f"docs-{gen:08d}.npz"
+        _write_npz(d / docs_name, doc_len=self._doc_len[: self._n_slots],
+                   live=self._live[: self._n_slots], df=self._df[: len(self._terms)])
+        seg_names = {id(s): n for s, n in new_seg_files}
+        manifest = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "generation": gen,
+            "params": {"k1": self.k1, "b": self.b, "epsilon": self.epsilon},
+            "n_slots": self._n_slots,
+            "n_live": self._n_live,
+            "n_terms": len(self._terms),
+            "segments": [seg_names.get(id(s), s.file) for s in self._segments],
+            "ids": ids_parts,
+            "vocab": vocab_parts,
+            "docs": docs_name,
+        }
+        _fsync_dir(d)  # data files' directory entries are durable before the manifest points at them
+        _write_json(d / MANIFEST, manifest)
+        _fsync_dir(d)
+        # Commit succeeded: adopt the new names, then garbage-collect unreferenced files.
+        for seg, name in new_seg_files:
+            seg.file = name
+        self._ids_parts, self._vocab_parts = ids_parts, vocab_parts
+        self._gen = gen
+        self._dirty = False
+        self._gc(manifest)
+        logger.debug("bm25: saved generation %d (%d docs, %d segments) to %s",
+                     gen, self._n_live, len(self._segments), d)
+
+    def _gc(self, manifest: dict[str, Any]) -> None:
+        assert self.path is not None
+        referenced = set(manifest["segments"]) | {manifest["docs"], MANIFEST}
+        referenced |= {p["file"] for p in manifest["ids"]} | {p["file"] for p in manifest["vocab"]}
+        for entry in os.listdir(self.path):
+            if entry not in referenced and _OUR_FILES.match(entry):
+                try:
+                    os.unlink(self.path / entry)
+                except OSError as e:  # harmless: retried at the next save
+                    logger.debug("bm25: could not remove %s: %s", entry, e)
+
+    def _load(self) -> None:
+        assert self.path is not None
+        d = self.path
+        manifest = json.loads((d / MANIFEST).read_text("utf-8"))
+        if manifest.get("format") != FORMAT_NAME:
+            raise ValueError(f"{d / MANIFEST}: not a BM25 index manifest")
+        if manifest.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{d / MANIFEST}: unsupported format version {manifest.get('version')}")
+        params = manifest.get("params", {})
+        if (params.get("k1"), params.get("b"), params.get("epsilon")) != (self.k1, self.b, self.epsilon):
+            # Parameters are query-time only, so this is fine; log it as it may surprise.
+            logger.info("bm25: index saved with %s, now scoring with k1=%s b=%s epsilon=%s",
+                        params, self.k1, self.b, self.epsilon)
+
+        def read_parts(parts: list[dict[str, Any]], what: str) -> list[str]:
+            out: list[str] = []
+            for p in parts:
+                chunk = json.loads((d / p["file"]).read_text("utf-8"))
+                if p["start"] != len(out) or len(chunk) != p["end"] - p["start"]:
+                    raise ValueError(f"{d}: {what} part {p['file']} is inconsistent")
+                out.extend(chunk)
+            return out
+
+        terms = read_parts(manifest["vocab"], "vocab")
+        slot_ids = read_parts(manifest["ids"], "ids")
+        docs = _read_npz(d / manifest["docs"])
+        n, V = int(manifest["n_slots"]), int(manifest["n_terms"])
+        if len(slot_ids) != n or len(terms) != V or docs["doc_len"].shape != (n,) \
+                or docs["live"].shape != (n,) or docs["df"].shape != (V,):
+            raise ValueError(f"{d}: index files disagree with the manifest")
+        segments = []
+        for name in manifest["segments"]:
+            z = _read_npz(d / name)
+            lo, hi = (int(x) for x in z["range"])
+            segments.append(_Segment(z["term_ids"], z["indptr"], z["slots"], z["tfs"], lo, hi, name))
+
+        live = docs["live"].astype(bool)
+        self._terms = terms
+        self._vocab = {t: i for i, t in enumerate(terms)}
+        self._df = docs["df"].astype(np.int64)
+        self._slot_ids = slot_ids
+        self._slot_of = {slot_ids[i]: int(i) for i in np.flatnonzero(live)}
+        self._doc_len = docs["doc_len"].astype(np.int32)
+        self._live = live.copy()
+        self._n_slots = n
+        self._n_live = int(live.sum())
+        self._sum_len = int(self._doc_len[live].sum())
+        if self._n_live != int(manifest["n_live"]) or len(self._slot_of) != self._n_live:
+            raise ValueError(f"{d}: live document count disagrees with the manifest")
+        self._segments = segments
+        self._ids_parts = list(manifest["ids"])
+        self._vocab_parts = list(manifest["vocab"])
+        self._gen = int(manifest["generation"])
+        self._version += 1
+        self._dirty = False
+        logger.debug("bm25: loaded %d docs, %d terms, %d segments from %s",
+                     self._n_live, V, len(segments), d)

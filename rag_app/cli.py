@@ -1,0 +1,179 @@
+"""Command line: ``rag-ingest PATH...`` and ``rag-search "query"``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ingest.beir import corpus_size, is_beir_dir, iter_corpus
+from ingest.indexer import IngestEvent
+from ingest.stores.milvus_store import VectorStoreError
+from ingest.types import IngestReport
+from rag_app.config import Settings, load_settings
+from rag_app.knowledge_base import KnowledgeBase
+
+log = logging.getLogger("rag_app.cli")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML settings file (default: $RAG_CONFIG or configs/default.yaml)")
+    parser.add_argument("--data-dir", help="data directory (overrides the config)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    settings = load_settings(args.config, **overrides)
+    level = logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Third-party chatter would bury the progress bar.
+    for noisy in ("jieba", "pymilvus", "httpx", "urllib3", "transformers"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    return settings
+
+
+def ingest_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rag-ingest",
+        description="Index files or folders (PDF, DOCX, Markdown, HTML, TXT; BEIR corpus folders too).",
+    )
+    parser.add_argument("paths", nargs="*", help="files or folders to index")
+    parser.add_argument("--check", action="store_true", help="verify registry, Milvus and BM25 agree; repair drift")
+    parser.add_argument("--delete", nargs="+", metavar="SOURCE", help="remove these indexed sources")
+    _common(parser)
+    args = parser.parse_args(argv)
+    if not (args.paths or args.check or args.delete):
+        parser.error("give at least one PATH, --check or --delete")
+    settings = _settings(args)
+    try:
+        kb = KnowledgeBase(settings).warm_up()
+    except (VectorStoreError, RuntimeError, OSError) as exc:
+        print(f"rag-ingest: {exc}", file=sys.stderr)
+        return 2
+    try:
+        assert kb.indexer is not None
+        status = 0
+        if args.delete:
+            n = kb.indexer.delete_sources(args.delete)
+            print(f"removed {len(args.delete)} source(s), {n} chunks")
+        if args.paths:
+            report = _ingest(kb, args.paths)
+            _print_summary(report)
+            status = 1 if report.failed and not report.indexed and not report.unchanged else 0
+        if args.check:
+            check = kb.indexer.check(repair=True)
+            print(
+                f"check: registry {check.registry}, Milvus {check.milvus}, BM25 {check.bm25} chunks;"
+                f" orphans removed {check.orphans_removed}, BM25 restored {check.bm25_restored},"
+                f" documents to re-index {len(check.documents_dropped)}"
+            )
+        return status
+    except VectorStoreError as exc:
+        print(f"rag-ingest: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        kb.close()
+
+
+def _ingest(kb: KnowledgeBase, paths: Sequence[str]) -> IngestReport:
+    from tqdm import tqdm
+
+    assert kb.indexer is not None
+    report = IngestReport()
+    for path in paths:
+        disable = not sys.stderr.isatty() and os.environ.get("RAG_PROGRESS") != "1"
+        if is_beir_dir(path):
+            total = corpus_size(path)
+            bar = tqdm(total=total, desc=f"indexing {Path(path).name}", unit="doc", disable=disable)
+            part = kb.indexer.ingest_documents(iter_corpus(path), _bar_callback(bar), total=total)
+        else:
+            bar = tqdm(desc=f"indexing {path}", unit="file", disable=disable)
+            part = kb.indexer.ingest_paths([path], _bar_callback(bar))
+        bar.close()
+        _merge(report, part)
+    return report
+
+
+def _bar_callback(bar):  # type: ignore[no-untyped-def]
+    def on_event(event: IngestEvent) -> None:
+        if event.total is not None and bar.total != event.total:
+            bar.total = event.total
+        bar.update(1)
+        if event.status == "failed":
+            bar.write(f"  failed: {event.source}: {event.detail}")
+
+    return on_event
+
+
+def _merge(into: IngestReport, part: IngestReport) -> None:
+    for name in ("indexed", "unchanged", "duplicates", "failed", "skipped", "removed"):
+        getattr(into, name).extend(getattr(part, name))
+    into.chunks_added += part.chunks_added
+    into.chunks_removed += part.chunks_removed
+
+
+def _print_summary(r: IngestReport) -> None:
+    print(
+        f"files: {r.files_seen} seen, {len(r.indexed)} indexed, {len(r.unchanged)} unchanged,"
+        f" {len(r.duplicates)} duplicate, {len(r.skipped)} skipped, {len(r.failed)} failed"
+    )
+    print(f"chunks: {r.chunks_added} added, {r.chunks_removed} removed")
+    for source, original in r.duplicates:
+        print(f"  duplicate: {source} (same content as {original})")
+    for source, reason in r.skipped:
+        print(f"  skipped: {source}: {reason}")
+    for source, reason in r.failed:
+        print(f"  failed: {source}: {reason}")
+
+
+def search_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rag-search", description="Hybrid search of the knowledge base.")
+    parser.add_argument("query")
+    parser.add_argument("-k", "--top-k", type=int, default=None, help="results to show")
+    parser.add_argument("--all", action="store_true", help="also show candidates below the threshold")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(parser)
+    args = parser.parse_args(argv)
+    settings = _settings(args)
+    try:
+        kb = KnowledgeBase(settings).warm_up()
+    except (VectorStoreError, RuntimeError, OSError) as exc:
+        print(f"rag-search: {exc}", file=sys.stderr)
+        return 2
+    try:
+        assert kb.retriever is not None
+        result = kb.retriever.run(args.query, top_k=args.top_k)
+    except VectorStoreError as exc:
+        print(f"rag-search: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        kb.close()
+    rows = result.chunks + (result.below_threshold if args.all else [])
+    if args.json:
+        print(json.dumps({"query": result.query, "note": result.note, "timings_ms": result.timings_ms,
+                          "results": [dict(vars(c), passed=c in result.chunks) for c in rows]},
+                         ensure_ascii=False, indent=2))
+        return 0
+    if not result.chunks:
+        print(f"no evidence: {result.note}")
+    for i, c in enumerate(rows, start=1):
+        mark = "" if c in result.chunks else " (below threshold)"
+        loc = f" [{c.location}]" if c.location else ""
+        print(f"{i}. {c.source}{loc}{mark}")
+        rerank = f" rerank={c.rerank_score:.3f}" if c.rerank_score is not None else ""
+        print(
+            f"   fused={c.fused_score:.4f} dense={c.dense_score:.3f} (z={c.dense_z:.2f}, rank {c.dense_rank})"
+            f" bm25={c.bm25_score:.2f} (rank {c.bm25_rank}){rerank}"
+        )
+        snippet = " ".join(c.text.split())
+        print(f"   {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+    print(f"({result.candidates} candidates, {result.timings_ms.get('total', 0):.0f} ms)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(ingest_main())

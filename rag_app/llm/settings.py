@@ -1,0 +1,39 @@
+"""Serialisable settings of the answer-generating LLM (composed by the app's top-level settings)."""
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+from .packaged_qwen import PACKAGED_MODEL_ID
+
+
+class LLMSettings(BaseModel):
+    """Which LLM answers, and how.
+
+    ``backend``:
+      * ``local``: in-process transformers on CPU. ``model`` is ``packaged:qwen2.5-coder-0.5b-instruct``
+        (rebuilt once from the part wheels into ``cache_dir``), a local HF folder, a ``.gguf`` file
+        (converted once into ``cache_dir``), or a hub id (needs network the first time).
+      * ``openai``: any OpenAI-compatible ``/chat/completions`` server (vLLM, Ollama, DashScope, DeepSeek,
+        OpenAI) at ``base_url``, model ``openai_model``.
+      * ``llamacpp``: llama-cpp-python in process (optional dependency), ``model`` = packaged or a ``.gguf``.
+    """
+
+    backend: Literal["local", "openai", "llamacpp"] = "local"
+    model: str = PACKAGED_MODEL_ID
+    base_url: str = "http://127.0.0.1:8000/v1"
+    # SecretStr: masked in repr/str/JSON dumps so it never lands in logs. Read it with ``get_api_key()``.
+    api_key: SecretStr = SecretStr("")
+    openai_model: str = "qwen2.5-7b-instruct"
+    temperature: float = Field(0.1, ge=0.0, le=2.0)  # <= 0 means greedy decoding
+    max_new_tokens: int = Field(384, gt=0)
+    context_window: int = Field(32768, gt=0)  # prompt + answer tokens the model accepts
+    timeout_s: float = Field(120, gt=0)  # per HTTP read / connect for the openai backend
+    num_threads: int | None = Field(None, gt=0)  # torch / llama.cpp threads; None keeps the default
+    cache_dir: str | None = None  # where packaged models are rebuilt; defaults to <data_dir>/models
+
+    def get_api_key(self) -> str:
+        """The configured key, else env ``OPENAI_API_KEY``, else "" (no Authorization header is sent)."""
+        return self.api_key.get_secret_value() or os.environ.get("OPENAI_API_KEY", "")

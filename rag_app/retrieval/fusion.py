@@ -1,0 +1,39 @@
+"""Fusion of ranked legs (dense, BM25) into one order."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+
+def reciprocal_rank_fusion(
+    rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float], k: int = 60
+) -> dict[str, float]:
+    """score(d) = sum over legs of weight / (k + rank), ranks from 1. Absent from a leg: no term."""
+    fused: dict[str, float] = {}
+    for leg, ids in rankings.items():
+        w = weights.get(leg, 1.0)
+        if w == 0:
+            continue
+        for rank, cid in enumerate(ids, start=1):
+            fused[cid] = fused.get(cid, 0.0) + w / (k + rank)
+    return fused
+
+
+def weighted_score_sum(
+    scores: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]
+) -> dict[str, float]:
+    """Min-max normalise each leg's scores over the candidates, then a weighted sum.
+
+    ``scores[leg][chunk_id]``; a candidate missing from a leg counts as that leg's minimum."""
+    ids = {cid for leg in scores.values() for cid in leg}
+    fused = {cid: 0.0 for cid in ids}
+    total_w = sum(weights.get(leg, 1.0) for leg in scores) or 1.0
+    for leg, leg_scores in scores.items():
+        w = weights.get(leg, 1.0) / total_w
+        if not leg_scores or w == 0:
+            continue
+        lo, hi = min(leg_scores.values()), max(leg_scores.values())
+        span = hi - lo
+        for cid in ids:
+            s = leg_scores.get(cid, lo)
+            fused[cid] += w * ((s - lo) / span if span > 0 else 1.0)
+    return fused
