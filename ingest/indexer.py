@@ -97,6 +97,9 @@ class Indexer:
         report = IngestReport()
         files: list[Path] = []
         for path in paths:
+            if not Path(path).exists():
+                report.failed.append((str(path), "no such file or folder"))
+                continue
             found, skipped = expand_paths(path)
             files.extend(found)
             report.skipped.extend(skipped)
@@ -278,7 +281,7 @@ def expand_paths(path: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
             return [root], []
         return [], [(str(root), f"unsupported file type '{root.suffix or 'no extension'}'")]
     if not root.is_dir():
-        return [], [(str(root), "no such file or folder")]
+        return [], [(str(root), "not a regular file or folder")]
     found: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):

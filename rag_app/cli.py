@@ -166,7 +166,8 @@ def search_main(argv: Sequence[str] | None = None) -> int:
         print(f"{i}. {c.source}{loc}{mark}")
         rerank = f" rerank={c.rerank_score:.3f}" if c.rerank_score is not None else ""
         print(
-            f"   fused={c.fused_score:.4f} dense={c.dense_score:.3f} (z={c.dense_z:.2f}, rank {c.dense_rank})"
+            f"   fused={c.fused_score:.4f} dense={c.dense_score:.3f} (margin={c.dense_margin:+.3f},"
+            f" z={c.dense_z:.2f}, rank {c.dense_rank})"
             f" bm25={c.bm25_score:.2f} (rank {c.bm25_rank}){rerank}"
         )
         snippet = " ".join(c.text.split())

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ingest.settings import BM25Settings, ChunkerSettings, EmbedderSettings, MilvusSettings
+from rag_app.llm.settings import LLMSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
@@ -28,12 +29,17 @@ class FusionSettings(BaseModel):
 
 
 class ThresholdSettings(BaseModel):
-    """Cutoff on a calibrated score (never on RRF values or raw e5 cosine, whose scale has no
-    stable meaning). ``dense_z``: how many standard deviations the chunk's cosine stands above the
-    query's cosines to a fixed random sample of the corpus."""
+    """Cutoff on a calibrated score, never on RRF values or raw e5 cosine (whose scale has no
+    stable meaning: unrelated pairs still score 0.7-0.8).
 
-    score: Literal["dense_z", "rerank", "none"] = "dense_z"
-    min_value: float = 3.0
+    - ``dense_margin``: the chunk's cosine minus the query's best cosine to a fixed set of generic,
+      unrelated passages (``rag_app/retrieval/data/reference_passages.txt``): "how much closer than
+      the nearest unrelated text". Independent of the corpus, so it means the same everywhere.
+    - ``dense_z``: robust standard deviations above the query's cosines to a sample of the corpus.
+    - ``rerank``: the cross-encoder's logit (needs the reranker)."""
+
+    score: Literal["dense_margin", "dense_z", "rerank", "none"] = "dense_margin"
+    min_value: float = 0.025
 
 
 class RerankerSettings(BaseModel):
@@ -57,6 +63,35 @@ class RetrievalSettings(BaseModel):
     reranker: RerankerSettings = RerankerSettings()
 
 
+class UISettings(BaseModel):
+    """The web UI and JSON API (one server, one port)."""
+
+    host: str = "127.0.0.1"  # loopback by default: exposing the app is an explicit choice
+    port: int = Field(7860, ge=0, le=65535)
+    # Both empty = no login. SecretStr keeps the password out of reprs, logs and the Status tab.
+    auth_user: str = ""
+    auth_password: SecretStr = SecretStr("")
+    max_upload_mb: int = Field(50, gt=0)  # per file
+    max_files_per_request: int = Field(20, gt=0)
+    concurrency_limit: int = Field(4, ge=1)  # chat requests served at once (queue workers)
+    analytics: bool = False  # Gradio usage analytics: off, the app must run without internet
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_user and self.auth_password.get_secret_value())
+
+
+class AnswerSettings(BaseModel):
+    """How retrieved chunks become a cited answer."""
+
+    refusal_zh: str = "抱歉，知识库中没有找到与该问题相关的内容，无法回答。"
+    refusal_en: str = "Sorry, I could not find anything relevant to this question in the knowledge base."
+    context_tokens: int = Field(1500, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
+    max_history_turns: int = Field(4, ge=0)  # earlier (question, answer) pairs used to rewrite follow-ups
+    rewrite_followups: bool = True  # turn "and the English one?" into a standalone query before retrieval
+    rewrite_max_tokens: int = Field(96, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
 
@@ -67,9 +102,10 @@ class Settings(BaseSettings):
     milvus: MilvusSettings = MilvusSettings()
     bm25: BM25Settings = BM25Settings()
     retrieval: RetrievalSettings = RetrievalSettings()
-    # Sections owned by later stages (LLM, UI, scheduler) are kept as plain mappings until then.
-    llm: dict[str, Any] = Field(default_factory=dict)
-    ui: dict[str, Any] = Field(default_factory=dict)
+    llm: LLMSettings = LLMSettings()
+    ui: UISettings = UISettings()
+    answer: AnswerSettings = AnswerSettings()
+    # Sections owned by later stages (scheduler) are kept as plain mappings until then.
     scheduler: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

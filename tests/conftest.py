@@ -34,26 +34,43 @@ def e5_embedder(e5_model_dir: Path) -> Embedder:
     return embedder
 
 
-@pytest.fixture
-def make_kb(e5_model_dir: Path, e5_embedder: Embedder, tmp_path: Path) -> Iterator[Callable[..., "object"]]:
-    """Build warmed KnowledgeBases on a tmp data dir (real Milvus Lite, BM25, registry), sharing
-    the session's loaded embedder so each test does not reload the model."""
+def build_kb(data_dir: Path, e5_model_dir: Path, e5_embedder: Embedder, **overrides: object):
+    """A warmed KnowledgeBase on ``data_dir`` (real Milvus Lite, BM25, registry) that shares the
+    session's loaded embedder, so tests do not reload the model."""
     from rag_app.config import Settings
     from rag_app.knowledge_base import KnowledgeBase
 
-    made: list[KnowledgeBase] = []
+    settings = Settings(
+        data_dir=data_dir, embedder=EmbedderSettings(cache_dir=str(e5_model_dir.parent)), **overrides
+    )
+    kb = KnowledgeBase(settings)
+    kb.embedder = e5_embedder
+    return kb.warm_up()
 
-    def factory(data_dir: Path | None = None, **overrides: object) -> KnowledgeBase:
-        settings = Settings(
-            data_dir=data_dir or tmp_path / "data",
-            embedder=EmbedderSettings(cache_dir=str(e5_model_dir.parent)),
-            **overrides,
-        )
-        kb = KnowledgeBase(settings)
-        kb.embedder = e5_embedder
-        made.append(kb.warm_up())
-        return kb
+
+@pytest.fixture
+def make_kb(e5_model_dir: Path, e5_embedder: Embedder, tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Factory of fresh knowledge bases in this test's tmp dir, closed after the test."""
+    made: list = []
+
+    def factory(data_dir: Path | None = None, **overrides: object):
+        made.append(build_kb(data_dir or tmp_path / f"data{len(made)}", e5_model_dir, e5_embedder, **overrides))
+        return made[-1]
 
     yield factory
     for kb in made:
         kb.close()
+
+
+@pytest.fixture(scope="session")
+def samples_kb(e5_model_dir: Path, e5_embedder: Embedder, tmp_path_factory: pytest.TempPathFactory):
+    """The shipped samples indexed once per session. Read-only: tests that write use make_kb."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("samples_kb")
+    shutil.copytree(SAMPLES, root / "docs")
+    kb = build_kb(root / "data", e5_model_dir, e5_embedder)
+    report = kb.indexer.ingest_paths([root / "docs"])
+    assert len(report.indexed) == 6 and not report.failed
+    yield kb
+    kb.close()

@@ -241,6 +241,18 @@ def test_edge_cases() -> None:
     assert "full" in idx and "nope" not in idx
 
 
+def test_bad_input_leaves_index_unchanged() -> None:
+    idx = BM25Index()
+    idx.add(["a", "b"], [["x", "y"], ["y"]])
+    with pytest.raises(TypeError):
+        idx.add(["a", "c"], [["z"], ["q", 3]])  # non-str token
+    with pytest.raises(TypeError):
+        idx.add(["a"], ["raw text"])  # forgot to tokenize
+    with pytest.raises(TypeError):
+        idx.add([1], [["x"]])  # type: ignore[list-item]
+    _check_against_oracle(idx, ["a", "b"], [["x", "y"], ["y"]], [["x"], ["y", "z"]])
+
+
 def test_large_term_frequency_uses_wide_dtype() -> None:
     idx = BM25Index()
     docs = [["x"] * 70_000 + ["y"], ["y", "z"], ["z"]]

@@ -87,7 +87,9 @@ class Embedder:
                 return
             import torch
             from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar clutters CLI output
             if self.settings.num_threads:
                 torch.set_num_threads(self.settings.num_threads)
             self._ensure_tokenizer()

@@ -9,7 +9,7 @@ Scoring (identical to rank_bm25 0.2.2 over the *live* documents):
 Layout (a small log-structured design, so adds never rewrite the whole index):
   * every document gets an internal *slot* (monotonic int); ``_slot_of`` maps chunk id -> slot;
   * postings live in immutable CSR *segments* (sorted term ids, indptr, slots, tfs), one per
-    ``add`` call, merged binary-counter style (the newest segment is merged into its left
+    ``add`` call (bulk adds are cut at ``MAX_BATCH_TOKENS`` to bound memory), merged binary-counter style (the newest segment is merged into its left
     neighbour while that one is at most ``MERGE_FACTOR`` times larger) so there are O(log N)
     segments and each posting is re-merged O(log N) times;
   * deletes/replacements only flip ``_live[slot]`` (tombstone); live document frequencies are
@@ -22,7 +22,8 @@ immutable ``seg-*.npz`` segments (written once), append-only ``vocab-*.json`` / 
 parts, and ``docs-*.npz`` (doc lengths, live flags, df). All arrays are read with
 ``allow_pickle=False``. ``save()`` writes new files to temp names, fsyncs, renames, and swaps the
 manifest last (``os.replace``), so a crash at any point leaves the previous consistent index.
-Only one process may write a given directory at a time (no inter-process lock).
+Only one process may write a given directory at a time (no inter-process lock); a process
+that loads while another saves retries if the generation it read is garbage-collected under it.
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -213,7 +214,15 @@ class BM25Index:
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
             if (self.path / MANIFEST).exists():
-                self._load()
+                for attempt in range(3):
+                    try:
+                        self._load()
+                        break
+                    except FileNotFoundError:
+                        # a concurrent writer swapped the manifest and removed the files it
+                        # named; the new manifest is consistent, so read again
+                        if attempt == 2:
+                            raise
 
     # ------------------------------------------------------------------ public API
 
@@ -240,17 +249,18 @@ class BM25Index:
 
         with self._lock:
             self._check_open()
-            self._kill([cid for cid in ids if cid in self._slot_of])
-            # Bound the transient memory of segment building (~40 B per token) on bulk loads.
-            start, n_tok = 0, 0
-            for i, t in enumerate(toks):
-                n_tok += len(t)
-                if n_tok >= MAX_BATCH_TOKENS or i == len(toks) - 1:
-                    self._append_segment(ids[start : i + 1], toks[start : i + 1])
-                    self._maintain()
-                    start, n_tok = i + 1, 0
-            self._version += 1
-            self._dirty = True
+            try:
+                # Bound the transient memory of segment building (~40 B/token) on bulk loads.
+                start, n_tok = 0, 0
+                for i, t in enumerate(toks):
+                    n_tok += len(t)
+                    if n_tok >= MAX_BATCH_TOKENS or i == len(toks) - 1:
+                        self._append_segment(ids[start : i + 1], toks[start : i + 1])
+                        self._maintain()
+                        start, n_tok = i + 1, 0
+            finally:  # a bad token fails a sub-batch before it mutates anything; earlier ones stay
+                self._version += 1
+                self._dirty = True
 
     def delete(self, chunk_ids: Iterable[str]) -> int:
         """Remove documents; returns how many were present. Unknown ids are ignored."""
@@ -373,8 +383,10 @@ class BM25Index:
             raise RuntimeError("BM25Index is closed")
 
     def _kill(self, chunk_ids: list[str]) -> None:
-        for cid in chunk_ids:
-            slot = self._slot_of.pop(cid)
+        self._kill_slots([self._slot_of.pop(cid) for cid in chunk_ids])
+
+    def _kill_slots(self, slots: list[int]) -> None:
+        for slot in slots:
             self._live[slot] = False
             self._n_live -= 1
             self._sum_len -= int(self._doc_len[slot])
@@ -382,6 +394,8 @@ class BM25Index:
 
     def _term_ids(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Flattened term ids and per-doc lengths; new terms get ids in first-seen order."""
+        if any(isinstance(t, str) for t in token_lists):  # a raw string would index its characters
+            raise TypeError("token_lists must hold token sequences, not str (tokenize first)")
         lens = np.fromiter(map(len, token_lists), np.int64, count=len(token_lists))
         flat = list(chain.from_iterable(token_lists))
         vocab, terms = self._vocab, self._terms
@@ -396,9 +410,10 @@ class BM25Index:
         return tids, lens
 
     def _append_segment(self, ids: list[str], token_lists: Sequence[Sequence[str]]) -> None:
-        tids, lens = self._term_ids(token_lists)
+        tids, lens = self._term_ids(token_lists)  # the only step that rejects bad input
         n = len(ids)
         first = self._n_slots
+        replaced = [self._slot_of[c] for c in ids if c in self._slot_of]
         # register docs
         self._doc_len = _grow(self._doc_len, first + n)
         self._live = _grow(self._live, first + n)
@@ -410,6 +425,7 @@ class BM25Index:
         self._n_slots += n
         self._n_live += n
         self._sum_len += int(lens.sum())
+        self._kill_slots(replaced)  # old versions become tombstones (slot_of already points to new)
         self._df = _grow(self._df, len(self._terms))
         if tids.size == 0:
             return  # only empty documents: they count in N and avgdl but have no postings

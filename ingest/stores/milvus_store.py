@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -54,7 +55,13 @@ class MilvusVectorStore:
         with self._lock:
             if self._client is not None:
                 return
-            from pymilvus import MilvusClient
+            with warnings.catch_warnings():
+                # milvus-lite 2.5.1 imports the deprecated pkg_resources (pinned setuptools<81).
+                warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+                from pymilvus import MilvusClient
+
+                if "://" not in self.uri:
+                    import milvus_lite  # noqa: F401
 
             if "://" not in self.uri:
                 Path(self.uri).parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,14 @@
 """Hybrid retrieval: dense (Milvus) + BM25 legs, fusion, a calibrated threshold, optional reranking."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -24,6 +26,16 @@ log = logging.getLogger(__name__)
 class QueryEmbedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+REFERENCE_PASSAGES = Path(__file__).with_name("data") / "reference_passages.txt"
+
+
+def load_reference_passages(path: Path = REFERENCE_PASSAGES) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
 
 @dataclass
 class RetrievedChunk:
@@ -37,7 +49,8 @@ class RetrievedChunk:
     page: int | None
     section: str
     dense_score: float  # cosine similarity to the query
-    dense_z: float  # calibrated: std devs above the query's similarity to random corpus chunks
+    dense_z: float  # robust std devs above the query's similarity to random corpus chunks
+    dense_margin: float  # cosine minus the query's best cosine to generic unrelated passages
     bm25_score: float
     dense_rank: int | None  # 1-based rank in its leg, None if the leg did not return it
     bm25_rank: int | None
@@ -85,6 +98,7 @@ class HybridRetriever:
         bm25: BM25Index,
         tokenizer: BM25Tokenizer,
         reranker: CrossEncoderReranker | None = None,
+        reference_cache_dir: Path | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -94,6 +108,8 @@ class HybridRetriever:
         self.reranker = reranker if settings.reranker.enabled else None
         self._background: np.ndarray | None = None
         self._background_size = -1
+        self._reference: np.ndarray | None = None
+        self._reference_cache_dir = reference_cache_dir
         self._lock = threading.Lock()
 
     # --- calibration ------------------------------------------------------------------------------
@@ -109,6 +125,34 @@ class HybridRetriever:
                 self._background_size = size
             return self._background  # type: ignore[return-value]
 
+    def _reference_vectors(self) -> np.ndarray:
+        """Embeddings of the generic reference passages, computed once per model and cached."""
+        with self._lock:
+            if self._reference is not None:
+                return self._reference
+            texts = load_reference_passages()
+            cache: Path | None = None
+            if self._reference_cache_dir is not None:
+                model = getattr(getattr(self.embedder, "settings", None), "model", "embedder")
+                prefix = getattr(getattr(self.embedder, "settings", None), "passage_prefix", "")
+                key = hashlib.sha256("\x00".join([model, prefix, *texts]).encode("utf-8")).hexdigest()[:16]
+                cache = self._reference_cache_dir / f"reference-{key}.npy"
+                if cache.is_file():
+                    self._reference = np.load(cache, allow_pickle=False)
+                    return self._reference
+            vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp.npy")
+                np.save(tmp, vectors, allow_pickle=False)
+                tmp.replace(cache)
+            self._reference = vectors
+            return vectors
+
+    def warm_up(self) -> None:
+        """Embed the reference passages now rather than on the first question."""
+        self._reference_vectors()
+
     def invalidate_calibration(self) -> None:
         with self._lock:
             self._background = None
@@ -120,7 +164,10 @@ class HybridRetriever:
             # guess... except when the user disabled the threshold.
             return np.full_like(scores, np.nan)
         sims = bg @ qvec
-        mu, sigma = float(sims.mean()), float(sims.std())
+        # Median and MAD rather than mean and std: the sample may hold the few relevant chunks
+        # themselves (small corpora), which would otherwise inflate the spread and hide them.
+        mu = float(np.median(sims))
+        sigma = 1.4826 * float(np.median(np.abs(sims - mu)))
         return (scores - mu) / max(sigma, 1e-3)
 
     # --- retrieval ---------------------------------------------------------------------------------
@@ -179,7 +226,9 @@ class HybridRetriever:
                 {"dense": {c: dense_score.get(c, 0.0) for c in ids}, "bm25": {c: bm25_score.get(c, 0.0) for c in ids}},
                 weights,
             )
-        z = self._calibrate(qvec, np.array([dense_score.get(c, -1.0) for c in ids], dtype=np.float32))
+        cosines = np.array([dense_score.get(c, -1.0) for c in ids], dtype=np.float32)
+        z = self._calibrate(qvec, cosines)
+        margins = cosines - float((self._reference_vectors() @ qvec).max())
         candidates = [
             RetrievedChunk(
                 chunk_id=c,
@@ -191,12 +240,13 @@ class HybridRetriever:
                 section=by_id[c].section,
                 dense_score=float(dense_score.get(c, float("nan"))),
                 dense_z=float(zc),
+                dense_margin=float(mc),
                 bm25_score=float(bm25_score.get(c, 0.0)),
                 dense_rank=dense_rank.get(c),
                 bm25_rank=bm25_rank.get(c),
                 fused_score=float(fused.get(c, 0.0)),
             )
-            for c, zc in zip(ids, z)
+            for c, zc, mc in zip(ids, z, margins)
         ]
         candidates.sort(key=lambda r: (-r.fused_score, r.chunk_id))
 
@@ -234,7 +284,7 @@ class HybridRetriever:
             return candidates, []
         passed, rejected = [], []
         for c in candidates:
-            value = c.dense_z if th.score == "dense_z" else c.rerank_score
+            value = {"dense_margin": c.dense_margin, "dense_z": c.dense_z, "rerank": c.rerank_score}[th.score]
             ok = value is not None and not np.isnan(value) and value >= th.min_value
             (passed if ok else rejected).append(c)
         return passed, rejected

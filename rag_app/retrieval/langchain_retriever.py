@@ -34,6 +34,7 @@ class LangChainHybridRetriever(BaseRetriever):
                     "section": c.section,
                     "dense_score": c.dense_score,
                     "dense_z": c.dense_z,
+                    "dense_margin": c.dense_margin,
                     "bm25_score": c.bm25_score,
                     "fused_score": c.fused_score,
                     "rerank_score": c.rerank_score,

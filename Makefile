@@ -1,0 +1,28 @@
+# The two commands the README starts with:
+#   make run   installs the app and starts it on the embedded default (Milvus Lite, packaged models)
+#   make test  installs the app with its test tools and runs the default test suite
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install install-test browser run test test-slow bench-small
+
+install:
+	$(PIP) install -e .
+
+install-test:
+	$(PIP) install -e ".[test]"
+
+# Headless Chromium from Debian for the browser tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+run: install
+	rag-ingest samples
+	rag-app
+
+test: install-test browser
+	$(PYTHON) -m pytest
+
+# Heavy tests: the real packaged LLM, full benchmarks.
+test-slow: install-test browser
+	$(PYTHON) -m pytest -m slow

@@ -1,0 +1,220 @@
+"""Retrieval quality of a KnowledgeBase on a BEIR-format folder: dense, BM25 and hybrid legs.
+
+Each query goes once through ``kb.retriever.run`` with the threshold off and every candidate kept;
+the three rankings are derived from that one candidate set, so the legs are compared on identical
+retrieval work. Per-query candidates (both legs' ranks and scores) are kept so that other fusions
+can be recomputed offline with ``rag_app.retrieval.fusion`` without re-running retrieval.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping
+
+from ingest.beir import corpus_id_of, load_qrels, load_queries
+from rag_app.config import ThresholdSettings
+from rag_app.evaluation.metrics import evaluate_run
+from rag_app.retrieval.fusion import reciprocal_rank_fusion, weighted_score_sum
+
+if TYPE_CHECKING:
+    from rag_app.knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+LEGS = ("dense", "bm25", "hybrid")
+DEFAULT_DEPTH = 100  # per-leg candidates: enough for Recall@100 at document level
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One retrieved chunk, reduced to what ranking needs (no text: keeps 800 queries small)."""
+
+    chunk_id: str
+    corpus_id: str
+    dense_rank: int | None
+    bm25_rank: int | None
+    dense_score: float  # NaN when the vector could not be fetched
+    bm25_score: float
+    fused_score: float
+
+
+@dataclass
+class QueryCandidates:
+    qid: str
+    chunks: list[Candidate]  # in the retriever's final (fused) order
+    latency_ms: float
+
+
+@dataclass
+class CandidateSet:
+    dataset: str
+    queries: list[QueryCandidates] = field(default_factory=list)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [q.latency_ms for q in self.queries]
+
+
+# ------------------------------------------------------------------------------------ collection
+
+
+@contextmanager
+def _evaluation_settings(kb: "KnowledgeBase", depth: int) -> Iterator[None]:
+    """Temporarily: no threshold (ranking evaluation needs every candidate), ``depth`` per leg."""
+    retriever = kb.retriever
+    assert retriever is not None, "call kb.warm_up() first"
+    original = retriever.settings
+    retriever.settings = original.model_copy(
+        update={"dense_top_k": depth, "bm25_top_k": depth, "threshold": ThresholdSettings(score="none")}
+    )
+    try:
+        yield
+    finally:
+        retriever.settings = original
+
+
+def collect_candidates(
+    kb: "KnowledgeBase",
+    dataset_dir: str | Path,
+    max_queries: int | None = None,
+    depth: int = DEFAULT_DEPTH,
+    split: str = "dev",
+    progress: Callable[[int, int], None] | None = None,
+) -> CandidateSet:
+    """Run every judged query once and keep all its candidates with both legs' evidence."""
+    folder = Path(dataset_dir)
+    queries = load_queries(folder)
+    qrels = load_qrels(folder, split)
+    # Only judged queries with a text, in qrels file order (deterministic --max-queries prefix).
+    qids = [q for q in qrels if q in queries and any(g > 0 for g in qrels[q].values())]
+    missing = sum(1 for q in qrels if q not in queries)
+    if missing:
+        log.warning("%s: %d judged queries have no text in queries.jsonl; skipped", folder.name, missing)
+    if max_queries is not None:
+        qids = qids[:max_queries]
+    out = CandidateSet(dataset=folder.resolve().name, qrels={q: dict(qrels[q]) for q in qids})
+    fusion = kb.settings.retrieval.fusion
+    if fusion.dense_weight == 0 or fusion.bm25_weight == 0:
+        log.warning("a fusion weight is 0: that leg is not searched and its ranking will be empty")
+
+    with _evaluation_settings(kb, depth):
+        retriever = kb.retriever
+        assert retriever is not None
+        # top_k = both legs' depth: keep *every* candidate, so the single-leg rankings are not cut
+        # by the fused order before they are rebuilt.
+        top_k = 2 * depth
+        if qids:
+            retriever.run(queries[qids[0]], top_k=top_k)  # untimed: first-call calibration, caches
+        for i, qid in enumerate(qids, start=1):
+            t0 = time.perf_counter()
+            result = retriever.run(queries[qid], top_k=top_k)
+            latency = (time.perf_counter() - t0) * 1000
+            chunks = []
+            for c in result.chunks:
+                cid = corpus_id_of(c.source)
+                if cid is None:
+                    continue  # a non-BEIR document sharing the knowledge base
+                chunks.append(
+                    Candidate(c.chunk_id, cid, c.dense_rank, c.bm25_rank, c.dense_score, c.bm25_score, c.fused_score)
+                )
+            out.queries.append(QueryCandidates(qid, chunks, latency))
+            if progress:
+                progress(i, len(qids))
+    return out
+
+
+# ------------------------------------------------------------------------------------ rankings
+
+
+def leg_order(chunks: list[Candidate], leg: Literal["dense", "bm25"]) -> list[Candidate]:
+    """Chunks in one leg's order: its returned ones by rank, then the rest (found only by the other
+    leg) by that leg's filled-in score — they rank after, since the leg did not return them."""
+
+    def rank(c: Candidate) -> int | None:
+        return c.dense_rank if leg == "dense" else c.bm25_rank
+
+    def score(c: Candidate) -> float:
+        s = c.dense_score if leg == "dense" else c.bm25_score
+        return -math.inf if math.isnan(s) else s
+
+    returned = sorted((c for c in chunks if rank(c) is not None), key=lambda c: rank(c))  # type: ignore[arg-type, return-value]
+    rest = sorted((c for c in chunks if rank(c) is None), key=lambda c: (-score(c), c.chunk_id))
+    return returned + rest
+
+
+def to_doc_scores(ordered: list[Candidate]) -> dict[str, float]:
+    """Chunk order -> BEIR doc scores; a document takes its best chunk's rank (max over chunks)."""
+    docs: dict[str, float] = {}
+    for c in ordered:
+        if c.corpus_id not in docs:
+            docs[c.corpus_id] = 1.0 / (len(docs) + 1)  # strictly decreasing: the order is the ranking
+    return docs
+
+
+def leg_run(cands: CandidateSet, leg: str) -> dict[str, dict[str, float]]:
+    """BEIR run for ``dense``, ``bm25`` or ``hybrid`` (the retriever's own fused order)."""
+    run: dict[str, dict[str, float]] = {}
+    for q in cands.queries:
+        ordered = q.chunks if leg == "hybrid" else leg_order(q.chunks, leg)  # type: ignore[arg-type]
+        run[q.qid] = to_doc_scores(ordered)
+    return run
+
+
+def fused_order(
+    chunks: list[Candidate],
+    method: Literal["rrf", "weighted_sum"],
+    dense_weight: float = 1.0,
+    bm25_weight: float = 1.0,
+    rrf_k: int = 60,
+) -> list[Candidate]:
+    """Re-fuse one query's candidates offline, exactly as HybridRetriever.run does."""
+    weights = {"dense": dense_weight, "bm25": bm25_weight}
+    if method == "rrf":
+        dense = [c.chunk_id for c in sorted((c for c in chunks if c.dense_rank is not None), key=lambda c: c.dense_rank)]  # type: ignore[arg-type, return-value]
+        bm25 = [c.chunk_id for c in sorted((c for c in chunks if c.bm25_rank is not None), key=lambda c: c.bm25_rank)]  # type: ignore[arg-type, return-value]
+        fused = reciprocal_rank_fusion({"dense": dense, "bm25": bm25}, weights, rrf_k)
+    else:
+        # The retriever scores missing dense values as 0.0 (dict.get default): do the same.
+        dense_s = {c.chunk_id: (0.0 if math.isnan(c.dense_score) else c.dense_score) for c in chunks}
+        bm25_s = {c.chunk_id: c.bm25_score for c in chunks}
+        fused = weighted_score_sum({"dense": dense_s, "bm25": bm25_s}, weights)
+    return sorted(chunks, key=lambda c: (-fused.get(c.chunk_id, 0.0), c.chunk_id))
+
+
+def fusion_run(cands: CandidateSet, **fusion: object) -> dict[str, dict[str, float]]:
+    return {q.qid: to_doc_scores(fused_order(q.chunks, **fusion)) for q in cands.queries}  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ scoring
+
+
+def score_run(run: Mapping[str, Mapping[str, float]], cands: CandidateSet, k_values: tuple[int, ...]) -> dict[str, float]:
+    return evaluate_run(run, cands.qrels, k_values=k_values, recall_extra=(100,), mrr_k=10)
+
+
+def evaluate_candidates(cands: CandidateSet, k_values: tuple[int, ...] = (10,)) -> dict[str, dict[str, float]]:
+    """Metrics per leg plus query latency (one retrieval serves all legs: same value for each)."""
+    lat = cands.latencies_ms
+    timing = {
+        "ms_per_query": statistics.fmean(lat) if lat else 0.0,
+        "ms_p50": statistics.median(lat) if lat else 0.0,
+        "queries": float(len(cands.queries)),
+    }
+    return {leg: {**score_run(leg_run(cands, leg), cands, k_values), **timing} for leg in LEGS}
+
+
+def evaluate(
+    kb: "KnowledgeBase",
+    dataset_dir: str | Path,
+    k_values: tuple[int, ...] = (10,),
+    max_queries: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """``{"dense"|"bm25"|"hybrid": {"ndcg@10", "recall@10", "recall@100", "mrr@10",
+    "ms_per_query", "ms_p50", "queries"}}`` for a warmed ``kb`` that holds the dataset's corpus."""
+    return evaluate_candidates(collect_candidates(kb, dataset_dir, max_queries=max_queries), k_values)

@@ -1,0 +1,399 @@
+"""What the UI and the JSON API share: uploads on disk, one background ingestion worker, status.
+
+Every write to the knowledge base (upload, re-index, delete) goes through one worker thread, one job
+at a time in arrival order: the indexer is not designed for concurrent writers, and chat requests
+(which only read) are never blocked behind an ingestion.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ingest.indexer import IngestEvent
+from ingest.loaders import SUPPORTED_EXTENSIONS
+from rag_app.answering import Answerer
+from rag_app.answering.prompt import source_label
+from rag_app.config import Settings
+from rag_app.knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+_UNSAFE_CHARS = re.compile(r"[^\w.\-()+ ]+", re.UNICODE)
+_MAX_NAME_CHARS = 80
+
+
+# --------------------------------------------------------------------------------------------------
+# Uploads on disk
+# --------------------------------------------------------------------------------------------------
+
+
+def sanitize_filename(name: str) -> str:
+    """A safe base name from a client-supplied file name: no directories, no control or shell
+    characters, no leading dot, bounded length, lower-case extension. Never empty."""
+    # Clients may send full paths with either separator ("C:\\Users\\me\\a.pdf", "../../etc/passwd").
+    base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name or ""))[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    stem = _UNSAFE_CHARS.sub("_", stem).strip(" ._") or "upload"
+    ext = _UNSAFE_CHARS.sub("", ext).lower()[:10]
+    stem = stem[:_MAX_NAME_CHARS]
+    return f"{stem}.{ext}" if ext else stem
+
+
+class UploadStore:
+    """Uploaded files under ``<data_dir>/uploads/`` as ``<sanitised stem>-<content hash>.<ext>``.
+
+    The content hash makes names unique (two "notes.md" never overwrite each other) and makes an
+    identical re-upload land on the same path, so the indexer sees it as "unchanged".
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def path_for(self, name: str, data: bytes) -> Path:
+        safe = sanitize_filename(name)
+        stem, dot, ext = safe.rpartition(".")
+        if not dot:
+            stem, ext = safe, ""
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        return self.root / (f"{stem}-{digest}.{ext}" if ext else f"{stem}-{digest}")
+
+    def save(self, name: str, data: bytes) -> Path:
+        path = self.path_for(name, data)
+        if path.is_file() and path.stat().st_size == len(data):
+            return path  # same content hash: already stored
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)  # atomic: a half-written file is never indexed
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def contains(self, source: str | Path) -> bool:
+        try:
+            return Path(source).resolve().is_relative_to(self.root)
+        except (OSError, ValueError):
+            return False
+
+    def remove(self, source: str | Path) -> bool:
+        """Delete a stored upload; refuses anything outside the uploads folder."""
+        if not self.contains(source):
+            return False
+        Path(source).resolve().unlink(missing_ok=True)
+        return True
+
+
+def display_name(source: str) -> str:
+    """The file name shown for a source; uploads without their content-hash suffix."""
+    name = source_label(source)
+    return re.sub(r"-[0-9a-f]{12}(?=\.[^.]+$|$)", "", name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs and the worker
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileResult:
+    name: str  # what the user knows the file as
+    status: str  # queued | indexing | indexed | unchanged | duplicate | failed | skipped | removed
+    detail: str = ""
+    source: str = ""  # the indexed source (stored path), when there is one
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.name, "status": self.status, "detail": self.detail, "source": self.source}
+
+
+@dataclass
+class IngestJob:
+    kind: str  # upload | reindex | delete
+    results: list[FileResult] = field(default_factory=list)
+    state: str = "queued"  # queued | running | done | failed
+    error: str = ""
+    value: Any = None  # a job-specific result (chunks removed for a delete)
+    id: int = field(default_factory=itertools.count(1).__next__)
+    created: float = field(default_factory=time.time)
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> list[FileResult]:
+        with self._lock:
+            return [replace(r) for r in self.results]
+
+    def set_result(self, index: int, **changes: str) -> None:
+        with self._lock:
+            self.results[index] = replace(self.results[index], **changes)
+
+    def add_result(self, result: FileResult) -> None:
+        with self._lock:
+            self.results.append(result)
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(files finished, files in the job)."""
+        with self._lock:
+            finished = sum(r.status not in ("queued", "indexing") for r in self.results)
+            return finished, len(self.results)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+class IngestWorker:
+    """One daemon thread running jobs in arrival order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[IngestJob, Callable[[IngestJob], None]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: IngestJob, run: Callable[[IngestJob], None]) -> IngestJob:
+        self._queue.put((job, run))
+        return job
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            job, run = item
+            job.state = "running"
+            try:
+                run(job)
+                job.state = "done"
+            except Exception as exc:  # the job reports; the worker must survive for the next one
+                log.exception("%s job %d failed", job.kind, job.id)
+                job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
+                for i, r in enumerate(job.snapshot()):
+                    if r.status in ("queued", "indexing"):
+                        job.set_result(i, status="failed", detail=job.error)
+            finally:
+                job.done.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+
+# --------------------------------------------------------------------------------------------------
+# The service
+# --------------------------------------------------------------------------------------------------
+
+
+UploadInput = tuple[str, bytes | Path]  # (client file name, bytes or a temp file holding them)
+
+
+def redact_uri(uri: str) -> str:
+    """A URI without user:password (Milvus and LLM URLs are shown in the Status tab)."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class RagService:
+    """The knowledge base, the answerer, uploads and the ingestion worker, shared by UI and API."""
+
+    def __init__(self, settings: Settings, kb: KnowledgeBase, answerer: Answerer) -> None:
+        self.settings = settings
+        self.kb = kb
+        self.answerer = answerer
+        self.uploads = UploadStore(settings.data_dir / "uploads")
+        self.worker = IngestWorker()
+        self.max_bytes = settings.ui.max_upload_mb * 1024 * 1024
+
+    def close(self) -> None:
+        self.worker.stop()
+
+    # --- writes (queued on the worker) --------------------------------------------------------------
+    def submit_uploads(self, files: Sequence[UploadInput]) -> IngestJob:
+        """Queue files for indexing; the job's results fill in per file as the worker goes."""
+        job = IngestJob("upload")
+        limit = self.settings.ui.max_files_per_request
+        work: list[tuple[int, str, bytes | Path]] = []
+        for i, (name, data) in enumerate(files):
+            shown = sanitize_filename(name)
+            ext = Path(shown).suffix.lower()
+            if i >= limit:
+                job.add_result(FileResult(shown, "failed", f"more than {limit} files in one request"))
+            elif ext not in SUPPORTED_EXTENSIONS:
+                supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+                job.add_result(FileResult(shown, "failed", f"unsupported file type '{ext or 'none'}' ({supported})"))
+            elif self._size(data) > self.max_bytes:
+                job.add_result(
+                    FileResult(shown, "failed", f"larger than the {self.settings.ui.max_upload_mb} MB limit")
+                )
+            else:
+                job.add_result(FileResult(shown, "queued"))
+                work.append((len(job.results) - 1, name, data))
+        return self.worker.submit(job, lambda j: self._run_uploads(j, work))
+
+    def submit_reindex(self) -> IngestJob:
+        """Queue a re-ingestion of every indexed file source that still exists on disk."""
+        return self.worker.submit(IngestJob("reindex"), self._run_reindex)
+
+    def delete(self, source: str, timeout: float | None = 300.0) -> int | None:
+        """Remove a document from the registry, Milvus and BM25 (and its stored upload).
+
+        Returns the chunks removed, or None when the source is not indexed.
+        """
+        job = self.worker.submit(IngestJob("delete"), lambda j: self._run_delete(j, source))
+        if not job.wait(timeout):
+            raise TimeoutError(f"deleting {source} is still queued behind other ingestion jobs")
+        if job.state == "failed":
+            raise RuntimeError(job.error)
+        return job.value
+
+    # --- reads -------------------------------------------------------------------------------------
+    def documents(self) -> list[dict[str, Any]]:
+        assert self.kb.registry is not None
+        return [
+            {
+                "source": d.source,
+                "file": display_name(d.source),
+                "type": d.file_type,
+                "title": d.title,
+                "chunks": d.chunk_count,
+                "indexed_at": d.indexed_at,
+                "uploaded": self.uploads.contains(d.source),
+            }
+            for d in self.kb.registry.documents()
+        ]
+
+    def status(self) -> dict[str, Any]:
+        """What runs where, and whether the three stores agree. Never secrets."""
+        s = self.settings
+        kb = self.kb
+        assert kb.registry is not None and kb.vectors is not None and kb.bm25 is not None
+        counts: dict[str, Any] = {
+            "documents": len(kb.registry.documents()),
+            "registry_chunks": kb.registry.chunk_count(),
+            "bm25_chunks": len(kb.bm25),
+        }
+        try:
+            counts["milvus_chunks"] = kb.vectors.count()
+        except Exception as exc:  # a Milvus server may be down while the app runs
+            counts["milvus_chunks"] = f"unavailable: {exc}"
+        llm = s.llm
+        llm_info: dict[str, Any] = {"backend": llm.backend, "loaded": self.answerer.llm_built}
+        if llm.backend == "openai":
+            llm_info.update(model=llm.openai_model, base_url=redact_uri(llm.base_url))
+        else:
+            llm_info.update(model=llm.model)
+        return {
+            "embedder": {"model": s.embedder.model, "dim": kb.embedder.dim if kb.embedder.is_warm else None},
+            "llm": llm_info,
+            "milvus": {
+                "uri": redact_uri(s.milvus_uri),
+                "mode": "Milvus Lite (embedded file)" if s.is_milvus_lite else "Milvus server",
+                "collection": s.milvus.collection,
+            },
+            "retrieval": {
+                "threshold": f"{s.retrieval.threshold.score} >= {s.retrieval.threshold.min_value}",
+                "top_k": s.retrieval.top_k,
+            },
+            "counts": counts,
+            "ingestion_queue": self.worker.pending,
+            "data_dir": str(s.data_dir),
+        }
+
+    # --- job bodies (worker thread) --------------------------------------------------------------------
+    def _size(self, data: bytes | Path) -> int:
+        return len(data) if isinstance(data, (bytes, bytearray)) else Path(data).stat().st_size
+
+    def _changed(self) -> None:
+        # The retriever calibrates on a sample of the corpus: resample after the corpus changed.
+        invalidate = getattr(self.kb.retriever, "invalidate_calibration", None)
+        if invalidate is not None:
+            invalidate()
+
+    def _run_uploads(self, job: IngestJob, work: list[tuple[int, str, bytes | Path]]) -> None:
+        assert self.kb.indexer is not None
+        changed = False
+        for index, name, data in work:
+            job.set_result(index, status="indexing")
+            try:
+                payload = data if isinstance(data, (bytes, bytearray)) else Path(data).read_bytes()
+                if len(payload) > self.max_bytes:  # a temp file may have grown since submit
+                    raise ValueError(f"larger than the {self.settings.ui.max_upload_mb} MB limit")
+                path = self.uploads.save(name, bytes(payload))
+            except (OSError, ValueError) as exc:
+                job.set_result(index, status="failed", detail=str(exc))
+                continue
+            events: list[IngestEvent] = []
+            report = self.kb.indexer.ingest_paths([path], events.append)
+            event = events[-1] if events else None
+            status = event.status if event else ("failed" if report.failed else "skipped")
+            detail = event.detail if event else ""
+            if status == "duplicate" and report.duplicates:
+                detail = f"same content as {display_name(report.duplicates[-1][1])}"
+            if status in ("failed", "duplicate", "skipped"):
+                self.uploads.remove(path)  # not indexed under this path: do not keep the copy
+                job.set_result(index, status=status, detail=detail)
+            else:
+                job.set_result(index, status=status, detail=detail, source=str(path))
+            changed |= status == "indexed"
+            log.info("upload %s -> %s (%s)", name, status, detail)
+        if changed:
+            self._changed()
+
+    def _run_reindex(self, job: IngestJob) -> None:
+        assert self.kb.indexer is not None and self.kb.registry is not None
+        present: list[str] = []
+        for doc in self.kb.registry.documents():
+            if Path(doc.source).is_file():
+                job.add_result(FileResult(display_name(doc.source), "queued", source=doc.source))
+                present.append(doc.source)
+            else:
+                job.add_result(FileResult(display_name(doc.source), "skipped", "not found on disk", doc.source))
+        index_of = {r.source: i for i, r in enumerate(job.snapshot())}
+
+        def on_event(event: IngestEvent) -> None:
+            i = index_of.get(event.source)
+            if i is not None:
+                job.set_result(i, status=event.status, detail=event.detail)
+
+        if present:
+            report = self.kb.indexer.ingest_paths(present, on_event)
+            if report.indexed or report.removed:
+                self._changed()
+
+    def _run_delete(self, job: IngestJob, source: str) -> None:
+        assert self.kb.indexer is not None and self.kb.registry is not None
+        if self.kb.registry.get(source) is None:
+            job.value = None
+            return
+        removed = self.kb.indexer.delete_sources([source])
+        self.uploads.remove(source)  # only ever deletes inside <data_dir>/uploads
+        job.value = removed
+        job.add_result(FileResult(display_name(source), "removed", f"{removed} chunks", source))
+        self._changed()
+        log.info("deleted %s (%d chunks)", source, removed)
+
