@@ -116,7 +116,7 @@ def legs_table(rows: list[tuple[str, dict[str, dict[str, float]]]]) -> str:
         for leg in LEGS:
             m = res[leg]
             lines.append(
-                f"| {name} | {leg} | " + " | ".join(fmt(m[k]) for k, _ in METRICS) + f" | {m['ms_per_query']:.0f} |"
+                f"| {name} | {leg} | " + " | ".join(fmt(m[k]) for k, _ in METRICS) + f" | {m['ms_per_query']:.0f} (p50 {m['ms_p50']:.0f}) |"
             )
     return "\n".join(lines)
 
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}", flush=True)
     leg_rows: list[tuple[str, dict[str, dict[str, float]]]] = []
+    load_before = os.getloadavg()[0]
     fusion_rows: list[tuple[str, str, dict[str, float]]] = []
     dump: dict[str, Any] = {}
     for dataset in args.datasets:
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "OK" if gap >= 0 else "BELOW the better single leg"
         print(f"{name}: hybrid nDCG@10 - {best_leg} nDCG@10 = {gap:+.3f} ({verdict})", flush=True)
 
+    # ms/query is wall time on a shared machine: the load average says how contended it was.
+    print(f"load average (1 min): {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end", flush=True)
     print("\n## Legs (one retrieval per query; the three rankings come from the same candidates)\n")
     print(legs_table(leg_rows))
     print("\n## Fusion variants (recomputed offline from the same candidates)\n")

@@ -4,22 +4,35 @@ Order of writes, chosen so that a crash at any point leaves only *extra* rows in
 a registry entry pointing at missing chunks: (1) new chunks into Milvus and BM25, (2) one registry
 transaction naming the source's new chunk ids, (3) deletion of the chunks it no longer holds.
 ``check()`` removes whatever a crash left behind.
+
+A rename is re-pointed in the registry first (one transaction that also journals the source in
+``stale_meta``), then the Milvus rows are rewritten with the new source; ``check()`` finishes a
+rewrite a crash interrupted. ``sync_folder`` runs ``check()`` before anything else, so a sync
+killed at any point converges on the next run.
+
+Within one process, writes to the stores are serialised by a lock held per batch (not per run),
+so a folder sync, an upload and ``check()`` can interleave without ``check()`` mistaking another
+writer's not-yet-registered chunks for orphans.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from ingest.chunking import Chunker
 from ingest.loaders import SUPPORTED_EXTENSIONS, LoadError, load_bytes
-from ingest.registry import Registry
+from ingest.loaders.detect import stem
+from ingest.registry import DocumentRecord, Registry
 from ingest.stores.bm25_index import BM25Index
 from ingest.stores.milvus_store import MilvusVectorStore
+from ingest.sync import SyncLock
 from ingest.text_tokenizer import BM25Tokenizer
 from ingest.types import Chunk, IngestReport, LoadedDocument, sha256_hex
 
@@ -35,7 +48,7 @@ class IngestEvent:
     """One step of progress: a file was handled (``status`` says how) — for bars and the UI."""
 
     source: str
-    status: str  # "indexed" | "unchanged" | "duplicate" | "failed" | "skipped" | "removed"
+    status: str  # "indexed" | "unchanged" | "duplicate" | "failed" | "skipped" | "removed" | "renamed"
     detail: str = ""
     done: int = 0
     total: int | None = None
@@ -59,18 +72,41 @@ class _Pending:
 
 @dataclass
 class ConsistencyReport:
+    """Chunk counts of the three stores (after any repair) and what the check found and fixed."""
+
     registry: int
     milvus: int
     bm25: int
+    # Found when checked, before any repair:
+    orphans: int = 0  # ids in Milvus or BM25 that the registry does not list
+    missing_vectors: int = 0  # registry ids absent from Milvus
+    missing_bm25: int = 0  # registry ids absent from BM25
+    stale_sources: int = 0  # renamed sources whose Milvus rows may still carry the old name
+    # Done by ``check(repair=True)``:
+    repaired: bool = False
     orphans_removed: int = 0  # ids in a store but not in the registry
     bm25_restored: int = 0  # registry ids missing from BM25, rebuilt from Milvus text
     documents_dropped: list[str] = field(default_factory=list)  # missing vectors: re-index needed
+    sources_relabelled: int = 0  # renamed sources whose Milvus rows were rewritten
 
     @property
     def consistent(self) -> bool:
+        """The stores agreed when checked: nothing was found (and so nothing repaired)."""
         return self.registry == self.milvus == self.bm25 and not (
-            self.orphans_removed or self.bm25_restored or self.documents_dropped
+            self.orphans
+            or self.missing_vectors
+            or self.missing_bm25
+            or self.stale_sources
+            or self.orphans_removed
+            or self.bm25_restored
+            or self.documents_dropped
+            or self.sources_relabelled
         )
+
+    @property
+    def agree_now(self) -> bool:
+        """The stores agree after this check (always the case after a successful repair)."""
+        return self.consistent or (self.repaired and self.registry == self.milvus == self.bm25)
 
 
 class Indexer:
@@ -83,6 +119,7 @@ class Indexer:
         tokenizer: BM25Tokenizer,
         registry: Registry,
         batch_chunks: int = 64,
+        sync_lock_path: str | Path | None = None,
     ) -> None:
         self.embedder = embedder
         self.chunker = chunker
@@ -91,6 +128,9 @@ class Indexer:
         self.tokenizer = tokenizer
         self.registry = registry
         self.batch_chunks = batch_chunks
+        # One sync per data directory, across processes; the registry lives in the data directory.
+        self.sync_lock_path = Path(sync_lock_path) if sync_lock_path else registry.path.parent / "sync.lock"
+        self._write_lock = threading.RLock()
 
     # --- entry points ---------------------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None) -> IngestReport:
@@ -100,7 +140,9 @@ class Indexer:
             if not Path(path).exists():
                 report.failed.append((str(path), "no such file or folder"))
                 continue
-            found, skipped = expand_paths(path)
+            # Absolute, symlink-free sources: the same file always has the same source, whatever
+            # the working directory or spelling used, so syncs and re-ingestion recognise it.
+            found, skipped = expand_paths(Path(path).expanduser().resolve())
             files.extend(found)
             report.skipped.extend(skipped)
         return self.ingest(
@@ -148,7 +190,8 @@ class Indexer:
                     source, reason = report.failed[-1]
                     emit(source, "failed", reason)
                     continue
-                status = self._classify(cand, pending_ids, report)
+                with self._write_lock:  # may remove a record (content moved to a duplicate)
+                    status = self._classify(cand, pending_ids, report)
                 if status is not None:
                     emit(cand.source, *status)
                     continue
@@ -178,20 +221,93 @@ class Indexer:
     def delete_sources(self, sources: Iterable[str]) -> int:
         """Remove documents from the registry and both stores; returns chunks removed."""
         sources = list(sources)
-        ids = self.registry.remove(sources)
-        self._delete_chunks(ids)
+        with self._write_lock:
+            ids = self.registry.remove(sources)  # registry first: a crash leaves only orphans
+            self._delete_chunks(ids)
         self.bm25.save()
+        self.vectors.flush()
         return len(ids)
+
+    def sync_folder(self, folder: str | Path, progress: ProgressCallback | None = None) -> IngestReport:
+        """Make the index mirror ``folder``: re-point moved/renamed files (same content, no
+        re-embedding), remove sources whose files are gone, index new and changed files.
+
+        Only registered sources under ``folder`` are touched. Raises ``SyncInProgressError`` if
+        another sync of this data directory is running, ``NotADirectoryError`` if ``folder`` is
+        missing (never "everything was deleted": an unmounted share must not empty the index)."""
+        root = Path(folder).expanduser().resolve()
+        if not root.is_dir():
+            raise NotADirectoryError(f"sync folder {root} does not exist or is not a folder")
+        with SyncLock(self.sync_lock_path):
+            report = IngestReport()
+            # A previous run may have been killed half-way: converge first.
+            repaired = self.check(repair=True)
+            if not repaired.consistent:
+                log.warning("sync: repaired drift left by an earlier run: %s", repaired)
+            files, skipped = expand_paths(root)
+            report.skipped.extend(skipped)
+            current = {str(f): f for f in files}
+            tracked = [d for d in self.registry.documents() if _is_under(d.source, root)]
+            gone = [d for d in tracked if d.source not in current]
+            done = 0
+
+            def emit(source: str, status: str, detail: str = "") -> None:
+                nonlocal done
+                done += 1
+                if progress:
+                    progress(IngestEvent(source, status, detail, done, None))
+
+            moved_to: set[str] = set()
+            if gone:
+                for old, new in self._match_renames(gone, current):
+                    self._rename(old, new)
+                    moved_to.add(new)
+                    report.renamed.append((old.source, new))
+                    emit(new, "renamed", f"moved from {old.source}")
+                moved_from = {old for old, _ in report.renamed}
+                deleted = [d.source for d in gone if d.source not in moved_from]
+                if deleted:
+                    with self._write_lock:
+                        ids = self.registry.remove(deleted)
+                        self._delete_chunks(ids)
+                    report.removed.extend(deleted)
+                    report.chunks_removed += len(ids)
+                    for source in deleted:
+                        emit(source, "removed", "file no longer in the folder")
+                self.bm25.save()
+                self.vectors.flush()
+            todo = [f for f in files if str(f) not in moved_to]
+            self.ingest((self._file_candidate(f, report) for f in todo), progress, total=len(todo), report=report)
+        log.info(
+            "sync of %s: %d indexed, %d unchanged, %d renamed, %d removed, %d failed",
+            root, len(report.indexed), len(report.unchanged), len(report.renamed), len(report.removed),
+            len(report.failed),
+        )
+        return report
 
     # --- consistency ------------------------------------------------------------------------------
     def check(self, repair: bool = True) -> ConsistencyReport:
         """Compare the chunk ids of the registry, Milvus and BM25; with ``repair``, make them equal."""
+        with self._write_lock:
+            return self._check(repair)
+
+    def _check(self, repair: bool) -> ConsistencyReport:
         reg = self.registry.chunk_ids()
         mil = self.vectors.all_ids()
         bm = self.bm25.ids()
-        report = ConsistencyReport(registry=len(reg), milvus=len(mil), bm25=len(bm))
+        stale = self.registry.stale_meta_sources()
+        report = ConsistencyReport(
+            registry=len(reg),
+            milvus=len(mil),
+            bm25=len(bm),
+            orphans=len((mil | bm) - reg),
+            missing_vectors=len(reg - mil),
+            missing_bm25=len(reg - bm),
+            stale_sources=len(stale),
+        )
         if not repair:
             return report
+        report.repaired = True
         orphans_m, orphans_b = mil - reg, bm - reg
         if orphans_m:
             self.vectors.delete(orphans_m)
@@ -215,6 +331,10 @@ class Indexer:
             ids = list(texts)
             self.bm25.add(ids, self.tokenizer.tokenize_many([texts[i] for i in ids]))
             report.bm25_restored = len(ids)
+        for source in self.registry.stale_meta_sources():  # renames a crash interrupted
+            self.vectors.set_source(self.registry.ordered_chunk_ids(source), source)
+            self.registry.clear_stale_meta([source])
+            report.sources_relabelled += 1
         self.bm25.save()
         self.vectors.flush()
         report.registry = self.registry.chunk_count()
@@ -223,6 +343,35 @@ class Indexer:
         return report
 
     # --- internals --------------------------------------------------------------------------------
+    def _match_renames(
+        self, gone: list[DocumentRecord], current: dict[str, Path]
+    ) -> list[tuple[DocumentRecord, str]]:
+        """Pairs (vanished record, new unregistered file with the same content hash)."""
+        by_hash: dict[str, list[DocumentRecord]] = {}
+        for record in gone:
+            by_hash.setdefault(record.doc_id, []).append(record)
+        pairs: list[tuple[DocumentRecord, str]] = []
+        for source, path in current.items():
+            if self.registry.get(source) is not None:
+                continue  # registered files are handled (as changed or unchanged) by ingestion
+            try:
+                digest = _file_sha256(path)
+            except OSError:
+                continue  # unreadable: ingestion reports it
+            matches = by_hash.get(digest)
+            if matches:
+                pairs.append((matches.pop(0), source))
+        return pairs
+
+    def _rename(self, old: DocumentRecord, new: str) -> None:
+        # A title that was only the file name follows the file; a real title stays.
+        title = stem(new) if old.title == stem(old.source) else None
+        with self._write_lock:
+            ids = self.registry.rename(old.source, new, title=title)  # journals ``new`` as stale
+            self.vectors.set_source(self.registry.ordered_chunk_ids(new), new)
+            self.registry.clear_stale_meta([new])
+        log.info("renamed %s -> %s (%d chunks kept)", old.source, new, len(ids))
+
     def _file_candidate(self, path: Path, report: IngestReport) -> _Candidate | None:
         source = str(path)
         try:
@@ -251,26 +400,46 @@ class Indexer:
             return ("duplicate", f"same content as {original}")
         return None
 
-    def _write(self, batch: list[_Pending], report: IngestReport) -> Iterator[tuple[str, str, str]]:
+    def _write(self, batch: list[_Pending], report: IngestReport) -> list[tuple[str, str, str]]:
         chunks = [c for p in batch for c in p.chunks]
+        # Embedding is the slow part and touches no store: done outside the write lock.
         vectors = self.embedder.embed_documents([c.text for c in chunks])
-        self.vectors.upsert(chunks, vectors)
-        self.bm25.add([c.chunk_id for c in chunks], self.tokenizer.tokenize_many([c.text for c in chunks]))
-        for pending in batch:
-            doc = pending.doc
-            ids = [c.chunk_id for c in pending.chunks]
-            stale = self.registry.put(doc.source, doc.doc_id, doc.file_type, doc.title, ids)
-            self._delete_chunks(stale)
-            report.indexed.append(doc.source)
-            report.chunks_added += len(ids)
-            report.chunks_removed += len(stale)
-            yield doc.source, "indexed", f"{len(ids)} chunks"
+        tokens = self.tokenizer.tokenize_many([c.text for c in chunks])
+        events: list[tuple[str, str, str]] = []
+        with self._write_lock:
+            self.vectors.upsert(chunks, vectors)
+            self.bm25.add([c.chunk_id for c in chunks], tokens)
+            for pending in batch:
+                doc = pending.doc
+                ids = [c.chunk_id for c in pending.chunks]
+                stale = self.registry.put(doc.source, doc.doc_id, doc.file_type, doc.title, ids)
+                self._delete_chunks(stale)
+                report.indexed.append(doc.source)
+                report.chunks_added += len(ids)
+                report.chunks_removed += len(stale)
+                events.append((doc.source, "indexed", f"{len(ids)} chunks"))
+        return events
 
     def _delete_chunks(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
             self.vectors.delete(ids)
             self.bm25.delete(ids)
+
+
+def _is_under(source: str, root: Path) -> bool:
+    """Whether a registered source is a file path inside ``root`` (uploads and BEIR ids are not)."""
+    p = Path(source)
+    return p.is_absolute() and p != root and p.is_relative_to(root)
+
+
+def _file_sha256(path: Path) -> str:
+    """Same value as ``sha256_hex(path.read_bytes())``, streamed (files can be large)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def expand_paths(path: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     ordinal  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+-- Sources re-pointed by a rename whose Milvus rows may still name the old source in ``meta``:
+-- written in the rename's transaction, cleared once Milvus is rewritten (check() finishes it).
+CREATE TABLE IF NOT EXISTS stale_meta (
+    source TEXT PRIMARY KEY REFERENCES documents(source) ON DELETE CASCADE
+);
 """
 
 
@@ -88,6 +93,20 @@ class Registry:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
 
+    def ordered_chunk_ids(self, source: str) -> list[str]:
+        """The source's chunk ids in document order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT chunk_id FROM chunks WHERE source = ? ORDER BY ordinal", (source,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def stale_meta_sources(self) -> list[str]:
+        """Renamed sources whose Milvus rows have not been rewritten with the new name yet."""
+        with self._lock:
+            rows = self._db.execute("SELECT source FROM stale_meta ORDER BY source").fetchall()
+        return [r[0] for r in rows]
+
     # --- writes (each one transaction) ---------------------------------------------------------------
     def put(
         self, source: str, doc_id: str, file_type: str, title: str, chunk_ids: Sequence[str]
@@ -114,6 +133,42 @@ class Registry:
                 self._db.execute("ROLLBACK")
                 raise
         return old - set(chunk_ids)
+
+    def rename(self, old: str, new: str, title: str | None = None) -> set[str]:
+        """Re-point ``old``'s document and chunks to ``new`` in one transaction and mark ``new``
+        as having stale Milvus metadata; returns the chunk ids (unchanged: they hash content).
+
+        Raises ``KeyError`` if ``old`` is unknown and ``ValueError`` if ``new`` is taken."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT * FROM documents WHERE source = ?", (old,)).fetchone()
+                if row is None:
+                    raise KeyError(old)
+                if self._db.execute("SELECT 1 FROM documents WHERE source = ?", (new,)).fetchone():
+                    raise ValueError(f"{new} is already registered")
+                record = DocumentRecord(*row)
+                # New row first so the chunks' foreign key always points at an existing document.
+                self._db.execute(
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+                    (new, record.doc_id, record.file_type, record.title if title is None else title,
+                     record.chunk_count, record.indexed_at),
+                )
+                self._db.execute("UPDATE chunks SET source = ? WHERE source = ?", (new, old))
+                self._db.execute("DELETE FROM documents WHERE source = ?", (old,))
+                self._db.execute("INSERT OR REPLACE INTO stale_meta VALUES (?)", (new,))
+                ids = {
+                    r[0] for r in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (new,))
+                }
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return ids
+
+    def clear_stale_meta(self, sources: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM stale_meta WHERE source = ?", [(s,) for s in sources])
 
     def remove(self, sources: Iterable[str]) -> set[str]:
         """Forget these sources; returns their chunk ids."""

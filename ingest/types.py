@@ -85,11 +85,18 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) e.g. unsupported type
     removed: list[str] = field(default_factory=list)  # sources whose chunks were deleted
+    # (old source, new source): moved/renamed files whose chunks were re-pointed, not re-embedded
+    renamed: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
 
     @property
     def files_seen(self) -> int:
         return (
-            len(self.indexed) + len(self.unchanged) + len(self.duplicates) + len(self.failed) + len(self.skipped)
+            len(self.indexed)
+            + len(self.unchanged)
+            + len(self.duplicates)
+            + len(self.failed)
+            + len(self.skipped)
+            + len(self.renamed)
         )

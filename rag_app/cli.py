@@ -36,6 +36,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _open_kb(settings: Settings, prog: str) -> KnowledgeBase | None:
+    """A warmed knowledge base, or None after printing why it could not be opened."""
+    try:
+        return KnowledgeBase(settings).warm_up()
+    except (VectorStoreError, RuntimeError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+
+
 def ingest_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rag-ingest",
@@ -48,11 +57,8 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.paths or args.check or args.delete):
         parser.error("give at least one PATH, --check or --delete")
-    settings = _settings(args)
-    try:
-        kb = KnowledgeBase(settings).warm_up()
-    except (VectorStoreError, RuntimeError, OSError) as exc:
-        print(f"rag-ingest: {exc}", file=sys.stderr)
+    kb = _open_kb(_settings(args), "rag-ingest")
+    if kb is None:
         return 2
     try:
         assert kb.indexer is not None
@@ -138,11 +144,8 @@ def search_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     _common(parser)
     args = parser.parse_args(argv)
-    settings = _settings(args)
-    try:
-        kb = KnowledgeBase(settings).warm_up()
-    except (VectorStoreError, RuntimeError, OSError) as exc:
-        print(f"rag-search: {exc}", file=sys.stderr)
+    kb = _open_kb(_settings(args), "rag-search")
+    if kb is None:
         return 2
     try:
         assert kb.retriever is not None

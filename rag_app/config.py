@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ingest.settings import BM25Settings, ChunkerSettings, EmbedderSettings, MilvusSettings
@@ -92,6 +92,45 @@ class AnswerSettings(BaseModel):
     rewrite_max_tokens: int = Field(96, gt=0)
 
 
+class SchedulerSettings(BaseModel):
+    """Periodic sync of one source folder into the index (``rag_app.scheduler.SyncScheduler``).
+
+    Give either ``cron`` (5 fields: minute hour day-of-month month day-of-week, server local
+    time, e.g. ``"*/30 * * * *"`` = every 30 minutes, ``"0 2 * * *"`` = 02:00 daily) or
+    ``interval_seconds``; ``interval_seconds`` wins when both are set."""
+
+    enabled: bool = False
+    folder: str = ""  # the folder to mirror; relative paths are taken against the working directory
+    cron: str = ""
+    interval_seconds: int | None = Field(None, ge=1)
+    run_on_start: bool = False  # also sync once right after start-up
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"invalid cron expression {value!r} (expected 5 fields, e.g. '*/30 * * * *'): {exc}"
+                ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "SchedulerSettings":
+        # Fail at start-up, not silently at the first (never-coming) run.
+        if self.enabled:
+            if not self.folder.strip():
+                raise ValueError("scheduler.enabled needs scheduler.folder")
+            if not self.cron and self.interval_seconds is None:
+                raise ValueError("scheduler.enabled needs scheduler.cron or scheduler.interval_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
 
@@ -105,8 +144,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     ui: UISettings = UISettings()
     answer: AnswerSettings = AnswerSettings()
-    # Sections owned by later stages (scheduler) are kept as plain mappings until then.
-    scheduler: dict[str, Any] = Field(default_factory=dict)
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -147,6 +185,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def sync_lock_path(self) -> Path:
+        """Held (flock) by the running folder sync: one sync per data directory at a time."""
+        return self.data_dir / "sync.lock"
 
 
 class _YamlSource(PydanticBaseSettingsSource):

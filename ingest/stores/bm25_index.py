@@ -9,9 +9,10 @@ Scoring (identical to rank_bm25 0.2.2 over the *live* documents):
 Layout (a small log-structured design, so adds never rewrite the whole index):
   * every document gets an internal *slot* (monotonic int); ``_slot_of`` maps chunk id -> slot;
   * postings live in immutable CSR *segments* (sorted term ids, indptr, slots, tfs), one per
-    ``add`` call (bulk adds are cut at ``MAX_BATCH_TOKENS`` to bound memory), merged binary-counter style (the newest segment is merged into its left
-    neighbour while that one is at most ``MERGE_FACTOR`` times larger) so there are O(log N)
-    segments and each posting is re-merged O(log N) times;
+    ``add`` call (bulk adds are cut at ``MAX_BATCH_TOKENS`` tokens to bound memory), merged
+    binary-counter style (the newest segment is merged into its left neighbour while that one
+    is at most ``MERGE_FACTOR`` times larger) so there are O(log N) segments and each posting
+    is re-merged O(log N) times;
   * deletes/replacements only flip ``_live[slot]`` (tombstone); live document frequencies are
     decremented lazily in one vectorised pass before the next read; dead postings are dropped
     when segments merge, and once tombstones exceed 20% of slots a full compaction renumbers
@@ -606,7 +607,7 @@ class BM25Index:
                 if not m.all():  # dead postings linger until their segment is merged
                     sl, tf = sl[m], tf[m]
                 tf = tf.astype(np.float64)
-                contrib = w * (tf * k1p1 / (tf + norm[sl]))
+                contrib = w * (tf * k1p1 / (tf + norm[sl]))  # rank_bm25's operation order
                 if c != 1:
                     contrib *= c
                 scores[sl] += contrib  # slots are unique within one term's postings

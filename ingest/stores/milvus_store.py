@@ -22,6 +22,9 @@ _MAX_INSERT_ROWS = 500
 _MAX_INSERT_BYTES = 2_000_000
 _MAX_TEXT_BYTES = 65_535  # Milvus VARCHAR limit
 _ID_LEN = 64
+# A Milvus server that is down must fail fast (pymilvus waits much longer by default), so the CLI
+# and the UI report it in seconds instead of hanging.
+CONNECT_TIMEOUT_S = 5.0
 
 
 class VectorStoreError(RuntimeError):
@@ -70,6 +73,8 @@ class MilvusVectorStore:
                 kwargs["token"] = self.settings.token
             if self.settings.db_name:
                 kwargs["db_name"] = self.settings.db_name
+            if "://" in self.uri:
+                kwargs["timeout"] = CONNECT_TIMEOUT_S
             try:
                 self._client = MilvusClient(**kwargs)
             except Exception as exc:  # pymilvus raises several types; the user needs one message
@@ -77,7 +82,8 @@ class MilvusVectorStore:
                     " (a Milvus Lite file can be opened by one process at a time: is the app or"
                     " another rag-ingest running on the same data directory?)"
                     if "://" not in self.uri
-                    else ""
+                    else f" (no answer within {CONNECT_TIMEOUT_S:g} s: is the Milvus server running"
+                    " and reachable at that address?)"
                 )
                 raise VectorStoreError(f"cannot open Milvus at {self.uri}: {exc}{hint}") from exc
             self._ensure_collection()
@@ -147,6 +153,21 @@ class MilvusVectorStore:
             for batch in _batches(rows):
                 self._call("upsert", self.client.upsert, self.settings.collection, batch)
 
+    def set_source(self, chunk_ids: Sequence[str], source: str) -> int:
+        """Rewrite the ``source`` in these rows' ``meta`` (after a rename), keeping their stored
+        vectors and text: no re-embedding. Returns the rows rewritten (missing ids are skipped)."""
+        rows = list(self._get(list(chunk_ids), ["chunk_id", "doc_id", "vector", "text", "meta"]).values())
+        for row in rows:
+            meta = row.get("meta") or {}
+            if isinstance(meta, str):
+                meta = json.loads(meta)
+            row["meta"] = {**meta, "source": source}
+            row["vector"] = np.asarray(row["vector"], dtype=np.float32).tolist()
+        with self._lock:
+            for batch in _batches(rows):
+                self._call("upsert", self.client.upsert, self.settings.collection, batch)
+        return len(rows)
+
     def delete(self, chunk_ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(chunk_ids))
         removed = 0
@@ -213,12 +234,6 @@ class MilvusVectorStore:
         return {
             cid: (_hit({**row, "distance": float("nan")}), np.asarray(row["vector"], dtype=np.float32))
             for cid, row in rows.items()
-        }
-
-    def get_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        return {
-            cid: np.asarray(row["vector"], dtype=np.float32)
-            for cid, row in self._get(chunk_ids, ["vector"]).items()
         }
 
     def _get(self, chunk_ids: Sequence[str], fields: list[str]) -> dict[str, dict]:

@@ -128,15 +128,16 @@ def _job_status(job: IngestJob, started: float) -> str:
     done, total = job.progress
     current = next((r.name for r in job.snapshot() if r.status == "indexing"), "")
     if job.state == "queued":
-        return f"⏳ Waiting for the ingestion worker… ({total} file(s))"
+        return f"Waiting for the ingestion worker… ({total} file(s))"
     if job.state == "running":
-        return f"⏳ Indexing {done + 1 if current else done} of {total}: {current}" if current else f"⏳ {done}/{total}"
+        return f"Indexing {done + 1} of {total}: {current}…" if current else f"Indexing… {done}/{total}"
     counts: dict[str, int] = {}
     for r in job.snapshot():
         counts[r.status] = counts.get(r.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
-    mark = "❌" if job.state == "failed" else "✅"
-    return f"{mark} Done in {time.time() - started:.1f} s: {summary}"
+    if job.state == "failed":
+        return f"**Failed** after {time.time() - started:.1f} s: {job.error} ({summary})"
+    return f"**Done** in {time.time() - started:.1f} s: {summary}"
 
 
 def _fmt_time(ts: float) -> str:
@@ -151,11 +152,27 @@ def _fmt_time(ts: float) -> str:
 def build_ui(service: RagService) -> gr.Blocks:
     settings = service.settings
 
+    data_dir = settings.data_dir.resolve()
+
+    def shown_source(source: str) -> str:
+        # Uploads live in the data dir: show "uploads/x.md", not the server's absolute layout.
+        try:
+            return str(Path(source).resolve().relative_to(data_dir))
+        except (ValueError, OSError):
+            return source
+
     def documents_rows() -> list[list[Any]]:
-        return [[d["file"], d["type"], d["chunks"], _fmt_time(d["indexed_at"]), d["source"]] for d in service.documents()]
+        return [
+            [d["file"], d["type"], d["chunks"], _fmt_time(d["indexed_at"]), shown_source(d["source"])]
+            for d in service.documents()
+        ]
 
     def delete_choices() -> gr.Dropdown:
-        return gr.Dropdown(choices=[(d["file"], d["source"]) for d in service.documents()], value=None)
+        return gr.Dropdown(choices=_choices(), value=None)
+
+    def _choices() -> list[tuple[str, str]]:
+        # Label with the date too: two uploads may share a file name.
+        return [(f"{d['file']} ({_fmt_time(d['indexed_at'])})", d["source"]) for d in service.documents()]
 
     def status_markdown() -> str:
         st = service.status()
@@ -176,7 +193,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                 f"| Relevance threshold | `{st['retrieval']['threshold']}` · top {st['retrieval']['top_k']} |",
                 f"| Documents (registry) | {c['documents']} |",
                 f"| Chunks: registry / Milvus / BM25 | {c['registry_chunks']} / {c['milvus_chunks']} / {c['bm25_chunks']}"
-                f" {'✅ consistent' if agree else '⚠️ differ: run `rag-ingest --check`'} |",
+                f" {'(consistent)' if agree else '**differ**: run `rag-ingest --check`'} |",
                 f"| Ingestion jobs waiting | {st['ingestion_queue']} |",
             ]
         )
@@ -217,7 +234,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                 )
                 yield "", chat, history, panel
             elif isinstance(event, ErrorEvent):
-                chat[-1] = {"role": "assistant", "content": f"⚠️ {event.message}"}
+                chat[-1] = {"role": "assistant", "content": f"**Error:** {event.message}"}
                 yield "", chat, history, render_sources(sources, query_note=query_note, error=event.message)
 
     def clear_chat() -> tuple[Any, ...]:
@@ -251,9 +268,9 @@ def build_ui(service: RagService) -> gr.Blocks:
             removed = service.delete(source)
         except Exception as exc:
             log.exception("delete failed")
-            return f"❌ Could not delete: {exc}", gr.update(), gr.update()
+            return f"**Could not delete:** {exc}", gr.update(), gr.update()
         name = html.escape(Path(source).name)
-        msg = f"🗑️ Deleted **{name}** ({removed} chunks)." if removed is not None else f"{name} is not indexed."
+        msg = f"Deleted **{name}** ({removed} chunks)." if removed is not None else f"{name} is not indexed."
         return msg, documents_rows(), delete_choices()
 
     def refresh_documents() -> tuple[Any, ...]:
@@ -261,7 +278,7 @@ def build_ui(service: RagService) -> gr.Blocks:
 
     # --- layout ------------------------------------------------------------------------------------------
     with gr.Blocks(title="Knowledge base Q&A", analytics_enabled=settings.ui.analytics) as demo:
-        gr.Markdown("## 📚 Knowledge base Q&A\nAnswers come only from your documents, with numbered citations.")
+        gr.Markdown("## Knowledge base Q&A\nAnswers come only from your documents, with numbered citations.")
         history_state = gr.State([])
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
@@ -311,13 +328,14 @@ def build_ui(service: RagService) -> gr.Blocks:
                     interactive=False,
                     elem_id="documents",
                     wrap=True,
+                    column_widths=["22%", "9%", "8%", "17%", "44%"],
                 )
                 with gr.Row():
                     refresh_btn = gr.Button("Refresh", size="sm", elem_id="refresh-docs")
                     reindex_btn = gr.Button("Re-index now", size="sm", elem_id="reindex-btn")
                 with gr.Row():
                     to_delete = gr.Dropdown(
-                        choices=[(d["file"], d["source"]) for d in service.documents()],
+                        choices=_choices(),
                         value=None,
                         label="Document to delete (removed from Milvus, BM25 and the registry)",
                         elem_id="delete-select",

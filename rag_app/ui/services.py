@@ -104,8 +104,7 @@ class UploadStore:
 
 def display_name(source: str) -> str:
     """The file name shown for a source; uploads without their content-hash suffix."""
-    name = source_label(source)
-    return re.sub(r"-[0-9a-f]{12}(?=\.[^.]+$|$)", "", name)
+    return source_label(source)
 
 
 # --------------------------------------------------------------------------------------------------

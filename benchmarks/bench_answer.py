@@ -1,0 +1,221 @@
+"""Answer latency with the default models: time to first token and total answer time.
+
+The samples corpus is indexed into a temporary data directory (e5-small + Milvus Lite + BM25), the
+default LLM (packaged Qwen2.5-Coder-0.5B-Instruct, fp32 on CPU through transformers) is loaded once,
+then each question goes through the full answerer (retrieval, prompt, streamed generation, citation
+parsing), as in the app. Results are printed and written to BENCHMARKS.md under "## Answer latency"
+(only that section is replaced).
+
+    python benchmarks/bench_answer.py                 # 5 questions, settings from configs/default.yaml
+    python benchmarks/bench_answer.py --threads 1 --repeat 2 --no-write
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the packaged models only: never a download
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent  # noqa: E402
+from rag_app.config import load_settings  # noqa: E402
+from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
+from rag_app.llm import make_llm  # noqa: E402
+
+QUESTIONS = [
+    ("zh", "入职满五年的正式员工每年有几天带薪年假？"),
+    ("zh", "报销单需要在费用发生后多少天内提交？"),
+    ("en", "What is the maximum upload size per file in Lumen Beacon 3.2?"),
+    ("en", "Which PostgreSQL version does Lumen Beacon 3.2 require?"),
+    ("en", "How long must passwords be according to the security policy?"),
+]
+SECTION = "## Answer latency"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def gpu_note() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU: {torch.cuda.get_device_name(0)} (not used: the local backend runs on CPU)"
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return "no GPU"
+
+
+def run(args: argparse.Namespace) -> dict:
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-answer-"))
+    models = Path(args.models_dir).resolve()
+    settings = load_settings(args.config, data_dir=data_dir)
+    # Reuse the converted packaged models (e5 and Qwen) instead of rebuilding them per run.
+    settings.embedder = settings.embedder.model_copy(update={"cache_dir": str(models)})
+    llm_update: dict = {"cache_dir": str(models)}
+    if args.threads:
+        llm_update["num_threads"] = args.threads
+    settings.llm = settings.llm.model_copy(update=llm_update)
+
+    t0 = time.perf_counter()
+    kb = KnowledgeBase(settings).warm_up()
+    assert kb.indexer is not None
+    report = kb.indexer.ingest_paths([REPO / "samples"])
+    index_s = time.perf_counter() - t0
+    llm = make_llm(settings.llm, data_dir)
+    t0 = time.perf_counter()
+    llm.warm_up()
+    load_s = time.perf_counter() - t0
+    answerer = Answerer(kb, llm, settings.answer)
+
+    rows = []
+    for lang, question in QUESTIONS:
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            first = None
+            final: FinalEvent | ErrorEvent | None = None
+            for event in answerer.stream(question):
+                if isinstance(event, DeltaEvent) and first is None:
+                    first = time.perf_counter() - t0
+                if isinstance(event, (FinalEvent, ErrorEvent)):
+                    final = event
+            total = time.perf_counter() - t0
+            if isinstance(final, ErrorEvent):
+                raise SystemExit(f"answer failed: {final.message}")
+            assert final is not None
+            n_tokens = llm.count_tokens(final.answer) if final.answer else 0
+            decode = total - (first or total)
+            rows.append(
+                {
+                    "lang": lang,
+                    "question": question,
+                    "retrieval_s": final.timings.get("retrieval_s", 0.0),
+                    "ttft_s": first or total,
+                    "total_s": total,
+                    "tokens": n_tokens,
+                    "tok_s": (n_tokens - 1) / decode if decode > 0 and n_tokens > 1 else 0.0,
+                    "refused": final.refused,
+                    "cited": ", ".join(sorted({c.source.file for c in final.citations})) or "-",
+                    "answer": final.answer,
+                }
+            )
+            logging.info("%s -> %.1f s: %s", question, total, final.answer.replace("\n", " ")[:200])
+    kb.close()
+    return {
+        "rows": rows,
+        "index_s": index_s,
+        "chunks": report.chunks_added,
+        "load_s": load_s,
+        "llm": llm.name,
+        "threads": settings.llm.num_threads,
+        "max_new_tokens": settings.llm.max_new_tokens,
+        "temperature": settings.llm.temperature,
+    }
+
+
+def table(res: dict) -> str:
+    lines = [
+        "| lang | question | retrieval s | first token s | total s | answer tokens | decode tok/s | cited |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in res["rows"]:
+        cited = "refused" if r["refused"] else r["cited"]
+        lines.append(
+            f"| {r['lang']} | {r['question']} | {r['retrieval_s']:.2f} | {r['ttft_s']:.2f} | {r['total_s']:.2f}"
+            f" | {r['tokens']} | {r['tok_s']:.1f} | {cited} |"
+        )
+    ttft = [r["ttft_s"] for r in res["rows"]]
+    total = [r["total_s"] for r in res["rows"]]
+    lines.append(
+        f"| | **median** | | **{statistics.median(ttft):.2f}** | **{statistics.median(total):.2f}** | | | |"
+    )
+    return "\n".join(lines)
+
+
+def section(res: dict, command: str) -> str:
+    machine = f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_model()}), {gpu_note()}"
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"Command: `{command}`",
+            "",
+            f"Machine: {machine}; Python {platform.python_version()}, torch CPU"
+            f" ({res['threads'] or 'default'} threads for the LLM). Measured {time.strftime('%Y-%m-%d')};"
+            " other jobs were running on the machine, so treat the figures as an upper bound.",
+            "",
+            f"Setup: the 6 sample documents ({res['chunks']} chunks) indexed into a fresh data directory"
+            f" ({res['index_s']:.0f} s including the embedder load); LLM `{res['llm']}`, fp32 on CPU, loaded once"
+            f" beforehand ({res['load_s']:.0f} s, not counted below); temperature {res['temperature']},"
+            f" at most {res['max_new_tokens']} new tokens. Each question runs the full answerer: retrieval,"
+            " prompt with up to 1500 tokens of quoted sources, streamed generation, citation parsing."
+            " \"First token\" and \"total\" are measured from the question, so they include retrieval.",
+            "",
+            table(res),
+            "",
+            "Most of the time to first token is prompt prefill on CPU (about 600-1,200 prompt tokens with the"
+            " quoted sources); a GPU server (`llm.backend: openai` with vLLM) or llama.cpp removes most of it.",
+            "",
+        ]
+    )
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace (or append) the "## Answer latency" section, leaving every other section untouched."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    parser.add_argument("--models-dir", default=str(REPO / "data" / "models"), help="where packaged models are cached")
+    parser.add_argument("--threads", type=int, default=None, help="LLM torch threads (default: from the config)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per question")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update BENCHMARKS.md")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("jieba", "pymilvus", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    res = run(args)
+    command = "python benchmarks/bench_answer.py" + "".join(
+        f" {flag}" for flag, on in (
+            (f"--threads {args.threads}", args.threads), (f"--repeat {args.repeat}", args.repeat != 1)
+        ) if on
+    )
+    text = section(res, command)
+    sys.stdout.write(text + "\n")
+    for r in res["rows"]:
+        sys.stdout.write(f"\n[{r['lang']}] {r['question']}\n  -> {r['answer']}\n")
+    if not args.no_write:
+        write_section(REPO / "BENCHMARKS.md", text)
+        sys.stdout.write(f"\nwrote {SECTION!r} to {REPO / 'BENCHMARKS.md'}\n")
+
+
+if __name__ == "__main__":
+    main()
