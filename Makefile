@@ -12,9 +12,12 @@ install:
 install-test:
 	$(PIP) install -e ".[test]"
 
-# Headless Chromium from Debian for the browser tests (Playwright drives it; no browser download).
+# Headless Chromium from Debian for the browser tests (Playwright drives it; no browser download),
+# and a CJK font so Chinese renders in the screenshots.
 browser:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi wqy; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
+	fi
 
 run: install
 	rag-ingest samples

@@ -29,7 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent  # noqa: E402
+from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent, build_prompt  # noqa: E402
 from rag_app.config import load_settings  # noqa: E402
 from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
 from rag_app.llm import make_llm  # noqa: E402
@@ -103,6 +103,10 @@ def run(args: argparse.Namespace) -> dict:
                 raise SystemExit(f"answer failed: {final.message}")
             assert final is not None
             n_tokens = llm.count_tokens(final.answer) if final.answer else 0
+            # The same prompt the answerer built (retrieval is deterministic), for its token count.
+            chunks = kb.retriever.run(final.query).chunks  # type: ignore[union-attr]
+            prompt = build_prompt(final.query, chunks, final.language, llm.count_tokens, answerer._context_budget(llm, final.query))
+            prompt_tokens = llm.count_messages_tokens(prompt.messages) if chunks else 0
             decode = total - (first or total)
             rows.append(
                 {
@@ -112,9 +116,12 @@ def run(args: argparse.Namespace) -> dict:
                     "ttft_s": first or total,
                     "total_s": total,
                     "tokens": n_tokens,
+                    "prompt_tokens": prompt_tokens,
                     "tok_s": (n_tokens - 1) / decode if decode > 0 and n_tokens > 1 else 0.0,
                     "refused": final.refused,
-                    "cited": ", ".join(sorted({c.source.file for c in final.citations})) or "-",
+                    "cited": ", ".join(
+                        dict.fromkeys(f"{c.source.file}{' (inferred)' if c.inferred else ''}" for c in final.citations)
+                    ) or "-",
                     "answer": final.answer,
                 }
             )
@@ -134,24 +141,26 @@ def run(args: argparse.Namespace) -> dict:
 
 def table(res: dict) -> str:
     lines = [
-        "| lang | question | retrieval s | first token s | total s | answer tokens | decode tok/s | cited |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| lang | question | retrieval s | prompt tokens | first token s | total s | answer tokens | decode tok/s | cited |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["rows"]:
         cited = "refused" if r["refused"] else r["cited"]
         lines.append(
-            f"| {r['lang']} | {r['question']} | {r['retrieval_s']:.2f} | {r['ttft_s']:.2f} | {r['total_s']:.2f}"
+            f"| {r['lang']} | {r['question']} | {r['retrieval_s']:.2f} | {r['prompt_tokens']} | {r['ttft_s']:.2f}"
+            f" | {r['total_s']:.2f}"
             f" | {r['tokens']} | {r['tok_s']:.1f} | {cited} |"
         )
     ttft = [r["ttft_s"] for r in res["rows"]]
     total = [r["total_s"] for r in res["rows"]]
     lines.append(
-        f"| | **median** | | **{statistics.median(ttft):.2f}** | **{statistics.median(total):.2f}** | | | |"
+        f"| | **median** | | | **{statistics.median(ttft):.2f}** | **{statistics.median(total):.2f}** | | | |"
     )
     return "\n".join(lines)
 
 
 def section(res: dict, command: str) -> str:
+    p = [r["prompt_tokens"] for r in res["rows"] if r["prompt_tokens"]] or [0]
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_model()}), {gpu_note()}"
     return "\n".join(
         [
@@ -172,8 +181,10 @@ def section(res: dict, command: str) -> str:
             "",
             table(res),
             "",
-            "Most of the time to first token is prompt prefill on CPU (about 600-1,200 prompt tokens with the"
-            " quoted sources); a GPU server (`llm.backend: openai` with vLLM) or llama.cpp removes most of it.",
+            f"Most of the time to first token is prompt prefill on CPU ({min(p)}-{max(p)} prompt tokens with the"
+            " quoted sources); a GPU server (`llm.backend: openai` with vLLM) or llama.cpp removes most of it."
+            " \"(inferred)\": the model wrote no [n] marker and the app attributed the answer to the source"
+            " holding its terms and numbers (`answer.infer_citations`).",
             "",
         ]
     )

@@ -1,4 +1,9 @@
-"""Command line: ``rag-ingest PATH...`` and ``rag-search "query"``."""
+"""Command line: ``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` and ``rag-search "query"``.
+
+Exit status of rag-ingest: 0 done, 1 nothing could be indexed (or the sync folder is missing, or
+the stores still disagree after --check), 2 the stores could not be opened (e.g. Milvus down),
+3 another sync of the same data directory is running.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ingest.beir import corpus_size, is_beir_dir, iter_corpus
-from ingest.indexer import IngestEvent
+from ingest.indexer import ConsistencyReport, IngestEvent
 from ingest.stores.milvus_store import VectorStoreError
+from ingest.sync import SyncInProgressError
 from ingest.types import IngestReport
 from rag_app.config import Settings, load_settings
 from rag_app.knowledge_base import KnowledgeBase
@@ -53,10 +59,15 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", help="files or folders to index")
     parser.add_argument("--check", action="store_true", help="verify registry, Milvus and BM25 agree; repair drift")
     parser.add_argument("--delete", nargs="+", metavar="SOURCE", help="remove these indexed sources")
+    parser.add_argument(
+        "--sync",
+        metavar="FOLDER",
+        help="mirror FOLDER: index new and changed files, follow renames, remove sources whose files are gone",
+    )
     _common(parser)
     args = parser.parse_args(argv)
-    if not (args.paths or args.check or args.delete):
-        parser.error("give at least one PATH, --check or --delete")
+    if not (args.paths or args.check or args.delete or args.sync):
+        parser.error("give at least one PATH, --sync, --check or --delete")
     kb = _open_kb(_settings(args), "rag-ingest")
     if kb is None:
         return 2
@@ -66,23 +77,45 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
         if args.delete:
             n = kb.indexer.delete_sources(args.delete)
             print(f"removed {len(args.delete)} source(s), {n} chunks")
+        if args.sync:
+            try:
+                report = _sync(kb, args.sync)
+            except SyncInProgressError as exc:
+                print(f"rag-ingest: {exc}", file=sys.stderr)
+                return 3
+            except NotADirectoryError as exc:
+                print(f"rag-ingest: {exc}", file=sys.stderr)
+                return 1
+            _print_summary(report)
         if args.paths:
             report = _ingest(kb, args.paths)
             _print_summary(report)
             status = 1 if report.failed and not report.indexed and not report.unchanged else 0
         if args.check:
             check = kb.indexer.check(repair=True)
-            print(
-                f"check: registry {check.registry}, Milvus {check.milvus}, BM25 {check.bm25} chunks;"
-                f" orphans removed {check.orphans_removed}, BM25 restored {check.bm25_restored},"
-                f" documents to re-index {len(check.documents_dropped)}"
-            )
+            _print_check(check)
+            if not check.agree_now:
+                status = 1
         return status
     except VectorStoreError as exc:
         print(f"rag-ingest: {exc}", file=sys.stderr)
         return 2
     finally:
         kb.close()
+
+
+def _print_check(check: ConsistencyReport) -> None:
+    print(
+        f"check: registry {check.registry}, Milvus {check.milvus}, BM25 {check.bm25} chunks;"
+        f" orphans removed {check.orphans_removed}, BM25 restored {check.bm25_restored},"
+        f" documents to re-index {len(check.documents_dropped)}, renames finished {check.sources_relabelled}"
+    )
+    if check.consistent:
+        print(f"check: OK, the stores agree ({check.registry} chunks in the registry, Milvus and BM25)")
+    elif check.agree_now:
+        print("check: the stores disagreed and were repaired; they agree now")
+    else:
+        print("check: the stores still DISAGREE after repair; run the check again or re-index")
 
 
 def _ingest(kb: KnowledgeBase, paths: Sequence[str]) -> IngestReport:
@@ -104,8 +137,22 @@ def _ingest(kb: KnowledgeBase, paths: Sequence[str]) -> IngestReport:
     return report
 
 
+def _sync(kb: KnowledgeBase, folder: str) -> IngestReport:
+    from tqdm import tqdm
+
+    assert kb.indexer is not None
+    disable = not sys.stderr.isatty() and os.environ.get("RAG_PROGRESS") != "1"
+    bar = tqdm(desc=f"syncing {folder}", unit="file", disable=disable)
+    try:
+        return kb.indexer.sync_folder(folder, _bar_callback(bar))
+    finally:
+        bar.close()
+
+
 def _bar_callback(bar):  # type: ignore[no-untyped-def]
     def on_event(event: IngestEvent) -> None:
+        if event.status in ("removed", "renamed"):  # not files of the scan: no bar step
+            return
         if event.total is not None and bar.total != event.total:
             bar.total = event.total
         bar.update(1)
@@ -116,7 +163,7 @@ def _bar_callback(bar):  # type: ignore[no-untyped-def]
 
 
 def _merge(into: IngestReport, part: IngestReport) -> None:
-    for name in ("indexed", "unchanged", "duplicates", "failed", "skipped", "removed"):
+    for name in ("indexed", "unchanged", "duplicates", "failed", "skipped", "removed", "renamed"):
         getattr(into, name).extend(getattr(part, name))
     into.chunks_added += part.chunks_added
     into.chunks_removed += part.chunks_removed
@@ -126,8 +173,15 @@ def _print_summary(r: IngestReport) -> None:
     print(
         f"files: {r.files_seen} seen, {len(r.indexed)} indexed, {len(r.unchanged)} unchanged,"
         f" {len(r.duplicates)} duplicate, {len(r.skipped)} skipped, {len(r.failed)} failed"
+        + (f", {len(r.renamed)} renamed" if r.renamed else "")
     )
+    if r.removed:
+        print(f"sources removed: {len(r.removed)}")
     print(f"chunks: {r.chunks_added} added, {r.chunks_removed} removed")
+    for old, new in r.renamed:
+        print(f"  renamed: {old} -> {new}")
+    for source in r.removed:
+        print(f"  removed: {source}")
     for source, original in r.duplicates:
         print(f"  duplicate: {source} (same content as {original})")
     for source, reason in r.skipped:

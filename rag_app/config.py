@@ -90,6 +90,10 @@ class AnswerSettings(BaseModel):
     max_history_turns: int = Field(4, ge=0)  # earlier (question, answer) pairs used to rewrite follow-ups
     rewrite_followups: bool = True  # turn "and the English one?" into a standalone query before retrieval
     rewrite_max_tokens: int = Field(96, gt=0)
+    # When the model cites nothing (small local models often don't), attribute the answer to the
+    # quoted source that contains its words and all its numbers; such citations are flagged "inferred".
+    infer_citations: bool = True
+    infer_min_support: float = Field(0.6, gt=0, le=1)  # share of the answer's terms found in that source
 
 
 class SchedulerSettings(BaseModel):

@@ -40,10 +40,12 @@ class KnowledgeBase:
                 return self
             s = self.settings
             s.data_dir.mkdir(parents=True, exist_ok=True)
-            self.embedder.warm_up()
-            self.registry = Registry(s.registry_path)
+            # Milvus before the model: the dimension needs only the model's config, and an
+            # unreachable server should fail in seconds, not after the model has loaded.
             self.vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim)
             self.vectors.warm_up()
+            self.embedder.warm_up()
+            self.registry = Registry(s.registry_path)
             self.bm25 = BM25Index(s.bm25_dir, k1=s.bm25.k1, b=s.bm25.b, epsilon=s.bm25.epsilon)
             chunker = Chunker(s.chunker, self.embedder)
             self.indexer = Indexer(

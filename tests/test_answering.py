@@ -25,6 +25,7 @@ from rag_app.answering import (
     map_citations,
     parse_citation_numbers,
 )
+from rag_app.answering.answerer import infer_citation
 from rag_app.answering.prompt import NumberedSource, clean_rewrite
 from rag_app.config import AnswerSettings, RetrievalSettings, ThresholdSettings
 from rag_app.llm import LLMSettings, make_llm
@@ -193,7 +194,7 @@ def test_cited_answer_maps_to_the_right_chunk(samples_kb, llm_stub, question, de
     final = events[-1]
     assert isinstance(final, FinalEvent) and not final.refused
     assert final.answer == "".join(deltas)
-    assert [c.number for c in final.citations] == [1]
+    assert [(c.number, c.inferred) for c in final.citations] == [(1, False)]
     chunk = final.citations[0].source.chunk
     assert Path(chunk.source).name == file and must_contain in chunk.text
     if page is not None:
@@ -205,6 +206,35 @@ def test_cited_answer_maps_to_the_right_chunk(samples_kb, llm_stub, question, de
     system = body["messages"][0]["content"]
     assert body["stream"] is True and f"<<<SOURCE [1] ({file}" in system
     assert chunk.text.strip() in system
+
+
+def test_uncited_answer_gets_an_inferred_citation(samples_kb, llm_stub: StubLLMServer) -> None:
+    # The packaged 0.5B model usually answers correctly but without [n]: the app attributes the answer
+    # to the quoted source holding its words and numbers, and says so (inferred=True).
+    llm_stub.deltas = ["入职满五年及以上的正式员工，", "每年享有 18 天带薪年假。"]
+    events = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), ZH_Q)
+    final = events[-1]
+    assert isinstance(final, FinalEvent)
+    (cite,) = final.citations
+    assert cite.inferred and "18 天" in cite.source.chunk.text
+    assert Path(cite.source.chunk.source).name == "employee_handbook_zh.md"
+    assert final.answer == "".join(llm_stub.deltas) + f" [{cite.number}]"
+    assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == final.answer
+    assert cite.to_dict()["inferred"] is True
+
+    sources = final.sources
+    tok = samples_kb.tokenizer.tokenize
+    assert infer_citation("入职满五年的正式员工每年享有 25 天带薪年假。", sources, tok, 0.6) is None  # made-up figure
+    assert infer_citation("抱歉，我不知道，文档中没有相关内容。", sources, tok, 0.6) is None
+    assert infer_citation("Bake it at 180 degrees for 40 minutes.", sources, tok, 0.6) is None
+    # An explicit citation from the model is kept as is, nothing inferred.
+    llm_stub.deltas = ["每年 18 天 [2]。"]
+    final = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), ZH_Q)[-1]
+    assert [(c.number, c.inferred) for c in final.citations] == [(2, False)] and final.answer == "每年 18 天 [2]。"
+    # And the fallback can be switched off.
+    llm_stub.deltas = ["入职满五年及以上的正式员工，每年享有 18 天带薪年假。"]
+    final = _events(Answerer(samples_kb, _openai(llm_stub), AnswerSettings(infer_citations=False)), ZH_Q)[-1]
+    assert final.citations == [] and not final.answer.endswith("]")
 
 
 def test_followup_is_rewritten_with_history(samples_kb, llm_stub: StubLLMServer) -> None:
@@ -301,5 +331,8 @@ def test_packaged_llm_answers_with_a_citation(samples_kb) -> None:
     assert isinstance(final, FinalEvent), final
     assert not final.refused
     assert "18" in final.answer, final.answer
+    # The 0.5B model seldom writes [n] itself; then the citation is inferred from the answer's terms.
     assert final.citations, final.answer
-    assert Path(final.citations[0].source.chunk.source).name == "employee_handbook_zh.md"
+    cite = final.citations[0]
+    assert Path(cite.source.chunk.source).name == "employee_handbook_zh.md" and "18" in cite.source.chunk.text
+    assert f"[{cite.number}]" in final.answer

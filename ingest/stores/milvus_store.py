@@ -27,6 +27,17 @@ _ID_LEN = 64
 CONNECT_TIMEOUT_S = 5.0
 
 
+class _DropMvccTsWarning(logging.Filter):
+    """pymilvus warns on every ``query_iterator`` against Milvus Lite (which has no mvccTs) and
+    falls back to a client timestamp, which is fine here; ``all_ids`` runs at every check/sync."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to get mvccTs" not in record.getMessage()
+
+
+logging.getLogger("pymilvus.orm.iterator").addFilter(_DropMvccTsWarning())
+
+
 class VectorStoreError(RuntimeError):
     """Milvus could not be opened or answered with an error; the message says which and where."""
 

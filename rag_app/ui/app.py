@@ -80,7 +80,7 @@ def _fmt_score(value: float | None) -> str:
 
 def render_sources(
     sources: list[NumberedSource],
-    cited: set[int] | None = None,
+    cited: dict[int, bool] | None = None,  # cited source number -> inferred by the app
     *,
     query_note: str = "",
     no_evidence: str = "",
@@ -107,7 +107,11 @@ def render_sources(
         text = " ".join(c.text.split())
         limit = _SNIPPET_CHARS if is_cited or cited is None else 200
         snippet = text[:limit] + ("…" if len(text) > limit else "")
-        badge = '<span class="badge">cited</span>' if is_cited else ""
+        badge = ""
+        if is_cited:
+            inferred = bool(cited and cited.get(s.number))
+            tip = ' title="The model gave no citation; the app matched the answer to this source."' if inferred else ""
+            badge = f'<span class="badge"{tip}>{"cited (inferred)" if inferred else "cited"}</span>'
         location = f" — {html.escape(c.location)}" if c.location else ""
         parts.append(
             f'<div class="src-card{" cited" if is_cited else ""}" data-source="{html.escape(s.file)}">'
@@ -228,7 +232,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                 ]
                 panel = render_sources(
                     event.sources,
-                    {c.number for c in event.citations},
+                    {c.number: c.inferred for c in event.citations},
                     query_note=query_note,
                     no_evidence=event.note if event.refused else "",
                 )
@@ -351,6 +355,8 @@ def build_ui(service: RagService) -> gr.Blocks:
         send.click(ask, **chat_io, concurrency_id="chat")  # type: ignore[arg-type]
         question.submit(ask, **chat_io, concurrency_id="chat")  # type: ignore[arg-type]
         clear.click(clear_chat, outputs=[chatbot, history_state, sources_panel], queue=False)
+        # The chatbot's own trash button must forget the conversation too (follow-ups use the history).
+        chatbot.clear(lambda: ([], render_sources([])), outputs=[history_state, sources_panel], queue=False)
         # Ingestion handlers only poll the worker: their own concurrency group, so uploads and
         # re-indexing never take a chat slot.
         index_btn.click(
