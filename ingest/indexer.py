@@ -243,7 +243,7 @@ class Indexer:
             # A previous run may have been killed half-way: converge first.
             repaired = self.check(repair=True)
             if not repaired.consistent:
-                log.warning("sync: repaired drift left by an earlier run: %s", repaired)
+                log.warning("sync: repaired drift between the stores first (an interrupted run?): %s", repaired)
             files, skipped = expand_paths(root)
             report.skipped.extend(skipped)
             current = {str(f): f for f in files}

@@ -11,7 +11,7 @@ Typical wiring (the server owns it)::
     scheduler.start()          # adds the periodic job only when settings.enabled
     ...
     scheduler.status()         # for the Status tab / API
-    scheduler.shutdown()
+    scheduler.shutdown()       # before kb.close(): waits for a running sync to finish
 """
 from __future__ import annotations
 

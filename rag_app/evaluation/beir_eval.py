@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping
 
+import numpy as np
+
 from ingest.beir import corpus_id_of, load_qrels, load_queries
 from rag_app.config import ThresholdSettings
-from rag_app.evaluation.metrics import evaluate_run
+from rag_app.evaluation.metrics import evaluate_run, ndcg_query, per_query, recall_at_k
 from rag_app.retrieval.fusion import reciprocal_rank_fusion, weighted_score_sum
 
 if TYPE_CHECKING:
@@ -157,13 +159,39 @@ def to_doc_scores(ordered: list[Candidate]) -> dict[str, float]:
     return docs
 
 
-def leg_run(cands: CandidateSet, leg: str) -> dict[str, dict[str, float]]:
-    """BEIR run for ``dense``, ``bm25`` or ``hybrid`` (the retriever's own fused order)."""
+def leg_run(cands: CandidateSet, leg: str, include_tail: bool = True) -> dict[str, dict[str, float]]:
+    """BEIR run for ``dense``, ``bm25`` or ``hybrid`` (the retriever's own fused order).
+
+    ``include_tail=False`` keeps only the chunks the leg itself returned: with the tail, a single
+    leg's deep recall is that of the union of both legs whenever the union holds few documents."""
     run: dict[str, dict[str, float]] = {}
     for q in cands.queries:
-        ordered = q.chunks if leg == "hybrid" else leg_order(q.chunks, leg)  # type: ignore[arg-type]
+        if leg == "hybrid":
+            ordered = q.chunks
+        else:
+            ordered = leg_order(q.chunks, leg)  # type: ignore[arg-type]
+            if not include_tail:
+                ordered = [c for c in ordered if (c.dense_rank if leg == "dense" else c.bm25_rank) is not None]
         run[q.qid] = to_doc_scores(ordered)
     return run
+
+
+def per_query_ndcg(run: Mapping[str, Mapping[str, float]], cands: CandidateSet, k: int = 10) -> dict[str, float]:
+    return per_query(ndcg_query, run, cands.qrels, k)
+
+
+def paired_bootstrap(
+    a: Mapping[str, float], b: Mapping[str, float], n: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of per-query (a - b) and its 95% paired-bootstrap interval: is a gap more than noise?"""
+    qids = sorted(set(a) & set(b))
+    if not qids:
+        return 0.0, 0.0, 0.0
+    diff = np.array([a[q] - b[q] for q in qids])
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
 
 
 def fused_order(
@@ -199,14 +227,27 @@ def score_run(run: Mapping[str, Mapping[str, float]], cands: CandidateSet, k_val
 
 
 def evaluate_candidates(cands: CandidateSet, k_values: tuple[int, ...] = (10,)) -> dict[str, dict[str, float]]:
-    """Metrics per leg plus query latency (one retrieval serves all legs: same value for each)."""
+    """Metrics per leg plus query latency (one retrieval serves all legs: same value for each).
+
+    Single legs rank the other leg's finds after their own (see ``leg_order``); ``recall@100_own``
+    and ``docs_own`` describe the leg's own hits alone."""
     lat = cands.latencies_ms
     timing = {
         "ms_per_query": statistics.fmean(lat) if lat else 0.0,
         "ms_p50": statistics.median(lat) if lat else 0.0,
         "queries": float(len(cands.queries)),
     }
-    return {leg: {**score_run(leg_run(cands, leg), cands, k_values), **timing} for leg in LEGS}
+    out: dict[str, dict[str, float]] = {}
+    for leg in LEGS:
+        own = leg_run(cands, leg, include_tail=False)
+        out[leg] = {
+            **score_run(leg_run(cands, leg), cands, k_values),
+            # Recall@100 over the leg's own hits only, and how many documents those hits cover.
+            "recall@100_own": recall_at_k(own, cands.qrels, 100),
+            "docs_own": statistics.fmean(len(d) for d in own.values()) if own else 0.0,
+            **timing,
+        }
+    return out
 
 
 def evaluate(
@@ -215,6 +256,6 @@ def evaluate(
     k_values: tuple[int, ...] = (10,),
     max_queries: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{"dense"|"bm25"|"hybrid": {"ndcg@10", "recall@10", "recall@100", "mrr@10",
-    "ms_per_query", "ms_p50", "queries"}}`` for a warmed ``kb`` that holds the dataset's corpus."""
+    """``{"dense"|"bm25"|"hybrid": {"ndcg@10", "recall@10", "recall@100", "mrr@10", "recall@100_own",
+    "docs_own", "ms_per_query", "ms_p50", "queries"}}`` for a warmed ``kb`` that holds the dataset's corpus."""
     return evaluate_candidates(collect_candidates(kb, dataset_dir, max_queries=max_queries), k_values)
