@@ -98,6 +98,14 @@ def create_app(
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
+    @app.post("/api/sync", dependencies=auth)
+    def post_sync(wait: bool = False) -> dict[str, Any]:
+        """Run the configured folder sync now; ``wait=true`` returns after it finished."""
+        try:
+            return svc.sync_now(wait=wait, timeout=600 if wait else None)
+        except RuntimeError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
     @app.get("/api/status", dependencies=auth)
     def get_status() -> dict[str, Any]:
         return svc.status()

@@ -150,3 +150,38 @@ def test_login_required_when_configured(kb, stub: StubLLMServer) -> None:
         assert "s3cret-pass" not in json.dumps(status)
     finally:
         app.state.service.close()
+
+
+def test_scheduled_folder_sync_shows_in_status(make_kb, tmp_path: Path) -> None:
+    """The app's scheduler syncs a folder on a 1-second interval; the API's status and the UI's
+    status table show the last run and its result."""
+    import time
+
+    from rag_app.config import SchedulerSettings
+    from rag_app.ui.app import _sync_rows
+
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    (folder / "faq.md").write_bytes((SAMPLES / "product_faq_en.md").read_bytes())
+    kb = make_kb(scheduler=SchedulerSettings(enabled=True, folder=str(folder), interval_seconds=1))
+    app = create_app(kb.settings, kb, mount_ui=False)
+    client = TestClient(app)
+    try:
+        deadline = time.monotonic() + 60
+        sync = client.get("/api/status").json()["sync"]
+        while not sync["last_finished"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            sync = client.get("/api/status").json()["sync"]
+        assert sync["last_ok"] is True and sync["scheduled"] and sync["next_run"]
+        assert "1 indexed" in sync["last_summary"]
+        assert [d["file"] for d in client.get("/api/documents").json()["documents"]] == ["faq.md"]
+        rows = "\n".join(_sync_rows(sync))
+        assert str(folder) in rows and "every" in rows
+        assert "Last sync" in rows and "ok" in rows
+
+        (folder / "faq.md").unlink()  # the next run removes it
+        done = client.post("/api/sync", params={"wait": "true"}).json()
+        assert done["last_ok"] is True
+        assert client.get("/api/documents").json()["documents"] == []
+    finally:
+        app.state.service.close()

@@ -128,6 +128,23 @@ def _results_rows(results: list[FileResult]) -> list[list[str]]:
     return [[r.name, r.status, r.detail] for r in results]
 
 
+def _sync_rows(sync: dict[str, Any]) -> list[str]:
+    """Status-table rows for the scheduled folder sync."""
+    if not sync["folder"]:
+        return ["| Folder sync | not configured (`scheduler.folder`, `scheduler.cron`) |"]
+    rows = [f"| Folder sync | `{sync['folder']}` · {sync['schedule']} |"]
+    if sync["running"]:
+        rows.append("| Sync | running now |")
+    if sync["next_run"]:
+        rows.append(f"| Next sync | {sync['next_run']} |")
+    if sync["last_finished"]:
+        outcome = "ok" if sync["last_ok"] else "**failed**"
+        rows.append(f"| Last sync | {sync['last_finished']} · {outcome} · {sync['last_summary']} |")
+    else:
+        rows.append("| Last sync | never ran |")
+    return rows
+
+
 def _job_status(job: IngestJob, started: float) -> str:
     done, total = job.progress
     current = next((r.name for r in job.snapshot() if r.status == "indexing"), "")
@@ -199,8 +216,13 @@ def build_ui(service: RagService) -> gr.Blocks:
                 f"| Chunks: registry / Milvus / BM25 | {c['registry_chunks']} / {c['milvus_chunks']} / {c['bm25_chunks']}"
                 f" {'(consistent)' if agree else '**differ**: run `rag-ingest --check`'} |",
                 f"| Ingestion jobs waiting | {st['ingestion_queue']} |",
+                *_sync_rows(st["sync"]),
             ]
         )
+
+    def sync_now() -> str:
+        service.sync_now(wait=False)
+        return status_markdown()
 
     # --- chat -----------------------------------------------------------------------------------------
     def ask(message: str, chat: list[dict[str, Any]], history: list[dict[str, str]]) -> Iterator[tuple[Any, ...]]:
@@ -349,7 +371,11 @@ def build_ui(service: RagService) -> gr.Blocks:
                 delete_status = gr.Markdown("", elem_id="delete-status")
             with gr.Tab("Status", id="status") as status_tab:
                 status_info = gr.Markdown(status_markdown, elem_id="status-info")
-                status_btn = gr.Button("Refresh", size="sm", elem_id="refresh-status")
+                with gr.Row():
+                    status_btn = gr.Button("Refresh", size="sm", elem_id="refresh-status")
+                    sync_btn = gr.Button(
+                        "Sync folder now", size="sm", elem_id="sync-now", visible=bool(service.scheduler.folder)
+                    )
 
         chat_io = dict(inputs=[question, chatbot, history_state], outputs=[question, chatbot, history_state, sources_panel])
         send.click(ask, **chat_io, concurrency_id="chat")  # type: ignore[arg-type]
@@ -375,6 +401,7 @@ def build_ui(service: RagService) -> gr.Blocks:
         delete_btn.click(delete_document, inputs=[to_delete], outputs=[delete_status, documents, to_delete])
         refresh_btn.click(refresh_documents, outputs=[documents, to_delete], queue=False)
         status_btn.click(status_markdown, outputs=[status_info], queue=False)
+        sync_btn.click(sync_now, outputs=[status_info], concurrency_id="ingest")
         status_tab.select(status_markdown, outputs=[status_info], queue=False)
         demo.load(refresh_documents, outputs=[documents, to_delete], queue=False)
 

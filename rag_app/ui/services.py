@@ -28,6 +28,7 @@ from rag_app.answering import Answerer
 from rag_app.answering.prompt import source_label
 from rag_app.config import Settings
 from rag_app.knowledge_base import KnowledgeBase
+from rag_app.scheduler import SyncScheduler
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +228,20 @@ class RagService:
         self.uploads = UploadStore(settings.data_dir / "uploads")
         self.worker = IngestWorker()
         self.max_bytes = settings.ui.max_upload_mb * 1024 * 1024
+        # The folder sync runs in this process (Milvus Lite admits one process per file).
+        self.scheduler = SyncScheduler(kb, settings.scheduler)
+        if self.scheduler.folder:
+            self.scheduler.start()
 
     def close(self) -> None:
+        self.scheduler.shutdown()
         self.worker.stop()
+
+    def sync_now(self, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        """Run the configured folder sync now (queued behind a running one)."""
+        if not self.scheduler.folder:
+            raise RuntimeError("no sync folder configured (scheduler.folder)")
+        return self.scheduler.run_now(wait=wait, timeout=timeout).as_dict()
 
     # --- writes (queued on the worker) --------------------------------------------------------------
     def submit_uploads(self, files: Sequence[UploadInput]) -> IngestJob:
@@ -320,6 +332,7 @@ class RagService:
             },
             "counts": counts,
             "ingestion_queue": self.worker.pending,
+            "sync": self.scheduler.status().as_dict(),
             "data_dir": str(s.data_dir),
         }
 
