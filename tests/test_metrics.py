@@ -190,3 +190,14 @@ def test_offline_rrf_matches_hybrid_formula() -> None:
     assert [c.chunk_id for c in fused_order(chunks, "rrf")] == ["b", "a", "c"]
     # BM25 at weight 0: dense order, then the BM25-only chunk (no score).
     assert [c.chunk_id for c in fused_order(chunks, "rrf", bm25_weight=0.0)] == ["a", "b", "c"]
+
+
+def test_paired_bootstrap_interval() -> None:
+    from rag_app.evaluation.beir_eval import paired_bootstrap
+
+    a = {f"q{i}": 1.0 for i in range(50)}
+    b = {f"q{i}": (0.0 if i < 10 else 1.0) for i in range(50)}
+    mean, lo, hi = paired_bootstrap(a, b)
+    assert mean == pytest.approx(0.2)
+    assert 0.0 < lo <= mean <= hi < 0.5  # a clear, one-sided gap: the interval excludes zero
+    assert paired_bootstrap(a, a) == (0.0, 0.0, 0.0)
