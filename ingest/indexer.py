@@ -57,6 +57,20 @@ class IngestEvent:
 ProgressCallback = Callable[[IngestEvent], None]
 
 
+class _Progress:
+    """Numbers one run's events and hands them to the caller's callback, if any."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int | None) -> None:
+        self.callback = callback
+        self.total = total
+        self.done = 0
+
+    def __call__(self, source: str, status: str, detail: str = "") -> None:
+        self.done += 1
+        if self.callback:
+            self.callback(IngestEvent(source, status, detail, self.done, self.total))
+
+
 @dataclass
 class _Candidate:
     source: str
@@ -169,13 +183,7 @@ class Indexer:
         buffer: list[_Pending] = []
         buffered = 0
         pending_ids: dict[str, str] = {}  # doc_id -> source, for duplicates inside one run
-        done = 0
-
-        def emit(source: str, status: str, detail: str = "") -> None:
-            nonlocal done
-            done += 1
-            if progress:
-                progress(IngestEvent(source, status, detail, done, total))
+        emit = _Progress(progress, total)
 
         def flush() -> None:
             nonlocal buffer, buffered
@@ -249,13 +257,7 @@ class Indexer:
             current = {str(f): f for f in files}
             tracked = [d for d in self.registry.documents() if _is_under(d.source, root)]
             gone = [d for d in tracked if d.source not in current]
-            done = 0
-
-            def emit(source: str, status: str, detail: str = "") -> None:
-                nonlocal done
-                done += 1
-                if progress:
-                    progress(IngestEvent(source, status, detail, done, None))
+            emit = _Progress(progress, None)
 
             moved_to: set[str] = set()
             if gone:
