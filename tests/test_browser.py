@@ -4,10 +4,12 @@ streaming answers that cite [1] in several deltas.
 
 Upload a Chinese and an English sample through the UI, ask in both languages, see the streamed answer
 and the right source, get the refusal for an uncovered question, delete a document and see it gone.
-Screenshots go to docs/screenshots/ (chat.png, knowledge_base.png).
+Screenshots (chat.png, knowledge_base.png) go to $RAG_SCREENSHOT_DIR, default the pytest tmp dir;
+`RAG_SCREENSHOT_DIR=docs/screenshots pytest tests/test_browser.py` refreshes the README's pictures.
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -22,7 +24,6 @@ from stub_llm_server import StubLLMServer, is_rewrite_request
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
-SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -136,8 +137,9 @@ def _wait_text(page, selector: str, text: str) -> None:
     )
 
 
-def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLLMServer) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLLMServer, tmp_path: Path) -> None:
+    screenshots = Path(os.environ.get("RAG_SCREENSHOT_DIR") or tmp_path)
+    screenshots.mkdir(parents=True, exist_ok=True)
     page.goto(server)
     page.get_by_role("tab", name="Knowledge base").click()
 
@@ -155,7 +157,7 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     docs = page.locator("#documents").inner_text()
     for name in ["employee_handbook_zh.md", "release_notes_en.pdf", *BACKGROUND]:
         assert name in docs
-    page.screenshot(path=str(SCREENSHOTS / "knowledge_base.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "knowledge_base.png"), full_page=True)
 
     # --- ask in Chinese: streamed answer, cited source -------------------------------------------
     page.get_by_role("tab", name="Chat").click()
@@ -183,7 +185,8 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     )
     cited = page.locator("#sources .src-card.cited").first
     assert "p. 2" in cited.inner_text() and "200 MB" in cited.inner_text()
-    page.screenshot(path=str(SCREENSHOTS / "chat.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "chat.png"), full_page=True)
+    assert (screenshots / "chat.png").stat().st_size > 10_000 and (screenshots / "knowledge_base.png").is_file()
 
     # --- not covered: the refusal, visibly "no evidence", and no answer request to the LLM ------------
     answers_before = len(stub.answer_bodies())
