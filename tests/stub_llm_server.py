@@ -3,6 +3,10 @@
 It records every request and answers with scripted deltas, so tests can assert what the app sent
 to the LLM (or that it sent nothing) without any model. ``responder(body) -> list[str]`` picks the
 deltas per request (e.g. a rewrite vs an answer); ``delay_s`` spaces them to make streaming visible.
+The stream carries what real servers send around the deltas (a keep-alive comment, a role-only first
+event, ids, a trailing usage-only event). For error paths: ``status`` (an HTTP error for every request),
+``error_after`` (an in-stream error event after that many deltas) and ``gate`` (hold the rest of the
+stream after the first delta until the test sets it).
 
     with StubLLMServer(deltas=["It is ", "18 days ", "[1]."]) as stub:
         settings = LLMSettings(backend="openai", base_url=stub.base_url)
@@ -53,6 +57,9 @@ class StubLLMServer:
         self.responder = responder
         self.delay_s = delay_s
         self.status = 200  # set >= 400 to answer every request with an HTTP error
+        self.error_after: int | None = None  # send an in-stream error event after this many deltas, then stop
+        self.gate: threading.Event | None = None  # when set: wait (<= 5 s) for it after the first delta
+        self.gate_timed_out = False
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"}
         self._lock = threading.Lock()
         self._server = _QuietServer((host, port), self._handler())
@@ -131,12 +138,19 @@ class StubLLMServer:
                     self.wfile.write(f"data: {data}\n\n".encode())
                     self.wfile.flush()
 
-                send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-                for delta in deltas:
+                self.wfile.write(b": keep-alive comment\n\n")
+                send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})  # role-only first event
+                for i, delta in enumerate(deltas, 1):
                     if stub.delay_s:
                         time.sleep(stub.delay_s)
-                    send({"choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]})
+                    send({"id": "x", "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]})
+                    if i == 1 and stub.gate is not None:
+                        stub.gate_timed_out = not stub.gate.wait(5)
+                    if i == stub.error_after:
+                        send({"error": {"message": "upstream failure", "code": 500}})
+                        return
                 send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                send({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": len(deltas)}})  # usage-only
                 send("[DONE]")
 
         return Handler

@@ -10,7 +10,7 @@ import shutil
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,93 +19,17 @@ from rag_app.llm import LLMSettings, LLMUnavailableError, make_llm
 from rag_app.llm.base import LLMBackend, apply_stop, approx_token_count
 from rag_app.llm.openai_backend import OpenAICompatibleLLM
 from rag_app.llm import packaged_qwen
+from stub_llm_server import StubLLMServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DELTAS = ["Lumen ", "Labs ", "was found", "ed in ", "2019", "."]
 
 
-# --------------------------------------------------------------------------------------------------
-# A tiny OpenAI-compatible SSE server on 127.0.0.1 (http.server in a thread)
-# --------------------------------------------------------------------------------------------------
-
-
-class _Stub:
-    def __init__(self) -> None:
-        self.requests: list[dict] = []  # {"path", "headers", "body"}
-        self.deltas: list[str] = list(DELTAS)
-        self.status = 200
-        self.error_event = False
-        self.gate: threading.Event | None = None  # when set: wait for it after the first chunk
-        self.gate_timed_out = False
-
-
-def _make_handler(stub: _Stub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # keep pytest output clean
-            pass
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server naming
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            stub.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
-            if not self.path.endswith("/chat/completions"):
-                self.send_error(404)
-                return
-            if stub.status != 200:
-                payload = json.dumps({"error": {"message": "model overloaded"}}).encode()
-                self.send_response(stub.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()  # HTTP/1.0: the body ends when the connection closes
-
-            def send(obj: object) -> None:
-                data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
-                self.wfile.write(f"data: {data}\n\n".encode())
-                self.wfile.flush()
-
-            self.wfile.write(b": keep-alive comment\n\n")
-            send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})  # role-only first event
-            for i, delta in enumerate(stub.deltas):
-                send({"id": "x", "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]})
-                if i == 0 and stub.gate is not None:
-                    stub.gate_timed_out = not stub.gate.wait(5)
-                if i == 1 and stub.error_event:
-                    send({"error": {"message": "upstream failure", "code": 500}})
-                    return
-            send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            send({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 6}})  # usage-only event
-            send("[DONE]")
-
-    return Handler
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that stops reading early (stop string, closed stream) resets the connection: expected.
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
 @pytest.fixture()
-def stub_server():
-    stub = _Stub()
-    server = _QuietServer(("127.0.0.1", 0), _make_handler(stub))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    stub.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
-    try:
+def stub_server() -> Iterator[StubLLMServer]:
+    # The shared OpenAI-compatible SSE stub (tests/stub_llm_server.py) on 127.0.0.1.
+    with StubLLMServer(deltas=DELTAS) as stub:
         yield stub
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(autouse=True)
@@ -114,9 +38,8 @@ def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
-def _openai(stub: _Stub, **kw: object) -> OpenAICompatibleLLM:
-    base_url = stub.base_url  # type: ignore[attr-defined]
-    settings = LLMSettings(backend="openai", base_url=base_url, openai_model="stub-model", **kw)
+def _openai(stub: StubLLMServer, **kw: object) -> OpenAICompatibleLLM:
+    settings = LLMSettings(backend="openai", base_url=stub.base_url, openai_model="stub-model", **kw)
     llm = make_llm(settings, Path("/nonexistent-data-dir"))
     assert isinstance(llm, OpenAICompatibleLLM)
     return llm
@@ -133,7 +56,7 @@ MESSAGES = [
 # --------------------------------------------------------------------------------------------------
 
 
-def test_openai_stream_yields_deltas_in_order(stub_server: _Stub) -> None:
+def test_openai_stream_yields_deltas_in_order(stub_server: StubLLMServer) -> None:
     llm = _openai(stub_server, temperature=0.0, max_new_tokens=50)
     assert list(llm.stream(MESSAGES)) == DELTAS
     req = stub_server.requests[-1]
@@ -147,7 +70,7 @@ def test_openai_stream_yields_deltas_in_order(stub_server: _Stub) -> None:
     assert llm.name == "openai:stub-model"
 
 
-def test_openai_stream_is_incremental(stub_server: _Stub) -> None:
+def test_openai_stream_is_incremental(stub_server: StubLLMServer) -> None:
     # The server holds back everything after the first chunk until the client has seen it:
     # a client that buffered the whole response would stall here until the 5 s gate timeout.
     stub_server.gate = threading.Event()
@@ -159,7 +82,7 @@ def test_openai_stream_is_incremental(stub_server: _Stub) -> None:
 
 
 def test_authorization_header_only_when_key_configured(
-    stub_server: _Stub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    stub_server: StubLLMServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     _openai(stub_server).generate(MESSAGES)
@@ -199,17 +122,17 @@ def test_unreachable_endpoint_raises_quickly() -> None:
     assert "sk-secret-xyz" not in str(info.value)
 
 
-def test_http_500_raises_unavailable(stub_server: _Stub) -> None:
+def test_http_500_raises_unavailable(stub_server: StubLLMServer) -> None:
     stub_server.status = 500
     with pytest.raises(LLMUnavailableError) as info:
         list(_openai(stub_server, api_key="sk-secret-xyz").stream(MESSAGES))
     msg = str(info.value)
-    assert "500" in msg and stub_server.base_url in msg and "model overloaded" in msg  # type: ignore[attr-defined]
+    assert "500" in msg and stub_server.base_url in msg and "model overloaded" in msg
     assert "sk-secret-xyz" not in msg
 
 
-def test_error_event_inside_stream_raises(stub_server: _Stub) -> None:
-    stub_server.error_event = True
+def test_error_event_inside_stream_raises(stub_server: StubLLMServer) -> None:
+    stub_server.error_after = 2
     got: list[str] = []
     with pytest.raises(LLMUnavailableError, match="upstream failure"):
         for delta in _openai(stub_server).stream(MESSAGES):
@@ -217,7 +140,7 @@ def test_error_event_inside_stream_raises(stub_server: _Stub) -> None:
     assert got == DELTAS[:2]
 
 
-def test_stop_strings_cut_the_stream(stub_server: _Stub) -> None:
+def test_stop_strings_cut_the_stream(stub_server: StubLLMServer) -> None:
     llm = _openai(stub_server)
     # "founded" spans two deltas ("was found" + "ed in "): it is still found, and not yielded.
     assert llm.generate(MESSAGES, stop=["founded"]) == "Lumen Labs was "
@@ -254,7 +177,7 @@ def test_approx_token_count() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_rag_chat_model_invoke_stream_and_lcel(stub_server: _Stub) -> None:
+def test_rag_chat_model_invoke_stream_and_lcel(stub_server: StubLLMServer) -> None:
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate

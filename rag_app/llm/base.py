@@ -15,6 +15,11 @@ class ChatMessage(TypedDict):
     content: str
 
 
+def plain_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Fresh ``{"role", "content"}`` dicts (extra keys dropped) for chat templates and request payloads."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
 class LLMUnavailableError(Exception):
     """The LLM cannot answer now: endpoint unreachable, timed out, HTTP error, or model not loadable.
 

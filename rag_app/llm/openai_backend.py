@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop, approx_token_count
+from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop, approx_token_count, plain_messages
 from .settings import LLMSettings
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class OpenAICompatibleLLM(LLMBackend):
         assert self._client is not None
         payload: dict = {
             "model": self.settings.openai_model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "messages": plain_messages(messages),
             "stream": True,
             "temperature": max(self.settings.temperature, 0.0),
             "max_tokens": max_new_tokens or self.settings.max_new_tokens,

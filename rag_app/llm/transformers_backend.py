@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop
+from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop, plain_messages
 from .packaged_qwen import (
     PACKAGED_NAME,
     PACKAGED_PREFIX,
@@ -32,6 +32,16 @@ def _check_packaged_name(model: str) -> None:
     name = model[len(PACKAGED_PREFIX) :]
     if name != PACKAGED_NAME:
         raise ValueError(f"Unknown packaged model {model!r}; available: {PACKAGED_PREFIX}{PACKAGED_NAME}")
+
+
+def _model_label(model: str) -> str:
+    """``model`` as backend names show it: a packaged model without its ``packaged:`` prefix."""
+    return model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model
+
+
+def _resolve_cache_dir(settings: LLMSettings, cache_dir: Path | None) -> Path:
+    """Where converted/assembled models go: ``cache_dir`` if given, else the settings' (default ``models``)."""
+    return Path(cache_dir) if cache_dir is not None else Path(settings.cache_dir or "models")
 
 
 def resolve_hf_model(model: str, cache_dir: Path) -> str:
@@ -61,7 +71,7 @@ class TransformersLLM(LLMBackend):
 
     def __init__(self, settings: LLMSettings, cache_dir: Path | None = None) -> None:
         self.settings = settings
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(settings.cache_dir or "models")
+        self.cache_dir = _resolve_cache_dir(settings, cache_dir)
         self._model: Any = None
         self._tokenizer: Any = None
         self._model_context: int | None = None
@@ -72,8 +82,7 @@ class TransformersLLM(LLMBackend):
 
     @property
     def name(self) -> str:
-        model = self.settings.model
-        return "local:" + (model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model)
+        return "local:" + _model_label(self.settings.model)
 
     @property
     def context_window(self) -> int:
@@ -118,7 +127,7 @@ class TransformersLLM(LLMBackend):
 
     def _prompt_text(self, messages: list[ChatMessage]) -> str:
         return self._tokenizer.apply_chat_template(
-            [{"role": m["role"], "content": m["content"]} for m in messages],
+            plain_messages(messages),
             add_generation_prompt=True,
             tokenize=False,
         )
@@ -248,15 +257,14 @@ class LlamaCppLLM(LLMBackend):
                 "(or use backend 'local')"
             ) from exc
         self.settings = settings
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(settings.cache_dir or "models")
+        self.cache_dir = _resolve_cache_dir(settings, cache_dir)
         self._llm: Any = None
         self._load_lock = threading.Lock()
         self._gen_lock = threading.Lock()  # a Llama context is not thread-safe
 
     @property
     def name(self) -> str:
-        model = self.settings.model
-        return "llamacpp:" + (model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model)
+        return "llamacpp:" + _model_label(self.settings.model)
 
     @property
     def context_window(self) -> int:
@@ -309,7 +317,7 @@ class LlamaCppLLM(LLMBackend):
         self.warm_up()
         with self._gen_lock:
             chunks = self._llm.create_chat_completion(
-                messages=[{"role": m["role"], "content": m["content"]} for m in messages],
+                messages=plain_messages(messages),
                 stream=True,
                 max_tokens=max_new_tokens or self.settings.max_new_tokens,
                 temperature=max(self.settings.temperature, 0.0),  # 0 -> greedy in llama.cpp
