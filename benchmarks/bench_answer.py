@@ -33,6 +33,7 @@ from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent, buil
 from rag_app.config import load_settings  # noqa: E402
 from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
 from rag_app.llm import make_llm  # noqa: E402
+from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 
 QUESTIONS = [
     ("zh", "入职满五年的正式员工每年有几天带薪年假？"),
@@ -42,16 +43,6 @@ QUESTIONS = [
     ("en", "How long must passwords be according to the security policy?"),
 ]
 SECTION = "## Answer latency"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def gpu_note() -> str:

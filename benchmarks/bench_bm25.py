@@ -17,7 +17,6 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.stores.bm25_index import BM25Index  # noqa: E402
+from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 
 
 # ---------------------------------------------------------------------------- memory helpers
@@ -232,17 +232,6 @@ def compare_top(ours: list, ref: list) -> tuple[int, int]:
             if {c for c, s in a if s > kth + tol} == {c for c, s in b if s > kth + tol}:
                 tie_same += 1
     return same, tie_same
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

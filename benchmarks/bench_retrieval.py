@@ -43,6 +43,7 @@ from rag_app.evaluation.beir_eval import (  # noqa: E402
     score_run,
 )
 from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
+from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SETS = [REPO.parent / "shared" / "data" / "scifact-dev", REPO.parent / "shared" / "data" / "cmrc2018-trial"]
@@ -65,16 +66,6 @@ FUSION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 METRICS = [("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10")]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_settings(data_dir: Path, models_dir: Path) -> Settings:
