@@ -169,10 +169,7 @@ class MilvusVectorStore:
         vectors and text: no re-embedding. Returns the rows rewritten (missing ids are skipped)."""
         rows = list(self._get(list(chunk_ids), ["chunk_id", "doc_id", "vector", "text", "meta"]).values())
         for row in rows:
-            meta = row.get("meta") or {}
-            if isinstance(meta, str):
-                meta = json.loads(meta)
-            row["meta"] = {**meta, "source": source}
+            row["meta"] = {**_meta(row), "source": source}
             row["vector"] = np.asarray(row["vector"], dtype=np.float32).tolist()
         with self._lock:
             for batch in _batches(rows):
@@ -282,11 +279,15 @@ class MilvusVectorStore:
             raise VectorStoreError(f"Milvus {what} failed at {self.uri}: {exc}") from exc
 
 
+def _meta(row: dict) -> dict:
+    """A row's ``meta`` JSON field as a dict (some pymilvus paths return it as a string)."""
+    meta = row.get("meta") or {}
+    return json.loads(meta) if isinstance(meta, str) else meta
+
+
 def _hit(h: dict) -> VectorHit:
     entity = h.get("entity", h)
-    meta = entity.get("meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta)
+    meta = _meta(entity)
     return VectorHit(
         chunk_id=str(h.get("id", entity.get("chunk_id"))),
         score=float(h["distance"]),
