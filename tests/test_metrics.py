@@ -1,4 +1,5 @@
-"""Ranking metrics: hand-worked cases, trec_eval conventions, and an oracle check against ranx."""
+"""Ranking metrics: hand-worked cases, trec_eval conventions, and oracle checks against trec_eval
+(pytrec_eval) and ranx."""
 from __future__ import annotations
 
 import math
@@ -126,6 +127,29 @@ def test_hand_oracle_on_random_runs() -> None:
                 _hand_oracle_ndcg(sorted(run[q], key=lambda d: -run[q][d]), qrels[q], k) for q in qrels
             ) / len(qrels)
             assert ndcg_at_k(run, qrels, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_against_pytrec_eval_on_random_runs() -> None:
+    """trec_eval itself (via pytrec_eval, a test extra) as the reference implementation."""
+    import pytrec_eval
+
+    rng = random.Random(99)
+    for _ in range(5):
+        run, qrels = _random_case(rng)
+        for qid in list(run)[:3]:  # queries the system returned nothing for
+            del run[qid]
+        measures = {"ndcg_cut.1,5,10,100", "recall.1,5,10,100", "recip_rank"}
+        per_q = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+        n = len(qrels)  # trec_eval -c: queries missing from the run count as 0
+
+        def mean(measure: str) -> float:
+            return sum(v[measure] for v in per_q.values()) / n
+
+        for k in (1, 5, 10, 100):
+            assert ndcg_at_k(run, qrels, k) == pytest.approx(mean(f"ndcg_cut_{k}"), abs=1e-9)
+            assert recall_at_k(run, qrels, k) == pytest.approx(mean(f"recall_{k}"), abs=1e-9)
+        # trec_eval's recip_rank has no cutoff: compare MRR with a cutoff beyond every run's length.
+        assert mrr_at_k(run, qrels, 1000) == pytest.approx(mean("recip_rank"), abs=1e-9)
 
 
 def test_against_ranx_on_random_runs() -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -88,30 +87,6 @@ def test_bm25_only_setting(sample_kb) -> None:
     assert result.chunks[0].source.endswith("会议纪要_gbk.txt")
     # Dense scores are still filled in for BM25-only hits (for the threshold and display).
     assert all(0 < c.dense_score <= 1 for c in result.chunks)
-
-
-@pytest.fixture(scope="module")
-def tiny_random_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised BERT cross-encoder: proves the reranker wiring, not quality."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_random_reranker")
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "年假", "upload", "size"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    ).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=128, num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
 
 
 def test_reranker_stage_with_tiny_random_cross_encoder(sample_kb, tiny_random_cross_encoder) -> None:

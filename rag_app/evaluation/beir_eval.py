@@ -7,18 +7,20 @@ can be recomputed offline with ``rag_app.retrieval.fusion`` without re-running r
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 
 from ingest.beir import corpus_id_of, load_qrels, load_queries
+
 from rag_app.config import ThresholdSettings
 from rag_app.evaluation.metrics import evaluate_run, ndcg_query, per_query, recall_at_k
 from rag_app.retrieval.fusion import reciprocal_rank_fusion, weighted_score_sum
@@ -29,12 +31,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEGS = ("dense", "bm25", "hybrid")
+RERANK_LEG = "hybrid+rerank"
 DEFAULT_DEPTH = 100  # per-leg candidates: enough for Recall@100 at document level
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One retrieved chunk, reduced to what ranking needs (no text: keeps 800 queries small)."""
+    """One retrieved chunk, reduced to what ranking and calibration need (no text: keeps 1,000
+    queries with 200 candidates each small)."""
 
     chunk_id: str
     corpus_id: str
@@ -43,12 +48,15 @@ class Candidate:
     dense_score: float  # NaN when the vector could not be fetched
     bm25_score: float
     fused_score: float
+    dense_margin: float = math.nan
+    dense_z: float = math.nan
+    rerank_score: float | None = None
 
 
 @dataclass
 class QueryCandidates:
     qid: str
-    chunks: list[Candidate]  # in the retriever's final (fused) order
+    chunks: list[Candidate]  # in the retriever's final order (fused, then reranked if configured)
     latency_ms: float
 
 
@@ -56,11 +64,48 @@ class QueryCandidates:
 class CandidateSet:
     dataset: str
     queries: list[QueryCandidates] = field(default_factory=list)
-    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)  # empty for out-of-domain queries
+    depth: int = DEFAULT_DEPTH
 
     @property
     def latencies_ms(self) -> list[float]:
         return [q.latency_ms for q in self.queries]
+
+    @property
+    def reranked(self) -> bool:
+        return any(c.rerank_score is not None for q in self.queries for c in q.chunks)
+
+    def save(self, path: str | Path) -> None:
+        """JSON (never pickle): candidates are costly to collect and cheap to re-analyse."""
+        data = {
+            "version": _CACHE_VERSION,
+            "dataset": self.dataset,
+            "depth": self.depth,
+            "qrels": self.qrels,
+            "queries": [
+                {"qid": q.qid, "ms": q.latency_ms, "chunks": [_candidate_row(c) for c in q.chunks]}
+                for q in self.queries
+            ],
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, allow_nan=True), encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CandidateSet":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("version") != _CACHE_VERSION:
+            raise ValueError(f"{path}: candidate cache version {data.get('version')}, expected {_CACHE_VERSION}")
+        queries = [
+            QueryCandidates(q["qid"], [Candidate(*row) for row in q["chunks"]], q["ms"]) for q in data["queries"]
+        ]
+        return cls(data["dataset"], queries, data["qrels"], data["depth"])
+
+
+def _candidate_row(c: Candidate) -> list[object]:
+    return [getattr(c, f.name) for f in fields(Candidate)]
 
 
 # ------------------------------------------------------------------------------------ collection
@@ -100,22 +145,35 @@ def collect_candidates(
         log.warning("%s: %d judged queries have no text in queries.jsonl; skipped", folder.name, missing)
     if max_queries is not None:
         qids = qids[:max_queries]
-    out = CandidateSet(dataset=folder.resolve().name, qrels={q: dict(qrels[q]) for q in qids})
+    out = collect_for_queries(kb, {q: queries[q] for q in qids}, depth, progress)
+    out.dataset = folder.resolve().name
+    out.qrels = {q: dict(qrels[q]) for q in qids}
+    return out
+
+
+def collect_for_queries(
+    kb: "KnowledgeBase",
+    queries: Mapping[str, str],
+    depth: int = DEFAULT_DEPTH,
+    progress: Callable[[int, int], None] | None = None,
+) -> CandidateSet:
+    """Candidates for arbitrary query texts (e.g. another set's questions, to measure refusal)."""
+    out = CandidateSet(dataset="", depth=depth)
     fusion = kb.settings.retrieval.fusion
     if fusion.dense_weight == 0 or fusion.bm25_weight == 0:
         log.warning("a fusion weight is 0: that leg is not searched and its ranking will be empty")
-
     with _evaluation_settings(kb, depth):
         retriever = kb.retriever
         assert retriever is not None
         # top_k = both legs' depth: keep *every* candidate, so the single-leg rankings are not cut
         # by the fused order before they are rebuilt.
         top_k = 2 * depth
-        if qids:
-            retriever.run(queries[qids[0]], top_k=top_k)  # untimed: first-call calibration, caches
-        for i, qid in enumerate(qids, start=1):
+        items = list(queries.items())
+        if items:
+            retriever.run(items[0][1], top_k=top_k)  # untimed: first-call calibration, caches
+        for i, (qid, text) in enumerate(items, start=1):
             t0 = time.perf_counter()
-            result = retriever.run(queries[qid], top_k=top_k)
+            result = retriever.run(text, top_k=top_k)
             latency = (time.perf_counter() - t0) * 1000
             chunks = []
             for c in result.chunks:
@@ -123,11 +181,14 @@ def collect_candidates(
                 if cid is None:
                     continue  # a non-BEIR document sharing the knowledge base
                 chunks.append(
-                    Candidate(c.chunk_id, cid, c.dense_rank, c.bm25_rank, c.dense_score, c.bm25_score, c.fused_score)
+                    Candidate(
+                        c.chunk_id, cid, c.dense_rank, c.bm25_rank, c.dense_score, c.bm25_score, c.fused_score,
+                        c.dense_margin, c.dense_z, c.rerank_score,
+                    )
                 )
             out.queries.append(QueryCandidates(qid, chunks, latency))
             if progress:
-                progress(i, len(qids))
+                progress(i, len(items))
     return out
 
 
@@ -159,15 +220,23 @@ def to_doc_scores(ordered: list[Candidate]) -> dict[str, float]:
     return docs
 
 
+def by_fused_score(chunks: list[Candidate]) -> list[Candidate]:
+    """The fused order before any reranking (the retriever's own sort key)."""
+    return sorted(chunks, key=lambda c: (-c.fused_score, c.chunk_id))
+
+
 def leg_run(cands: CandidateSet, leg: str, include_tail: bool = True) -> dict[str, dict[str, float]]:
-    """BEIR run for ``dense``, ``bm25`` or ``hybrid`` (the retriever's own fused order).
+    """BEIR run for ``dense``, ``bm25``, ``hybrid`` (fused order) or ``hybrid+rerank`` (the
+    retriever's final order, which differs from ``hybrid`` only when a reranker is configured).
 
     ``include_tail=False`` keeps only the chunks the leg itself returned: with the tail, a single
     leg's deep recall is that of the union of both legs whenever the union holds few documents."""
     run: dict[str, dict[str, float]] = {}
     for q in cands.queries:
-        if leg == "hybrid":
-            ordered = q.chunks
+        if leg == RERANK_LEG:
+            ordered = q.chunks  # the retriever's final order
+        elif leg == "hybrid":
+            ordered = by_fused_score(q.chunks)
         else:
             ordered = leg_order(q.chunks, leg)  # type: ignore[arg-type]
             if not include_tail:
@@ -234,11 +303,12 @@ def evaluate_candidates(cands: CandidateSet, k_values: tuple[int, ...] = (10,)) 
     lat = cands.latencies_ms
     timing = {
         "ms_per_query": statistics.fmean(lat) if lat else 0.0,
-        "ms_p50": statistics.median(lat) if lat else 0.0,
+        "ms_p50": float(np.percentile(lat, 50)) if lat else 0.0,
+        "ms_p95": float(np.percentile(lat, 95)) if lat else 0.0,
         "queries": float(len(cands.queries)),
     }
     out: dict[str, dict[str, float]] = {}
-    for leg in LEGS:
+    for leg in legs_of(cands):
         own = leg_run(cands, leg, include_tail=False)
         out[leg] = {
             **score_run(leg_run(cands, leg), cands, k_values),
@@ -250,12 +320,16 @@ def evaluate_candidates(cands: CandidateSet, k_values: tuple[int, ...] = (10,)) 
     return out
 
 
+def legs_of(cands: CandidateSet) -> tuple[str, ...]:
+    return LEGS + ((RERANK_LEG,) if cands.reranked else ())
+
+
 def evaluate(
     kb: "KnowledgeBase",
     dataset_dir: str | Path,
     k_values: tuple[int, ...] = (10,),
     max_queries: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{"dense"|"bm25"|"hybrid": {"ndcg@10", "recall@10", "recall@100", "mrr@10", "recall@100_own",
-    "docs_own", "ms_per_query", "ms_p50", "queries"}}`` for a warmed ``kb`` that holds the dataset's corpus."""
+    """``{"dense"|"bm25"|"hybrid"[|"hybrid+rerank"]: {"ndcg@10", "recall@10", "recall@100", "mrr@10",
+    "recall@100_own", "docs_own", "ms_per_query", "ms_p50", "ms_p95", "queries"}}`` for a warmed ``kb`` that holds the dataset's corpus."""
     return evaluate_candidates(collect_candidates(kb, dataset_dir, max_queries=max_queries), k_values)

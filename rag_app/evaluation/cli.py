@@ -1,0 +1,307 @@
+"""``rag-eval DATASET_DIR...``: retrieval quality of the real pipeline on BEIR-format folders.
+
+Each set is indexed into its own knowledge base under ``--data-root/<name>`` (chunking included;
+idempotent, so a second run only queries), every judged query runs once through the hybrid
+retriever with the threshold off, and chunk hits map back to BEIR documents. The candidates are
+cached as JSON beside the index so ``--calibrate`` and ``--tune-fusion`` can be re-run in seconds.
+
+    rag-eval ../shared/data/scifact-dev ../shared/data/cmrc2018-trial --calibrate --tune-fusion
+
+With several sets, ``--calibrate`` uses the other sets' questions as out-of-domain questions
+for each one (or give ``--ood FOLDER``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ingest.beir import corpus_size, is_beir_dir, iter_corpus, load_queries
+from ingest.stores.milvus_store import VectorStoreError
+from rag_app.cli import _bar_callback, _common, _settings
+from rag_app.config import Settings
+from rag_app.evaluation.beir_eval import (
+    DEFAULT_DEPTH,
+    CandidateSet,
+    collect_candidates,
+    collect_for_queries,
+    evaluate_candidates,
+    legs_of,
+)
+from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration, calibrate, calibrate_stage, plot
+from rag_app.evaluation.fusion_tuning import SettingResult, best_leg, tune
+from rag_app.knowledge_base import KnowledgeBase
+
+log = logging.getLogger("rag_app.eval")
+
+METRICS = (("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10"))
+
+
+def _kb_settings(base: Settings, data_root: Path, name: str) -> Settings:
+    """The project's settings with this set's own data directory; the model cache stays shared."""
+    models = base.resolve(base.embedder.cache_dir) if base.embedder.cache_dir else base.models_dir
+    return base.model_copy(
+        update={
+            "data_dir": data_root / name,
+            "embedder": base.embedder.model_copy(update={"cache_dir": str(models.resolve())}),
+        }
+    )
+
+
+def _progress_bar(desc: str, unit: str):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit=unit, disable=not sys.stderr.isatty() and os.environ.get("RAG_PROGRESS") != "1")
+
+
+def _ingest(kb: KnowledgeBase, folder: Path) -> None:
+    assert kb.indexer is not None
+    total = corpus_size(folder)
+    bar = _progress_bar(f"indexing {folder.name}", "doc")
+    bar.total = total
+    report = kb.indexer.ingest_documents(iter_corpus(folder), _bar_callback(bar), total=total)
+    bar.close()
+    print(
+        f"{folder.name}: {len(report.indexed)} documents indexed, {len(report.unchanged)} already indexed,"
+        f" {len(report.failed)} failed; {report.chunks_added} chunks added"
+    )
+
+
+def _collect(kb: KnowledgeBase, folder: Path, args: argparse.Namespace) -> CandidateSet:
+    bar = _progress_bar(f"queries {folder.name}", "q")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    cands = collect_candidates(
+        kb, folder, max_queries=args.max_queries, depth=args.depth, split=args.split, progress=progress
+    )
+    bar.close()
+    return cands
+
+
+def _candidates_key(settings: Settings, depth: int) -> str:
+    """Cached candidates are valid only for the settings that produced them (fusion, reranker,
+    embedder, chunking, BM25); the threshold and top_k do not matter (evaluation turns them off)."""
+    relevant = {
+        "depth": depth,
+        "retrieval": settings.retrieval.model_dump(exclude={"threshold", "top_k", "dense_top_k", "bm25_top_k"}),
+        "embedder": settings.embedder.model_dump(exclude={"cache_dir", "batch_size"}),
+        "chunker": settings.chunker.model_dump(),
+        "bm25": settings.bm25.model_dump(),
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _ood_queries(own: Path, others: Sequence[Path], limit: int) -> dict[str, str]:
+    """A seeded sample of the other sets' questions (never this set's own)."""
+    pool: dict[str, str] = {}
+    for other in others:
+        if other.resolve() == own.resolve():
+            continue
+        pool.update({f"{other.name}:{qid}": text for qid, text in load_queries(other).items()})
+    keys = sorted(pool)
+    random.Random(0).shuffle(keys)
+    return {k: pool[k] for k in keys[:limit]}
+
+
+def _fmt(x: float, spec: str = ".3f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def legs_table(rows: list[tuple[str, dict[str, dict[str, float]]]]) -> str:
+    lines = [
+        "| set | ranking | " + " | ".join(h for _, h in METRICS) + " | ms/query p50 | p95 |",
+        "|---|---|" + "---:|" * (len(METRICS) + 2),
+    ]
+    for name, res in rows:
+        for leg, m in res.items():
+            lines.append(
+                f"| {name} | {leg} | " + " | ".join(_fmt(m[k]) for k, _ in METRICS)
+                + f" | {m['ms_p50']:.0f} | {m['ms_p95']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def calibration_table(rows: list[tuple[str, list[StageCalibration]]]) -> str:
+    lines = [
+        "| set | score | cutoff | relevant kept | answer set holds a relevant chunk (no cutoff) | in-domain answered"
+        " | out-of-domain refused | AUC |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, cals in rows:
+        for c in cals:
+            mark = " (threshold option)" if c.stage in THRESHOLDABLE else ""
+            lines.append(
+                f"| {name} | {c.stage}{mark} | {_fmt(c.cutoff, '.4g')} | {_fmt(c.relevant_kept, '.1%')}"
+                f" ({c.questions} q) | {_fmt(c.answer_set_relevant, '.1%')} ({_fmt(c.answer_set_relevant_unthresholded, '.1%')})"
+                f" | {_fmt(c.in_domain_answered, '.1%')} | {_fmt(c.ood_refused, '.1%')} ({c.ood_questions} q)"
+                f" | {_fmt(c.separation_auc)} |"
+            )
+    return "\n".join(lines)
+
+
+def fusion_table(results: list[SettingResult], top: int) -> str:
+    names = list(results[0].ndcg) if results else []
+    lines = [
+        "| fusion setting | " + " | ".join(f"{n} nDCG@10 | Δ vs better leg [95% CI]" for n in names) + " |",
+        "|---|" + "---:|---:|" * len(names),
+    ]
+    for r in results[:top]:
+        cells = []
+        for n in names:
+            d, lo, hi = r.gain[n]
+            cells.append(f"{r.ndcg[n]:.3f} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"| {r.setting.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rag-eval", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("datasets", nargs="+", type=Path, help="BEIR-format folders (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--data-root", type=Path, help="one knowledge base per set under here (default: <data_dir>/eval)")
+    p.add_argument("--split", default="dev", help="qrels split (default dev)")
+    p.add_argument("--max-queries", type=int, help="first N judged queries per set")
+    p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="candidates per leg (default 100, for Recall@100)")
+    p.add_argument("--refresh", action="store_true", help="re-run the queries even if cached candidates exist")
+    p.add_argument("--calibrate", action="store_true", help="score distributions per stage and a recommended cutoff")
+    p.add_argument("--keep", type=float, default=0.95, help="share of relevant evidence the cutoff must keep")
+    p.add_argument("--ood", type=Path, action="append", default=[], help="BEIR folder whose questions are out of domain")
+    p.add_argument("--ood-max", type=int, default=300, help="out-of-domain questions per set (seeded sample)")
+    p.add_argument("--plot-dir", type=Path, help="where the calibration PNGs go (default: the set's data dir)")
+    p.add_argument("--tune-fusion", action="store_true", help="grid over fusion method, weights and depth")
+    p.add_argument("--json", type=Path, help="also write every number here")
+    _common(p)
+    return p
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 < args.keep <= 1:
+        print("rag-eval: --keep must be in (0, 1]", file=sys.stderr)
+        return 1
+    bad = [str(d) for d in args.datasets + args.ood if not is_beir_dir(d)]
+    if bad:
+        print(f"rag-eval: not a BEIR folder (corpus.jsonl + queries.jsonl): {', '.join(bad)}", file=sys.stderr)
+        return 1
+    base = _settings(args)
+    data_root = (args.data_root or base.data_dir / "eval").resolve()
+    retrieval = base.retrieval
+    deploy_depth = max(retrieval.dense_top_k, retrieval.bm25_top_k)
+    if args.depth < deploy_depth:
+        print(f"rag-eval: --depth {args.depth} is below the configured top-k ({deploy_depth})", file=sys.stderr)
+        return 1
+
+    legs: list[tuple[str, dict[str, dict[str, float]]]] = []
+    cals: list[tuple[str, list[StageCalibration]]] = []
+    sets: list[CandidateSet] = []
+    oods: list[CandidateSet | None] = []
+    dump: dict[str, Any] = {"settings": retrieval.model_dump(), "sets": {}}
+    ood_sources = args.ood or args.datasets
+    for folder in args.datasets:
+        name = folder.resolve().name
+        settings = _kb_settings(base, data_root, name)
+        key = _candidates_key(settings, args.depth)
+        cache = settings.data_dir / f"candidates-{key}-{args.split}-{args.max_queries or 'all'}.json"
+        ood_cache = settings.data_dir / f"candidates-{key}-ood-{args.ood_max}.json"
+        need_kb = args.refresh or not cache.is_file() or (args.calibrate and not ood_cache.is_file())
+        cands = ood = None
+        if not need_kb:
+            cands = CandidateSet.load(cache)
+            ood = CandidateSet.load(ood_cache) if args.calibrate else None
+            print(f"{name}: using cached candidates {cache} (--refresh to re-run the queries)")
+        else:
+            try:
+                kb = KnowledgeBase(settings).warm_up()
+            except (VectorStoreError, RuntimeError, OSError) as exc:
+                print(f"rag-eval: {exc}", file=sys.stderr)
+                return 2
+            try:
+                _ingest(kb, folder)
+                cands = _collect(kb, folder, args)
+                cands.save(cache)
+                if args.calibrate:
+                    queries = _ood_queries(folder, ood_sources, args.ood_max)
+                    if queries:
+                        ood = collect_for_queries(kb, queries, args.depth)
+                        ood.dataset = "ood"
+                        ood.save(ood_cache)
+            finally:
+                kb.close()
+        sets.append(cands)
+        oods.append(ood if ood is not None and ood.queries else None)
+        result = evaluate_candidates(cands)
+        legs.append((name, result))
+        entry: dict[str, Any] = {"legs": result, "queries": len(cands.queries)}
+        leg_name, _ = best_leg(cands)
+        entry["better_leg"] = leg_name
+        if args.calibrate:
+            if ood is None or not ood.queries:
+                print(f"{name}: no out-of-domain questions (give --ood or a second set); refusal not measured")
+                ood = None
+            stage_cals, raw = calibrate(cands, ood, keep=args.keep, depth=deploy_depth, top_k=retrieval.top_k)
+            cals.append((name, stage_cals))
+            png = plot(name, stage_cals, raw, (args.plot_dir or settings.data_dir) / f"calibration-{name}.png")
+            print(f"{name}: calibration plot {png}")
+            entry["calibration"] = [c.as_dict() for c in stage_cals]
+        dump["sets"][name] = entry
+
+    print(f"\nRetrieval quality ({', '.join(legs_of(sets[0]))}; threshold off, {args.depth} candidates per leg)\n")
+    print(legs_table(legs))
+    if cals:
+        print(f"\nThreshold calibration (cutoff keeps >= {args.keep:.0%} of the questions' best relevant chunk;"
+              f" answer set = top {retrieval.top_k} above the cutoff)\n")
+        print(calibration_table(cals))
+        shared = _print_recommendation(cals, retrieval.threshold.score)
+        if shared is not None:
+            stage, cutoff = shared
+            rows = [
+                (cands.dataset, [calibrate_stage(stage, cands, ood, args.keep, deploy_depth, retrieval.top_k, cutoff)[0]])
+                for cands, ood in zip(sets, oods)
+            ]
+            dump["shared_threshold"] = {"score": stage, "min_value": cutoff, "sets": {n: c[0].as_dict() for n, c in rows}}
+            print(f"\nAt the shared cutoff {stage} >= {cutoff:.4f} (the configured value is"
+                  f" {retrieval.threshold.score} >= {retrieval.threshold.min_value})\n")
+            print(calibration_table(rows))
+    if args.tune_fusion:
+        results = tune(sets)
+        dump["fusion"] = [
+            {"setting": r.setting.as_config(), "ndcg@10": r.ndcg, "gain": r.gain} for r in results
+        ]
+        print("\nFusion settings, best first (by the smallest gain over a set's better single leg)\n")
+        print(fusion_table(results, top=12))
+        if results:
+            print("\nrecommended retrieval settings:", json.dumps(results[0].setting.as_config()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dump, indent=2, default=float), encoding="utf-8")
+    return 0
+
+
+def _print_recommendation(cals: list[tuple[str, list[StageCalibration]]], configured: str) -> tuple[str, float] | None:
+    """The configured score's cutoff per set; with several sets, the lowest of them (it keeps the
+    recall target on every set) as the shared value, returned so its refusal can be re-scored."""
+    chosen = configured if configured in THRESHOLDABLE else "dense_margin"
+    cutoffs = {name: c.cutoff for name, stage in cals for c in stage if c.stage == chosen and not math.isnan(c.cutoff)}
+    print()
+    for name, cutoff in cutoffs.items():
+        print(f"{name}: recommended threshold {{score: {chosen}, min_value: {cutoff:.4f}}}")
+    if len(cutoffs) < 2:
+        return None
+    shared = min(cutoffs.values())
+    print(f"all sets: recommended threshold {{score: {chosen}, min_value: {shared:.4f}}}")
+    return chosen, shared
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(eval_main())
