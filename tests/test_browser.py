@@ -1,4 +1,4 @@
-"""End to end in a real browser: the app served by uvicorn on a loopback port, driven with headless
+"""End to end in a real browser: the app served by rag-app (its own process) on a loopback port, driven with headless
 Debian Chromium through Playwright. Real e5 + Milvus Lite + BM25; the LLM is the local stub server,
 streaming answers that cite [1] in several deltas.
 
@@ -10,16 +10,12 @@ Screenshots (chat.png, knowledge_base.png) go to $RAG_SCREENSHOT_DIR, default th
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-from rag_app.llm import LLMSettings
+from app_process import ingest, running_app, write_config
 from stub_llm_server import StubLLMServer, is_rewrite_request
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,12 +51,6 @@ def _respond(body: dict) -> list[str]:
     return ZH_DELTAS if "年假" in user else EN_DELTAS
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def stub():
     # Deltas spaced out so the streaming is visible in the page.
@@ -69,37 +59,14 @@ def stub():
 
 
 @pytest.fixture
-def server(make_kb, stub: StubLLMServer, monkeypatch: pytest.MonkeyPatch):
-    """The real app (create_app, as rag-app builds it) under uvicorn in a thread."""
-    import uvicorn
-
-    from rag_app.api import create_app
-
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    kb = make_kb(llm=LLMSettings(backend="openai", base_url=stub.base_url, openai_model="stub"))
-    report = kb.indexer.ingest_paths([SAMPLES / n for n in BACKGROUND])
-    assert len(report.indexed) == len(BACKGROUND)
-    app = create_app(kb.settings, kb)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, name="uvicorn", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.2)
-    try:
+def server(e5_model_dir: Path, stub: StubLLMServer, tmp_path: Path):
+    """The real app, as ``rag-app`` serves it, in its own process (see tests/app_process.py for
+    why not in this one), over a data directory that already holds the background documents."""
+    config = write_config(tmp_path, e5_model_dir.parent, stub.base_url)
+    out = ingest(config, [SAMPLES / n for n in BACKGROUND])
+    assert f"{len(BACKGROUND)} indexed" in out, out
+    with running_app(config, tmp_path / "server.log") as url:
         yield url
-    finally:
-        srv.should_exit = True
-        thread.join(30)
-        app.state.service.close()
 
 
 @pytest.fixture

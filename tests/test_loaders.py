@@ -11,12 +11,18 @@ from pathlib import Path
 import docx
 import pytest
 from fpdf import FPDF
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from pypdf import PdfReader, PdfWriter
 
-from ingest.loaders import SUPPORTED_EXTENSIONS, LoadError, load_bytes, load_document
-from ingest.types import LoadedDocument, sha256_hex
+from ingest.loaders import (
+    SUPPORTED_EXTENSIONS,
+    DocumentLoader,
+    LoadError,
+    LoaderSettings,
+    load_bytes,
+    load_document,
+    precheck_upload,
+)
+from ingest.types import sha256_hex
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -241,7 +247,7 @@ def test_pdf_one_section_per_page_skipping_empty_pages(tmp_path: Path) -> None:
 def test_pdf_without_text_layer() -> None:
     with pytest.raises(LoadError) as exc:
         load_bytes(make_pdf([None, None]), "scan.pdf")
-    assert_reason(exc, "no extractable text", "scanned")
+    assert_reason(exc, "no extractable text", "no text layer", "scanned", "OCR")
 
 
 def _encrypt(data: bytes, user_password: str) -> bytes:
@@ -263,15 +269,25 @@ def test_pdf_with_password_is_rejected() -> None:
     assert_reason(exc, "password")
 
 
-def test_pdf_page_cap() -> None:
+def _blank_pdf(pages: int) -> bytes:
     writer = PdfWriter()
-    for _ in range(5001):
+    for _ in range(pages):
         writer.add_blank_page(width=72, height=72)
     out = io.BytesIO()
     writer.write(out)
+    return out.getvalue()
+
+
+def test_pdf_page_cap_is_configurable_and_checked_before_parsing_pages() -> None:
+    # Blank pages: without the cap this would be "no text layer"; the cap speaks first.
     with pytest.raises(LoadError) as exc:
-        load_bytes(out.getvalue(), "huge.pdf")
-    assert_reason(exc, "too many pages", "5001")
+        load_bytes(_blank_pdf(12), "long.pdf", LoaderSettings(max_pdf_pages=10))
+    assert_reason(exc, "too many pages", "12", "limit is 10")
+    with pytest.raises(LoadError) as exc:
+        load_bytes(_blank_pdf(LoaderSettings().max_pdf_pages + 1), "huge.pdf")
+    assert_reason(exc, "too many pages", str(LoaderSettings().max_pdf_pages + 1))
+    doc = load_bytes(make_pdf(["one", "two", "three"]), "ok.pdf", LoaderSettings(max_pdf_pages=3))
+    assert [s.page for s in doc.sections] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("keep", [0.2, 0.5, 0.8, 0.95])
@@ -406,40 +422,233 @@ def test_supported_extensions() -> None:
     assert SUPPORTED_EXTENSIONS == frozenset({".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"})
 
 
-# --- fuzzing: LoadedDocument or LoadError, never anything else -------------------------------------
+# --- upload safety: content allow-list, archives and bombs, size limits ------------------------------
 
-_EXTS = sorted(SUPPORTED_EXTENSIONS) + [".exe", ""]
-_PREFIXES = [b"", b"%PDF-1.7\n", b"PK\x03\x04", b"\xef\xbb\xbf", b"\xff\xfe", b"<html><meta charset=gbk>", b"# T\n"]
-
-
-def _check(data: bytes, name: str) -> None:
-    try:
-        doc = load_bytes(data, name)
-    except LoadError as exc:
-        assert isinstance(exc.reason, str) and exc.reason and "\n" not in exc.reason
-    else:
-        assert isinstance(doc, LoadedDocument) and doc.sections and doc.doc_id == sha256_hex(data)
-        assert all(s.text.strip() for s in doc.sections)
+PE_HEADER = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + bytes(48) + b"PE\x00\x00" + bytes(64)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prefix=st.sampled_from(_PREFIXES), body=st.binary(max_size=2048), ext=st.sampled_from(_EXTS))
-def test_fuzz_random_bytes(prefix: bytes, body: bytes, ext: str) -> None:
-    _check(prefix + body, f"upload{ext}")
+def docx_bomb(unpacked_mb: int = 50) -> bytes:
+    """A ZIP that passes for a .docx (it has word/document.xml) whose document part unpacks to
+    ``unpacked_mb`` MB of zeros (~1000:1)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        with zf.open("word/document.xml", "w") as fh:
+            block = bytes(1024 * 1024)
+            for _ in range(unpacked_mb):
+                fh.write(block)
+    return buf.getvalue()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    fmt=st.sampled_from(["pdf", "docx", "html", "md"]),
-    cut=st.floats(0.0, 1.0),
-    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 255)), max_size=8),
+def zip_with_lying_size() -> bytes:
+    """A .docx-shaped ZIP whose document part declares 1 KB but inflates to 20 MB."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("word/document.xml", bytes(20 * 1024 * 1024))
+        info = zf.getinfo("word/document.xml")
+    data = bytearray(buf.getvalue())
+    real = info.file_size.to_bytes(4, "little")
+    # The uncompressed size field of the member's local header (+22) and central directory entry (+24).
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        pos = -1
+        while (pos := data.find(sig, pos + 1)) != -1:
+            if data[pos + offset : pos + offset + 4] == real:
+                data[pos + offset : pos + offset + 4] = (1024).to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_real_docx_passes_the_zip_checks() -> None:
+    for data in (valid_docx(), (SAMPLES / "onboarding_en.docx").read_bytes()):
+        assert load_bytes(data, "ok.docx", LoaderSettings()).file_type == "docx"
+
+
+def test_docx_zip_bomb_is_refused_from_its_declared_sizes() -> None:
+    bomb = docx_bomb(50)
+    assert len(bomb) < 200_000  # 50 MB behind a small file
+    with pytest.raises(LoadError) as exc:
+        load_bytes(bomb, "report.docx")
+    assert_reason(exc, "refused", "expands", "decompression bomb")
+    with pytest.raises(LoadError) as exc:
+        load_bytes(bomb, "report.docx", LoaderSettings(max_unzipped_mb=20, max_compression_ratio=10_000))
+    assert_reason(exc, "unpacks to 50 MB", "limit 20 MB")
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w") as zf:
+        zf.writestr("word/document.xml", "<x/>")
+        for i in range(30):
+            zf.writestr(f"word/media/{i}.bin", b"x")
+    with pytest.raises(LoadError) as exc:
+        load_bytes(many.getvalue(), "parts.docx", LoaderSettings(max_zip_members=20))
+    assert_reason(exc, "31 parts", "limit 20")
+
+
+def test_zip_member_that_lies_about_its_size_is_not_inflated() -> None:
+    data = zip_with_lying_size()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.getinfo("word/document.xml").file_size == 1024  # the lie passes the size checks
+    with pytest.raises(LoadError) as exc:
+        load_bytes(data, "liar.docx")
+    assert_reason(exc, "not a valid .docx")
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def _tar() -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("notes.md")
+        info.size = 5
+        tf.addfile(info, io.BytesIO(b"hello"))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "needles"),
+    [
+        # Archives: refused by name whatever they hold (a real .docx zipped or renamed included)...
+        (valid_docx(), "docs.zip", ["archives are not accepted", ".zip"]),
+        (_gzip(b"# Notes"), "notes.md.gz", ["archives are not accepted", ".gz"]),
+        (b"7z\xbc\xaf\x27\x1c" + bytes(32), "backup.7z", ["archives are not accepted"]),
+        (b"Rar!\x1a\x07\x00" + bytes(32), "backup.rar", ["archives are not accepted"]),
+        (_tar(), "bundle.tar", ["archives are not accepted"]),
+        # ...and by content under a document's name.
+        (_gzip(b"# Notes"), "notes.md", ["binary content", "gzip archive"]),
+        (_tar(), "bundle.txt", ["binary content", "tar archive"]),
+        (_zip_without_document(), "bundle.docx", ["not a word document", "archives are not accepted"]),
+        # Executables renamed to a document type.
+        (PE_HEADER, "setup.pdf", ["binary content in a .pdf file", "windows executable"]),
+        (PE_HEADER, "setup.txt", ["binary content in a .txt file", "windows executable"]),
+        (PE_HEADER, "setup.md", ["windows executable"]),
+        (b"\x7fELF\x02\x01\x01" + bytes(64), "tool.html", ["binary content", "ELF"]),
+        (b"SQLite format 3\x00" + bytes(100), "db.txt", ["sqlite"]),
+    ],
 )
-def test_fuzz_mutated_valid_files(fmt: str, cut: float, flips: list[tuple[float, int]]) -> None:
-    source = {"pdf": valid_pdf(), "docx": valid_docx(), "html": HTML.encode(), "md": MARKDOWN.encode()}[fmt]
-    data = bytearray(source[: max(1, int(len(source) * cut))] if cut < 0.98 else source)
-    for where, value in flips:
-        data[min(len(data) - 1, int(where * len(data)))] = value
-    _check(bytes(data), f"mutated.{fmt}")
+def test_archives_and_executables_are_refused_by_content_and_name(data: bytes, name: str, needles: list[str]) -> None:
+    with pytest.raises(LoadError) as exc:
+        load_bytes(data, name)
+    assert_reason(exc, *needles)
+
+
+@pytest.mark.parametrize(
+    "text", ["MZ Holdings annual report: revenue grew.", "BZh is how the word starts here.", "GIF8 is not an image"]
+)
+def test_text_that_starts_like_a_magic_number_is_still_text(text: str) -> None:
+    assert load_bytes(text.encode(), "report.txt").text == text
+
+
+def test_plain_text_over_the_text_limit_is_refused_before_decoding() -> None:
+    limits = LoaderSettings(max_text_mb=0.01)  # 10 KiB
+    # NUL bytes would make decoding fail with "binary content": the size speaks first.
+    with pytest.raises(LoadError) as exc:
+        load_bytes(b"a\x00" * 8000, "big.txt", limits)
+    assert_reason(exc, "the text file is 0.0 MB", "limit is 0.01 MB of text per document", "split")
+    with pytest.raises(LoadError) as exc:
+        load_bytes(b"# Big\n\n" + b"word " * 3000, "big.md", limits)
+    assert_reason(exc, "limit is 0.01 MB")
+    assert load_bytes(b"word " * 1000, "small.txt", limits).text.startswith("word")
+
+
+def test_extracted_text_over_the_limit_is_refused_for_structured_formats() -> None:
+    limits = LoaderSettings(max_text_mb=0.01)
+    page = "<html><body>" + "<p>一段中文内容。</p>" * 600 + "</body></html>"  # 4,800 chars, 14,400 UTF-8 bytes
+    with pytest.raises(LoadError) as exc:
+        load_bytes(page.encode(), "long.html", limits)
+    assert_reason(exc, "the text of this html document", "limit is 0.01 MB")
+    assert load_bytes(page.encode(), "long.html").text.count("一段中文内容。") == 600
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "head", "needles"),
+    [
+        ("empty.md", 0, b"", ["empty file"]),
+        ("docs.zip", 10, b"PK\x03\x04", ["archives are not accepted"]),
+        ("virus.exe", 10, b"MZ", ["unsupported file type '.exe'", ".pdf"]),
+        ("noext", 10, b"hello", ["unsupported file type '(no extension)'"]),
+        ("setup.pdf", 200, PE_HEADER, ["windows executable"]),
+        ("huge.txt", 50 * 1024 * 1024, b"plain words", ["the text file is 50.0 MB", "limit is 10 MB"]),
+        ("huge.md", 11 * 1024 * 1024, b"# Title", ["11.0 MB"]),
+    ],
+)
+def test_precheck_refuses_from_name_size_and_head(name: str, size: int, head: bytes, needles: list[str]) -> None:
+    with pytest.raises(LoadError) as exc:
+        precheck_upload(name, size, head)
+    assert_reason(exc, *needles)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "head"),
+    [
+        ("ok.md", 100, b"# Title"),
+        ("big.pdf", 40 * 1024 * 1024, b"%PDF-1.7"),  # the text limit is judged after extraction
+        ("scan.txt", 40 * 1024 * 1024, b"%PDF-1.4"),  # a PDF under a .txt name is a PDF
+        ("big.html", 40 * 1024 * 1024, b"<html>"),  # markup: extracted text decides
+    ],
+)
+def test_precheck_lets_through_what_only_parsing_can_judge(name: str, size: int, head: bytes) -> None:
+    precheck_upload(name, size, head)
+
+
+# --- DocumentLoader: the same documents, parsed in a child process with a time budget ----------------
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES.iterdir()), ids=lambda p: p.name)
+def test_isolated_loader_gives_the_same_document_as_in_process(path: Path) -> None:
+    data = path.read_bytes()
+    expected = load_bytes(data, str(path))
+    assert DocumentLoader(LoaderSettings())(data, str(path)) == expected
+    assert DocumentLoader(LoaderSettings(parse_timeout_s=0))(data, str(path)) == expected
+
+
+def test_isolated_loader_reports_load_errors_and_forwards_logs(caplog: pytest.LogCaptureFixture) -> None:
+    loader = DocumentLoader()
+    with pytest.raises(LoadError) as exc:
+        loader(make_pdf([None]), "scan.pdf")
+    assert_reason(exc, "no text layer")
+    with caplog.at_level(logging.WARNING, logger="ingest.loaders"):
+        doc = loader(valid_pdf(), "named.txt")
+    assert doc.file_type == "pdf" and doc.source == "named.txt" and doc.doc_id == sha256_hex(valid_pdf())
+    assert any("content is a PDF" in r.getMessage() and r.name == "ingest.loaders.detect" for r in caplog.records)
+
+
+@functools.cache
+def long_pdf() -> bytes:
+    """150 pages of text: far more than a 10 ms parse budget (~0.3 s here)."""
+    return make_pdf([f"Page {i} about the quarterly figures. " * 15 for i in range(150)])
+
+
+def test_parse_over_the_time_budget_is_abandoned_and_the_next_file_parses() -> None:
+    with pytest.raises(LoadError) as exc:
+        DocumentLoader(LoaderSettings(parse_timeout_s=0.01))(long_pdf(), "long.pdf")
+    assert_reason(exc, "longer than the 0.01 s budget", "abandoned")
+    # The killed parser is replaced: the next file loads.
+    assert DocumentLoader()(b"# Next\n\nfine", "next.md").text == "fine"
+
+
+def test_parse_over_the_memory_cap_is_refused_and_the_next_file_parses() -> None:
+    # 160 KB of HTML, 20,000 elements: tens of MB of parse tree over the parser's ~85 MB at rest.
+    big = b"<html><body>" + b"<p>x</p>" * 20_000 + b"</body></html>"
+    with pytest.raises(LoadError) as exc:
+        DocumentLoader(LoaderSettings(parse_memory_mb=100))(big, "big.html")
+    assert_reason(exc, "memory cap", "100 MB")
+    assert DocumentLoader()(b"# Next\n\nfine", "next.md").text == "fine"
+
+
+def test_a_parser_process_killed_between_files_is_replaced() -> None:
+    from ingest.loaders.isolation import _shared_worker
+
+    loader = DocumentLoader()
+    assert loader(b"one", "a.txt").text == "one"
+    process = _shared_worker()._process
+    assert process is not None
+    process.kill()
+    process.wait()
+    assert loader(b"two", "b.txt").text == "two"
 
 
 # --- the demo corpus ----------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Turn files (PDF, DOCX, Markdown, HTML, plain text) into ``LoadedDocument`` sections.
 
-``load_bytes`` is the core (uploads arrive as bytes); ``load_document`` reads a path. Every failure
-is a ``LoadError`` with a one-line ``reason`` the UI/CLI can show as is.
+``load_bytes`` is the core (uploads arrive as bytes); ``load_document`` reads a path;
+``DocumentLoader`` is ``load_bytes`` with the configured limits and a per-file time budget (the
+indexer uses it). ``precheck_upload`` refuses what can be refused from a name, a size and the first
+bytes, before a file is read. Every failure is a ``LoadError`` with a one-line ``reason`` the
+UI/CLI can show as is.
 """
 from __future__ import annotations
 
@@ -9,43 +12,84 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.loaders.detect import SUPPORTED_EXTENSIONS, LoadError, detail, detect_kind
+from ingest.loaders.detect import (
+    ARCHIVE_EXTENSIONS,
+    SUPPORTED_EXTENSIONS,
+    LoadError,
+    binary_kind,
+    detail,
+    detect_kind,
+    extension,
+)
 from ingest.loaders.docx import load_docx
 from ingest.loaders.html import load_html
 from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.text import load_text
+from ingest.settings import LoaderSettings
 from ingest.types import LoadedDocument
 
-__all__ = ["SUPPORTED_EXTENSIONS", "LoadError", "load_bytes", "load_document"]
+__all__ = [
+    "ARCHIVE_EXTENSIONS",
+    "SUPPORTED_EXTENSIONS",
+    "DocumentLoader",
+    "LoadError",
+    "LoaderSettings",
+    "load_bytes",
+    "load_document",
+    "precheck_upload",
+]
 
 logger = logging.getLogger(__name__)
 
-_LOADERS: dict[str, Callable[[bytes, str], LoadedDocument]] = {
-    "pdf": load_pdf,
-    "docx": load_docx,
-    "markdown": load_markdown,
-    "html": load_html,
-    "text": load_text,
+_LOADERS: dict[str, Callable[[bytes, str, LoaderSettings], LoadedDocument]] = {
+    "pdf": lambda data, name, limits: load_pdf(data, name, max_pages=limits.max_pdf_pages),
+    "docx": lambda data, name, limits: load_docx(data, name),
+    "markdown": lambda data, name, limits: load_markdown(data, name),
+    "html": lambda data, name, limits: load_html(data, name),
+    "text": lambda data, name, limits: load_text(data, name),
 }
+# Formats whose file size is (about) their text size: refused from the size alone, before decoding.
+_PLAIN_TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown"})
+_MB = 1024 * 1024
 
 
-def load_bytes(data: bytes, name: str) -> LoadedDocument:
-    """Load a document from memory. ``name`` only picks the type and becomes ``source``;
-    it is never opened (an upload name like '../../etc/passwd.md' is just a label)."""
-    kind = detect_kind(data, name)
+def _text_too_large(size: int, limits: LoaderSettings, what: str) -> LoadError:
+    return LoadError(
+        f"{what} is {size / _MB:,.1f} MB; the limit is {limits.max_text_mb:g} MB of text per document "
+        "(split it into smaller files)"
+    )
+
+
+def load_bytes(data: bytes, name: str, limits: LoaderSettings | None = None) -> LoadedDocument:
+    """Load a document from memory, in this process and without a time budget (``DocumentLoader``
+    adds one). ``name`` only picks the type and becomes ``source``; it is never opened (an upload
+    name like '../../etc/passwd.md' is just a label). ``limits`` default to ``LoaderSettings()``."""
+    limits = limits or LoaderSettings()
+    kind = detect_kind(data, name, limits)
+    if kind in ("text", "markdown") and len(data) > limits.max_text_bytes:
+        raise _text_too_large(len(data), limits, "the text file")
     try:
-        return _LOADERS[kind](data, name)
+        doc = _LOADERS[kind](data, name, limits)
     except LoadError:
         raise
     except RecursionError as exc:
         raise LoadError(f"{kind} document nested too deeply to parse") from exc
+    except MemoryError:
+        raise  # the isolated parser turns it into a clear refusal; in-process it is the caller's
     except Exception as exc:  # the loaders wrap parser errors; this is the last line of defence
         logger.exception("%s: unexpected error in the %s loader", name, kind)
         raise LoadError(f"could not read {kind} document: {detail(exc)}") from exc
+    # Characters first (free); bytes only when it could matter.
+    chars = sum(len(s.text) for s in doc.sections)
+    if chars * 4 > limits.max_text_bytes:
+        size = sum(len(s.text.encode("utf-8", "replace")) for s in doc.sections)
+        if size > limits.max_text_bytes:
+            raise _text_too_large(size, limits, f"the text of this {kind} document")
+    return doc
 
 
-def load_document(path: str | Path) -> LoadedDocument:
+def load_document(path: str | Path, limits: LoaderSettings | None = None) -> LoadedDocument:
     """Read ``path`` and load it; ``source`` is ``str(path)`` as given."""
     p = Path(path)
     try:
@@ -63,4 +107,30 @@ def load_document(path: str | Path) -> LoadedDocument:
         raise LoadError("permission denied reading the file") from exc
     except OSError as exc:
         raise LoadError(f"cannot read the file: {exc.strerror or detail(exc)}") from exc
-    return load_bytes(data, str(path))
+    return load_bytes(data, str(path), limits)
+
+
+def precheck_upload(name: str, size: int, head: bytes, limits: LoaderSettings | None = None) -> None:
+    """Refuse what a name, a size and the first KiB already show, so the file is never read:
+    empty files, archives, unsupported types, known binary formats in a text file, and plain-text
+    files over the text limit. Raises LoadError; passing is no promise (``load_bytes`` decides)."""
+    limits = limits or LoaderSettings()
+    ext = extension(name)
+    if size == 0:
+        raise LoadError("empty file")
+    if ext in ARCHIVE_EXTENSIONS:
+        raise LoadError(f"archives are not accepted ('{ext}'); upload the documents inside it one by one")
+    if ext not in SUPPORTED_EXTENSIONS:
+        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise LoadError(f"unsupported file type '{ext or '(no extension)'}' (supported: {supported})")
+    # PDF and DOCX content is allowed under any of our extensions (content wins), so only the
+    # formats no name makes acceptable are refused here.
+    what = binary_kind(head)
+    if what:
+        raise LoadError(f"binary content in a {ext} file ({what})")
+    looks_pdf_or_zip = b"%PDF-" in head or head[:2] == b"PK"
+    if ext in _PLAIN_TEXT_EXTENSIONS and not looks_pdf_or_zip and size > limits.max_text_bytes:
+        raise _text_too_large(size, limits, "the text file")
+
+
+from ingest.loaders.isolation import DocumentLoader  # noqa: E402  (it imports load_bytes from here)

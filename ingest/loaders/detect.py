@@ -12,6 +12,7 @@ import re
 import unicodedata
 import zipfile
 
+from ingest.settings import LoaderSettings
 from ingest.types import Section
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,12 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
     {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"}
 )
 _TEXT_TYPES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
+# Refused by name whatever they hold: an archive is many documents (and the classic bomb carrier).
+ARCHIVE_EXTENSIONS: frozenset[str] = frozenset(
+    {".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".lz", ".lzma", ".z",
+     ".cab", ".iso", ".jar", ".war", ".apk"}
+)
+_MB = 1024 * 1024
 
 # How much of a text file may be control/unassigned characters before we call it binary. Real
 # text has almost none; binary that happens to decode (GB18030 accepts many byte pairs) has lots.
@@ -39,7 +46,12 @@ class LoadError(Exception):
 
 
 def detail(exc: BaseException) -> str:
-    """A short description of a parser exception for a LoadError reason."""
+    """A short description of a parser exception for a LoadError reason.
+
+    A MemoryError is re-raised instead: running out of memory says nothing about the file being
+    corrupt, and the isolated parser (``DocumentLoader``) reports it as a memory-cap refusal."""
+    if isinstance(exc, MemoryError):
+        raise exc
     msg = str(exc).strip()
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
@@ -71,14 +83,37 @@ _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office (.doc/.xls/.ppt) file; save it as .docx"),
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
     (b"\x7fELF", "an executable (ELF)"),
-    (b"MZ", "a Windows executable"),
+    (b"\xcf\xfa\xed\xfe", "an executable (Mach-O)"),
+    (b"\xca\xfe\xba\xbe", "a Java class or Mach-O executable"),
+    (b"\x00asm", "a WebAssembly module"),
     (b"\x1f\x8b", "a gzip archive"),
-    (b"Rar!", "a RAR archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+    (b"MSCF\x00\x00\x00\x00", "a CAB archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
     (b"{\\rtf", "an RTF document"),
 )
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a known binary format is, from the first bytes (at least 512 for tar), else None."""
+    for magic, what in _OTHER_MAGIC:
+        if head.startswith(magic):
+            return what
+    # Short magics that text can also start with: require what follows them in the real format.
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        return "a bzip2 archive"
+    # "MZ" alone is also how a sentence can start; a DOS/PE header has NULs right after it.
+    if head.startswith(b"MZ") and b"\x00" in head[2:64]:
+        return "a Windows executable"
+    if head[257:262] == b"ustar":
+        return "a tar archive"
+    return None
 
 
 def _is_pdf(data: bytes, ext: str) -> bool:
@@ -94,43 +129,81 @@ def _is_zip(data: bytes) -> bool:
     return data[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 
-def detect_kind(data: bytes, name: str) -> str:
+def detect_kind(data: bytes, name: str, limits: LoaderSettings | None = None) -> str:
     """Which loader handles ``data``: 'pdf' | 'docx' | 'markdown' | 'html' | 'text'.
 
-    Content wins over the extension for the binary formats (a PDF named .txt is a PDF); text
-    formats go by extension. Raises LoadError for empty, binary, unsupported or corrupt input.
-    Text files are only checked for binary content later, when decoded (see ``decode_text``).
+    The allow-list is checked by content: PDF and DOCX by their structure (content wins over the
+    extension: a PDF named .txt is a PDF), text formats by extension after ruling out known binary
+    formats (executables, images, archives). Archives are refused by name and by content, and a
+    .docx (a ZIP) whose declared sizes look like a decompression bomb is refused before any member
+    is read. Raises LoadError for empty, binary, unsupported or corrupt input. Text files are only
+    checked for other binary content later, when decoded (see ``decode_text``).
     """
+    limits = limits or LoaderSettings()
     ext = extension(name)
     if not data:
         raise LoadError("empty file")
+    if ext in ARCHIVE_EXTENSIONS:
+        raise LoadError(f"archives are not accepted ('{ext}'); upload the documents inside it one by one")
     if _is_pdf(data, ext):
         if ext != ".pdf":
             logger.warning("%s: extension %r but content is a PDF; loading it as PDF", name, ext)
         return "pdf"
     if _is_zip(data):
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                names = set(zf.namelist())
-        except Exception as exc:  # BadZipFile, but also ValueError/EOFError on mangled headers
-            raise LoadError(f"not a valid .docx (corrupt ZIP archive): {detail(exc)}") from exc
-        if "word/document.xml" not in names:
-            raise LoadError("a ZIP archive that is not a Word document (no word/document.xml)")
+        _check_docx_zip(data, limits)
         if ext != ".docx":
             logger.warning("%s: extension %r but content is a .docx; loading it as DOCX", name, ext)
         return "docx"
     if ext not in SUPPORTED_EXTENSIONS:
         shown = ext or "(no extension)"
         raise LoadError(f"unsupported file type '{shown}'")
-    for magic, what in _OTHER_MAGIC:
-        if data.startswith(magic):
-            raise LoadError(f"binary content in a {ext} file ({what})")
+    what = binary_kind(data[:1024])
+    if what:
+        raise LoadError(f"binary content in a {ext} file ({what})")
     # The binary formats are strict: loading a broken .pdf/.docx as "text" would index garbage.
     if ext == ".pdf":
         raise LoadError("not a valid PDF (no %PDF- header)")
     if ext == ".docx":
         raise LoadError("not a valid .docx (not a ZIP archive)")
     return _TEXT_TYPES[ext]
+
+
+def _check_docx_zip(data: bytes, limits: LoaderSettings) -> None:
+    """A ZIP must be a Word document within the limits, judged from its central directory only.
+
+    Declared sizes are enough: Python's zipfile never inflates a member past its declared size
+    (a member that lies fails its CRC check instead), so they bound what python-docx will read.
+    """
+    # The member count from the end-of-central-directory record first: listing a million members
+    # (a 50 MB ZIP can declare that many) would itself cost hundreds of MB.
+    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if eocd != -1 and len(data) >= eocd + 12:
+        declared = int.from_bytes(data[eocd + 10 : eocd + 12], "little")
+        if declared != 0xFFFF and declared > limits.max_zip_members:  # 0xFFFF: ZIP64, counted below
+            raise LoadError(f"refused: the .docx holds {declared} parts (limit {limits.max_zip_members}); a ZIP bomb?")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = zf.infolist()
+    except Exception as exc:  # BadZipFile, but also ValueError/EOFError on mangled headers
+        raise LoadError(f"not a valid .docx (corrupt ZIP archive): {detail(exc)}") from exc
+    if "word/document.xml" not in {m.filename for m in members}:
+        raise LoadError("a ZIP archive that is not a Word document (no word/document.xml); archives are not accepted")
+    if len(members) > limits.max_zip_members:
+        raise LoadError(f"refused: the .docx holds {len(members)} parts (limit {limits.max_zip_members}); a ZIP bomb?")
+    total = sum(m.file_size for m in members)
+    if total > limits.max_unzipped_mb * _MB:
+        raise LoadError(
+            f"refused: the .docx unpacks to {total / _MB:,.0f} MB (limit {limits.max_unzipped_mb:g} MB); "
+            "a decompression bomb?"
+        )
+    for m in members:
+        # Small parts are ignored: a 2 KB part of zeros "compresses" 200:1 and costs nothing.
+        if m.file_size > _MB and m.file_size > limits.max_compression_ratio * max(m.compress_size, 1):
+            ratio = m.file_size / max(m.compress_size, 1)
+            raise LoadError(
+                f"refused: a part of the .docx expands {ratio:,.0f}:1 (limit {limits.max_compression_ratio:g}:1); "
+                "a decompression bomb?"
+            )
 
 
 # --- text decoding ------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ import logging
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
-from ingest.loaders.detect import LoadError, clean_text, detail, no_text_error, stem
+from ingest.loaders.detect import LoadError, clean_text, detail, stem
+from ingest.settings import LoaderSettings
 from ingest.types import LoadedDocument, Section, sha256_hex
 
 logger = logging.getLogger(__name__)
 
-MAX_PDF_PAGES = 5000  # beyond this it is almost certainly not a document anyone asks questions of
+MAX_PDF_PAGES = LoaderSettings().max_pdf_pages  # the default of ``loaders.max_pdf_pages``
+NO_TEXT_LAYER = "no extractable text: the PDF has no text layer (a scanned PDF? run OCR on it first)"
 
 
 def _open(data: bytes, name: str) -> PdfReader:
@@ -39,8 +41,9 @@ def _open(data: bytes, name: str) -> PdfReader:
     return reader
 
 
-def load_pdf(data: bytes, name: str) -> LoadedDocument:
-    """Text of every page with a text layer; scanned (image-only) PDFs raise LoadError."""
+def load_pdf(data: bytes, name: str, max_pages: int = MAX_PDF_PAGES) -> LoadedDocument:
+    """Text of every page with a text layer; scanned (image-only) PDFs and PDFs of more than
+    ``max_pages`` pages raise LoadError (the page count is read before any page is parsed)."""
     reader = _open(data, name)
     try:
         n_pages = len(reader.pages)
@@ -48,8 +51,8 @@ def load_pdf(data: bytes, name: str) -> LoadedDocument:
         raise
     except Exception as exc:
         raise LoadError(f"not a valid PDF (truncated or corrupt): {detail(exc)}") from exc
-    if n_pages > MAX_PDF_PAGES:
-        raise LoadError(f"too many pages ({n_pages}; the limit is {MAX_PDF_PAGES})")
+    if n_pages > max_pages:
+        raise LoadError(f"too many pages ({n_pages}; the limit is {max_pages} pages per PDF); split the PDF")
     if n_pages == 0:
         raise LoadError("not a valid PDF (truncated or corrupt): no pages found")
 
@@ -74,7 +77,7 @@ def load_pdf(data: bytes, name: str) -> LoadedDocument:
     if not sections:
         if failed and len(failed) == n_pages:
             raise LoadError(f"not a valid PDF (truncated or corrupt): no page could be read: {last_error}")
-        raise no_text_error("scanned PDF without text layer?")
+        raise LoadError(NO_TEXT_LAYER)
     if failed:
         logger.warning("%s: %d of %d pages unreadable: %s", name, len(failed), n_pages, failed[:20])
     return LoadedDocument(

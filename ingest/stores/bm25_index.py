@@ -23,8 +23,12 @@ immutable ``seg-*.npz`` segments (written once), append-only ``vocab-*.json`` / 
 parts, and ``docs-*.npz`` (doc lengths, live flags, df). All arrays are read with
 ``allow_pickle=False``. ``save()`` writes new files to temp names, fsyncs, renames, and swaps the
 manifest last (``os.replace``), so a crash at any point leaves the previous consistent index.
-Only one process may write a given directory at a time (no inter-process lock); a process
-that loads while another saves retries if the generation it read is garbage-collected under it.
+Only one process may write a given directory at a time: ``save()`` refuses (``BM25ConflictError``)
+when the directory holds a generation this process has not seen, instead of overwriting another
+writer's work. Readers in other processes (query-only app replicas sharing the directory) follow
+the writer: reads check the manifest at most every ``FOLLOW_INTERVAL_S`` and reload when its
+generation changed. A process that loads while another saves retries if the generation it read
+is garbage-collected under it.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -51,6 +56,7 @@ MAX_SEGMENTS = 16  # hard cap: beyond it the smallest adjacent pair is merged
 MERGE_FACTOR = 2  # merge the newest segment into its left neighbour when that is <= 2x its size
 MAX_BATCH_TOKENS = 4_000_000  # bulk adds are split into segments of about this many tokens
 COMPACT_DEAD_FRACTION = 0.2  # full compaction once this share of slots are tombstones
+FOLLOW_INTERVAL_S = 1.0  # readers look for a newer generation on disk at most this often
 _OUR_FILES = re.compile(r"^(seg|docs)-\d+-?\d*\.npz$|^(ids|vocab)-\d+\.json$|^\.tmp-")
 
 
@@ -166,6 +172,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+class BM25ConflictError(RuntimeError):
+    """Another process saved the same index directory since this one loaded or saved it."""
+
+
 class BM25Index:
     """Incremental BM25Okapi index over string chunk ids. Thread-safe (one RLock).
 
@@ -211,19 +221,13 @@ class BM25Index:
         self._gen = 0
         self._ids_parts: list[dict[str, Any]] = []  # [{"file", "start", "end"}] covering slots
         self._vocab_parts: list[dict[str, Any]] = []  # same for term ids
+        self._manifest_sig: tuple[int, int, int] | None = None  # manifest we last loaded or wrote
+        self._next_follow = 0.0  # monotonic time of the next look for another writer's save
 
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
             if (self.path / MANIFEST).exists():
-                for attempt in range(3):
-                    try:
-                        self._load()
-                        break
-                    except FileNotFoundError:
-                        # a concurrent writer swapped the manifest and removed the files it
-                        # named; the new manifest is consistent, so read again
-                        if attempt == 2:
-                            raise
+                self._load_retrying()
 
     # ------------------------------------------------------------------ public API
 
@@ -284,6 +288,7 @@ class BM25Index:
         """
         with self._lock:
             self._check_open()
+            self._follow()
             if k <= 0 or self._n_live == 0:
                 return []
             scores, hit = self._score_dense(query_tokens)
@@ -306,6 +311,7 @@ class BM25Index:
         """BM25 scores for ``chunk_ids`` (float64, same order); 0.0 for ids not in the index."""
         with self._lock:
             self._check_open()
+            self._follow()
             out = np.zeros(len(chunk_ids), np.float64)
             if self._n_live == 0 or not chunk_ids:
                 return out
@@ -319,6 +325,8 @@ class BM25Index:
 
     def __len__(self) -> int:
         with self._lock:
+            if not self._closed:
+                self._follow()
             return self._n_live
 
     def __contains__(self, chunk_id: object) -> bool:
@@ -353,10 +361,41 @@ class BM25Index:
                 return
             if not self._dirty and (self.path / MANIFEST).exists():
                 return
+            on_disk = self._disk_generation()
+            if on_disk is not None and on_disk != self._gen:
+                raise BM25ConflictError(
+                    f"BM25 index {self.path} was saved by another process (generation {on_disk} on"
+                    f" disk, this process last saw {self._gen}); only one process may write an index"
+                    " directory: in the scale-out shape only the writer app ingests, the query-only"
+                    " replicas must not receive uploads, deletions or syncs"
+                )
             self._apply_pending()
             self._save_locked()
 
     flush = save
+
+    def refresh(self) -> bool:
+        """Reload from disk when another process saved a newer generation of this directory
+        (the writer, when this process is a query-only replica). Returns True if it reloaded.
+        An index with unsaved changes of its own never reloads (it would lose them)."""
+        with self._lock:
+            self._check_open()
+            if self.path is None:
+                return False
+            sig = self._manifest_signature()
+            if sig is None or sig == self._manifest_sig:
+                return False
+            if self._disk_generation() == self._gen:
+                self._manifest_sig = sig
+                return False
+            if self._dirty:
+                logger.warning("bm25: %s was saved by another process, but this one holds unsaved"
+                               " changes: not reloading (one writer per index directory)", self.path)
+                return False
+            self._load_retrying()
+            logger.info("bm25: reloaded generation %d (%d docs) saved by another process from %s",
+                        self._gen, self._n_live, self.path)
+            return True
 
     def close(self) -> None:
         """Save (when backed by a directory) and release memory; further calls raise."""
@@ -616,6 +655,43 @@ class BM25Index:
 
     # ------------------------------------------------------------------ persistence internals
 
+    def _manifest_signature(self) -> tuple[int, int, int] | None:
+        """Identity of the manifest file on disk: each save replaces it (new inode)."""
+        assert self.path is not None
+        try:
+            st = os.stat(self.path / MANIFEST)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _disk_generation(self) -> int | None:
+        assert self.path is not None
+        try:
+            return int(json.loads((self.path / MANIFEST).read_text("utf-8"))["generation"])
+        except FileNotFoundError:
+            return None
+
+    def _follow(self) -> None:
+        """Before a read (lock held): pick up another process's save, at most every interval."""
+        if self.path is None or self._dirty:
+            return
+        now = time.monotonic()
+        if now < self._next_follow:
+            return
+        self._next_follow = now + FOLLOW_INTERVAL_S
+        self.refresh()
+
+    def _load_retrying(self) -> None:
+        for attempt in range(3):
+            try:
+                self._load()
+                return
+            except FileNotFoundError:
+                # a concurrent writer swapped the manifest and removed the files it named; the
+                # new manifest is consistent, so read again
+                if attempt == 2:
+                    raise
+
     def _save_locked(self) -> None:
         assert self.path is not None
         d = self.path
@@ -659,6 +735,7 @@ class BM25Index:
         _fsync_dir(d)  # data files' directory entries are durable before the manifest points at them
         _write_json(d / MANIFEST, manifest)
         _fsync_dir(d)
+        self._manifest_sig = self._manifest_signature()
         # Commit succeeded: adopt the new names, then garbage-collect unreferenced files.
         for seg, name in new_seg_files:
             seg.file = name
@@ -683,6 +760,7 @@ class BM25Index:
     def _load(self) -> None:
         assert self.path is not None
         d = self.path
+        sig = self._manifest_signature()
         manifest = json.loads((d / MANIFEST).read_text("utf-8"))
         if manifest.get("format") != FORMAT_NAME:
             raise ValueError(f"{d / MANIFEST}: not a BM25 index manifest")
@@ -733,6 +811,7 @@ class BM25Index:
         self._ids_parts = list(manifest["ids"])
         self._vocab_parts = list(manifest["vocab"])
         self._gen = int(manifest["generation"])
+        self._manifest_sig = sig
         self._version += 1
         self._dirty = False
         logger.debug("bm25: loaded %d docs, %d terms, %d segments from %s",

@@ -25,6 +25,10 @@ _ID_LEN = 64
 # A Milvus server that is down must fail fast (pymilvus waits much longer by default), so the CLI
 # and the UI report it in seconds instead of hanging.
 CONNECT_TIMEOUT_S = 5.0
+# Index types Milvus Lite 2.5.1 accepts (it refuses HNSW, IVF_SQ8, IVF_PQ...). Its IVF_FLAT ignores
+# nprobe (recall did not change from nprobe 1 to 256, measured), so FLAT stays the embedded default:
+# BENCHMARKS.md, "Query latency".
+LITE_INDEX_TYPES = frozenset({"FLAT", "IVF_FLAT", "AUTOINDEX"})
 
 
 class _DropMvccTsWarning(logging.Filter):
@@ -80,8 +84,9 @@ class MilvusVectorStore:
             if "://" not in self.uri:
                 Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
             kwargs: dict[str, Any] = {"uri": self.uri}
-            if self.settings.token:
-                kwargs["token"] = self.settings.token
+            token = self.settings.token.get_secret_value()
+            if token:
+                kwargs["token"] = token
             if self.settings.db_name:
                 kwargs["db_name"] = self.settings.db_name
             if "://" in self.uri:
@@ -130,6 +135,11 @@ class MilvusVectorStore:
                         )
             client.load_collection(name)
             return
+        if "://" not in self.uri and self.settings.index_type.upper() not in LITE_INDEX_TYPES:
+            raise VectorStoreError(
+                f"Milvus Lite ({self.uri}) supports the index types {', '.join(sorted(LITE_INDEX_TYPES))},"
+                f" not {self.settings.index_type}: change milvus.index_type or use a Milvus server"
+            )
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=_ID_LEN)
         schema.add_field("doc_id", DataType.VARCHAR, max_length=_ID_LEN)

@@ -7,13 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from rag_app.config import AnswerSettings, Settings
 from rag_app.llm.base import ChatMessage, LLMBackend, LLMUnavailableError, approx_token_count
 
 from .language import Language, detect_language
 from .prompt import NumberedSource, Prompt, build_prompt, build_rewrite_messages, clean_rewrite
+from .question import BoundedQuestion, bound_question, clean_question
 
 if TYPE_CHECKING:
     from rag_app.knowledge_base import KnowledgeBase
@@ -63,10 +64,17 @@ class QueryEvent:
     question: str
     rewritten: bool
     language: Language
+    truncated: bool = False  # the question was cut to answer.max_question_tokens
     type: str = "query"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "question": self.question, "rewritten": self.rewritten, "language": self.language}
+        return {
+            "query": self.query,
+            "question": self.question,
+            "rewritten": self.rewritten,
+            "language": self.language,
+            "truncated": self.truncated,
+        }
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,7 @@ class FinalEvent:
     note: str = ""
     dropped_sources: int = 0  # retrieved chunks left out for the context budget
     timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
+    question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used
     type: str = "final"
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,19 +129,27 @@ class FinalEvent:
             "sources": [s.to_dict() for s in self.sources],
             "dropped_sources": self.dropped_sources,
             "timings": self.timings,
+            "question_truncated": self.question_truncated,
         }
+
+
+ErrorReason = Literal["empty_question", "search_failed", "llm_unavailable", "generation_failed"]
 
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    """The last event of a failed stream (LLM unreachable, store error): a message for the user."""
+    """The last event of a failed stream (LLM unreachable, store error): a message for the user.
+
+    ``reason`` tells the caller whose fault it is: ``empty_question`` is the client's (HTTP 422),
+    the others the server's or its dependencies' (HTTP 503)."""
 
     message: str
     question: str = ""
+    reason: ErrorReason = "generation_failed"
     type: str = "error"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "question": self.question}
+        return {"message": self.message, "question": self.question, "reason": self.reason}
 
 
 AnswerEvent = Union[QueryEvent, SourcesEvent, DeltaEvent, FinalEvent, ErrorEvent]
@@ -211,7 +228,7 @@ def normalise_history(history: History | None, max_turns: int) -> list[ChatMessa
         role = m.get("role") if isinstance(m, Mapping) else None
         if role not in ("user", "assistant"):
             continue
-        text = _text_of(m.get("content")).strip()
+        text = clean_question(_text_of(m.get("content")))  # the same hygiene as the question itself
         if text:
             out.append(ChatMessage(role=role, content=text))  # type: ignore[typeddict-item]
     return out[-2 * max_turns :] if max_turns > 0 else []
@@ -266,6 +283,17 @@ class Answerer:
                         raise LLMUnavailableError(f"The LLM could not be set up: {exc}") from exc
         return self._llm
 
+    def prepare_question(self, question: str | None) -> BoundedQuestion | None:
+        """The question cleaned (:func:`clean_question`) and cut to ``answer.max_question_tokens``
+        embedder tokens, or None when nothing is left to ask. What retrieval and the prompt get."""
+        text = clean_question(question)
+        if not text:
+            return None
+        embedder = self.kb.embedder
+        # Never more than the embedder takes once its query prefix and special tokens are added.
+        room = embedder.max_tokens - embedder.prefix_tokens("query")
+        return bound_question(text, embedder.token_offsets, max(1, min(self.settings.max_question_tokens, room)))
+
     def refusal(self, language: Language) -> str:
         return self.settings.refusal_zh if language == "zh" else self.settings.refusal_en
 
@@ -289,29 +317,32 @@ class Answerer:
     def stream(self, question: str, history: History | None = None) -> Iterator[AnswerEvent]:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        q = (question or "").strip()
-        if not q:
-            yield ErrorEvent("Please enter a question.", question="")
+        prepared = self.prepare_question(question)
+        if prepared is None:
+            yield ErrorEvent("Please enter a question.", question="", reason="empty_question")
             return
+        q, truncated = prepared.text, prepared.truncated
         language = detect_language(q)
         turns = normalise_history(history, self.settings.max_history_turns)
 
         query = q
         if turns and self.settings.rewrite_followups:
             try:
-                query = self.rewrite(q, turns)
+                # The rewrite is model output: the same cleaning and bound as a typed question.
+                rewritten = self.prepare_question(self.rewrite(q, turns))
+                query = rewritten.text if rewritten is not None else q
             except Exception as exc:  # rewriting is an optimisation: fall back to the raw question
                 log.warning("follow-up rewrite failed, searching with the question as asked: %s", exc)
                 query = q
             timings["rewrite_s"] = round(time.perf_counter() - t0, 3)
-        yield QueryEvent(query=query, question=q, rewritten=query != q, language=language)
+        yield QueryEvent(query=query, question=q, rewritten=query != q, language=language, truncated=truncated)
 
         try:
             assert self.kb.retriever is not None, "knowledge base not warmed up"
             result = self.kb.retriever.run(query, top_k=self.top_k)
         except Exception as exc:
             log.exception("retrieval failed for %r", query)
-            yield ErrorEvent(f"Search failed: {exc}", question=q)
+            yield ErrorEvent(f"Search failed: {exc}", question=q, reason="search_failed")
             return
         timings["retrieval_s"] = round(time.perf_counter() - t0, 3)
 
@@ -326,7 +357,7 @@ class Answerer:
             timings["total_s"] = round(time.perf_counter() - t0, 3)
             yield FinalEvent(
                 answer=text, question=q, query=query, language=language, sources=[], citations=[],
-                cited_sources=[], refused=True, note=note, timings=timings,
+                cited_sources=[], refused=True, note=note, timings=timings, question_truncated=truncated,
             )
             return
 
@@ -338,7 +369,7 @@ class Answerer:
             # Still show what was found: the evidence is useful even when the LLM is down.
             fallback = build_prompt(query, result.chunks, language, approx_token_count, self.settings.context_tokens)
             yield SourcesEvent(fallback.sources)
-            yield ErrorEvent(f"The language model is unavailable: {exc}", question=q)
+            yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
             return
         yield SourcesEvent(prompt.sources)
 
@@ -351,11 +382,12 @@ class Answerer:
                 yield DeltaEvent(delta)
         except LLMUnavailableError as exc:
             log.warning("LLM failed: %s", exc)
-            yield ErrorEvent(f"The language model is unavailable: {exc}", question=q)
+            yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
             return
         except Exception as exc:  # a bug or a backend error type we do not know: still no traceback to the user
             log.exception("LLM stream failed")
-            yield ErrorEvent(f"The answer could not be generated: {type(exc).__name__}: {exc}", question=q)
+            message = f"The answer could not be generated: {type(exc).__name__}: {exc}"
+            yield ErrorEvent(message, question=q, reason="generation_failed")
             return
 
         answer = "".join(parts).strip()
@@ -372,7 +404,7 @@ class Answerer:
         yield FinalEvent(
             answer=answer, question=q, query=query, language=language, sources=prompt.sources,
             citations=citations, cited_sources=cited, refused=False, dropped_sources=prompt.dropped,
-            timings=timings,
+            timings=timings, question_truncated=truncated,
         )
 
     def answer(self, question: str, history: History | None = None) -> FinalEvent | ErrorEvent:

@@ -228,7 +228,11 @@ def plot(
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="upper left")
     keep = results[0].keep_target if results else 0.95
-    fig.suptitle(f"{dataset}: score distributions per stage; dashed = cutoff keeping {keep:.0%} of relevant", fontsize=11)
+    fig.suptitle(
+        f"{dataset}: score distributions per stage; dashed = cutoff keeping {keep:.0%} of relevant"
+        " (values beyond the 0.5/99.5 percentiles are drawn at the edges)",
+        fontsize=10,
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -361,7 +361,9 @@ def build_ui(service: RagService) -> gr.Blocks:
                     reindex_btn = gr.Button("Re-index now", size="sm", elem_id="reindex-btn")
                 with gr.Row():
                     to_delete = gr.Dropdown(
-                        choices=_choices(),
+                        # Filled per session on page load (demo.load): choices set here would be
+                        # published without a login in the page's API info (document paths).
+                        choices=[],
                         value=None,
                         label="Document to delete (removed from Milvus, BM25 and the registry)",
                         elem_id="delete-select",

@@ -19,11 +19,11 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ingest.indexer import IngestEvent
-from ingest.loaders import SUPPORTED_EXTENSIONS
+from ingest.loaders import LoadError, precheck_upload
 from rag_app.answering import Answerer
 from rag_app.answering.prompt import source_label
 from rag_app.config import Settings
@@ -33,7 +33,14 @@ from rag_app.scheduler import SyncScheduler
 log = logging.getLogger(__name__)
 
 _UNSAFE_CHARS = re.compile(r"[^\w.\-()+ ]+", re.UNICODE)
-_MAX_NAME_CHARS = 80
+# UTF-8 bytes, not characters: 80 CJK characters are 240 bytes, and with "-<hash>.<ext>" a stored
+# name must stay under the 255-byte limit of most file systems.
+_MAX_NAME_BYTES = 120
+# Device names Windows reserves whatever the extension ("CON.md"); harmless here, but the stored
+# uploads folder may be copied or served to Windows machines.
+_WINDOWS_RESERVED = re.compile(r"(?:con|prn|aux|nul|com[0-9]|lpt[0-9])", re.I)
+_MB = 1024 * 1024
+_HEAD_BYTES = 1024  # what content sniffing needs before a file is read in full
 
 
 # --------------------------------------------------------------------------------------------------
@@ -42,17 +49,23 @@ _MAX_NAME_CHARS = 80
 
 
 def sanitize_filename(name: str) -> str:
-    """A safe base name from a client-supplied file name: no directories, no control or shell
-    characters, no leading dot, bounded length, lower-case extension. Never empty."""
+    """A safe base name from a client-supplied file name: no directories, no control, format or
+    shell characters, no leading dot or dash, no Windows device name, at most ``_MAX_NAME_BYTES``
+    of UTF-8 stem, a lower-case ASCII extension. Never empty."""
     # Clients may send full paths with either separator ("C:\\Users\\me\\a.pdf", "../../etc/passwd").
     base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name or ""))[-1]
+    # Category C: controls (NUL, newlines), format characters (RTL overrides that disguise
+    # "txt.exe" as "exe.txt"), surrogates, private use, unassigned.
     base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")
+    base = base.strip(" .")  # Windows drops trailing dots and spaces, so "a.md." would be "a.md"
     stem, dot, ext = base.rpartition(".")
-    if not dot:
-        stem, ext = base, ""
-    stem = _UNSAFE_CHARS.sub("_", stem).strip(" ._") or "upload"
-    ext = _UNSAFE_CHARS.sub("", ext).lower()[:10]
-    stem = stem[:_MAX_NAME_CHARS]
+    ext = re.sub(r"[^0-9a-z]", "", ext.lower())[:10] if dot else ""
+    if not ext:  # no usable extension: a dot left in the stem must not read as one next time
+        stem = base.replace(".", "_")
+    stem = _UNSAFE_CHARS.sub("_", stem).strip(" ._-")
+    stem = stem.encode("utf-8")[:_MAX_NAME_BYTES].decode("utf-8", "ignore").strip(" ._-") or "upload"
+    if _WINDOWS_RESERVED.fullmatch(stem.split(".")[0].rstrip(" ")):
+        stem = f"_{stem}"
     return f"{stem}.{ext}" if ext else stem
 
 
@@ -204,7 +217,8 @@ class IngestWorker:
 # --------------------------------------------------------------------------------------------------
 
 
-UploadInput = tuple[str, bytes | Path]  # (client file name, bytes or a temp file holding them)
+# (client file name, the bytes, a temp file holding them (Gradio), or an open binary file (the API))
+UploadInput = tuple[str, bytes | Path | IO[bytes]]
 
 
 def redact_uri(uri: str) -> str:
@@ -245,25 +259,40 @@ class RagService:
 
     # --- writes (queued on the worker) --------------------------------------------------------------
     def submit_uploads(self, files: Sequence[UploadInput]) -> IngestJob:
-        """Queue files for indexing; the job's results fill in per file as the worker goes."""
+        """Queue files for indexing; the job's results fill in per file as the worker goes.
+
+        What a size, a name and the first KiB can refuse is refused here, before a file is read:
+        more files than allowed, a file over the per-file limit, files beyond the per-request total,
+        empty files, archives, unsupported types, executables or images under a document's name,
+        plain text over the text limit. The rest is judged by the loaders in the worker."""
         job = IngestJob("upload")
-        limit = self.settings.ui.max_files_per_request
-        work: list[tuple[int, str, bytes | Path]] = []
+        ui = self.settings.ui
+        request_bytes = ui.max_request_mb * _MB
+        accepted = 0
+        work: list[tuple[int, str, bytes | Path | IO[bytes]]] = []
         for i, (name, data) in enumerate(files):
             shown = sanitize_filename(name)
-            ext = Path(shown).suffix.lower()
-            if i >= limit:
-                job.add_result(FileResult(shown, "failed", f"more than {limit} files in one request"))
-            elif ext not in SUPPORTED_EXTENSIONS:
-                supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-                job.add_result(FileResult(shown, "failed", f"unsupported file type '{ext or 'none'}' ({supported})"))
-            elif self._size(data) > self.max_bytes:
-                job.add_result(
-                    FileResult(shown, "failed", f"larger than the {self.settings.ui.max_upload_mb} MB limit")
-                )
-            else:
-                job.add_result(FileResult(shown, "queued"))
-                work.append((len(job.results) - 1, name, data))
+            try:
+                if i >= ui.max_files_per_request:
+                    raise LoadError(f"more than {ui.max_files_per_request} files in one upload")
+                size = _size(data)
+                if size > self.max_bytes:
+                    raise LoadError(f"{size / _MB:,.1f} MB is over the {ui.max_upload_mb} MB limit per file")
+                precheck_upload(shown, size, _head(data), self.settings.loaders)
+                if accepted + size > request_bytes:
+                    raise LoadError(
+                        f"the files of this upload together exceed the {ui.max_request_mb} MB limit per upload; "
+                        "upload this one separately"
+                    )
+            except LoadError as exc:
+                job.add_result(FileResult(shown, "failed", exc.reason))
+                continue
+            except OSError as exc:
+                job.add_result(FileResult(shown, "failed", f"cannot read the upload: {exc.strerror or exc}"))
+                continue
+            accepted += size
+            job.add_result(FileResult(shown, "queued"))
+            work.append((len(job.results) - 1, name, data))
         return self.worker.submit(job, lambda j: self._run_uploads(j, work))
 
     def submit_reindex(self) -> IngestJob:
@@ -337,25 +366,24 @@ class RagService:
         }
 
     # --- job bodies (worker thread) --------------------------------------------------------------------
-    def _size(self, data: bytes | Path) -> int:
-        return len(data) if isinstance(data, (bytes, bytearray)) else Path(data).stat().st_size
-
     def _changed(self) -> None:
         # The retriever calibrates on a sample of the corpus: resample after the corpus changed.
         invalidate = getattr(self.kb.retriever, "invalidate_calibration", None)
         if invalidate is not None:
             invalidate()
 
-    def _run_uploads(self, job: IngestJob, work: list[tuple[int, str, bytes | Path]]) -> None:
+    def _run_uploads(self, job: IngestJob, work: list[tuple[int, str, bytes | Path | IO[bytes]]]) -> None:
         assert self.kb.indexer is not None
         changed = False
         for index, name, data in work:
             job.set_result(index, status="indexing")
             try:
-                payload = data if isinstance(data, (bytes, bytearray)) else Path(data).read_bytes()
+                # One file in memory at a time, and never more than the limit of it.
+                payload = _read(data, self.max_bytes + 1)
                 if len(payload) > self.max_bytes:  # a temp file may have grown since submit
-                    raise ValueError(f"larger than the {self.settings.ui.max_upload_mb} MB limit")
-                path = self.uploads.save(name, bytes(payload))
+                    raise ValueError(f"over the {self.settings.ui.max_upload_mb} MB limit per file")
+                path = self.uploads.save(name, payload)
+                del payload
             except (OSError, ValueError) as exc:
                 job.set_result(index, status="failed", detail=str(exc))
                 continue
@@ -409,3 +437,35 @@ class RagService:
         self._changed()
         log.info("deleted %s (%d chunks)", source, removed)
 
+
+# --------------------------------------------------------------------------------------------------
+# Reading an upload input (bytes, a temp file path, or an open binary file)
+# --------------------------------------------------------------------------------------------------
+
+
+def _size(data: bytes | Path | IO[bytes]) -> int:
+    if isinstance(data, (bytes, bytearray)):
+        return len(data)
+    if isinstance(data, (str, Path)):
+        return Path(data).stat().st_size
+    data.seek(0, os.SEEK_END)
+    size = data.tell()
+    data.seek(0)
+    return size
+
+
+def _head(data: bytes | Path | IO[bytes]) -> bytes:
+    return _read(data, _HEAD_BYTES)
+
+
+def _read(data: bytes | Path | IO[bytes], limit: int) -> bytes:
+    """At most ``limit`` bytes from the start of an upload input."""
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data[:limit])
+    if isinstance(data, (str, Path)):
+        with Path(data).open("rb") as fh:
+            return fh.read(limit)
+    data.seek(0)
+    out = data.read(limit)
+    data.seek(0)
+    return out
