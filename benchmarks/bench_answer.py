@@ -15,7 +15,6 @@ import argparse
 import logging
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent, buil
 from rag_app.config import load_settings  # noqa: E402
 from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
 from rag_app.llm import make_llm  # noqa: E402
-from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
+from machine import cpu_model, write_section  # benchmarks/machine.py (scripts run from this folder)
 
 QUESTIONS = [
     ("zh", "入职满五年的正式员工每年有几天带薪年假？"),
@@ -181,17 +180,6 @@ def section(res: dict, command: str) -> str:
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) the "## Answer latency" section, leaving every other section untouched."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
@@ -215,7 +203,7 @@ def main() -> None:
     for r in res["rows"]:
         sys.stdout.write(f"\n[{r['lang']}] {r['question']}\n  -> {r['answer']}\n")
     if not args.no_write:
-        write_section(REPO / "BENCHMARKS.md", text)
+        write_section(REPO / "BENCHMARKS.md", SECTION, text)
         sys.stdout.write(f"\nwrote {SECTION!r} to {REPO / 'BENCHMARKS.md'}\n")
 
 
