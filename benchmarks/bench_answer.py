@@ -21,18 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the packaged models only: never a download
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from machine import cpu_model, offline_setup, write_section  # benchmarks/machine.py (scripts run from this folder)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = offline_setup()
 
 from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent, build_prompt  # noqa: E402
 from rag_app.config import load_settings  # noqa: E402
 from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
 from rag_app.llm import make_llm  # noqa: E402
-from machine import cpu_model, write_section  # benchmarks/machine.py (scripts run from this folder)
 
 QUESTIONS = [
     ("zh", "入职满五年的正式员工每年有几天带薪年假？"),

@@ -36,16 +36,11 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+from machine import offline_setup  # benchmarks/machine.py (scripts run from this folder)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = offline_setup()
 
 from machine import cpu_model  # noqa: E402  (benchmarks/, scripts run from there)
 

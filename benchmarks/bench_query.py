@@ -31,23 +31,17 @@ import platform
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+from machine import cpu_model, offline_setup  # benchmarks/machine.py (scripts run from this folder)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = offline_setup()
 
 from bench_bm25 import make_corpus, make_queries  # noqa: E402  (benchmarks/, scripts run from there)
-from machine import cpu_model  # noqa: E402
 
 from ingest.settings import EmbedderSettings, MilvusSettings  # noqa: E402
 from ingest.stores.bm25_index import BM25Index  # noqa: E402

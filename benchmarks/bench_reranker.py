@@ -17,19 +17,13 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from machine import cpu_model, offline_setup  # benchmarks/machine.py (scripts run from this folder)
 
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = offline_setup()
 SCIFACT = REPO.parent / "shared" / "data" / "scifact-dev"
 
 # name -> (what it stands for, config class, architecture)

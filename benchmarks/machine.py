@@ -1,8 +1,26 @@
-"""What machine a benchmark ran on, and writing a script's own section of BENCHMARKS.md."""
+"""Shared by the benchmark scripts: offline setup, what machine they ran on, and writing a
+script's own section of BENCHMARKS.md."""
 from __future__ import annotations
 
+import os
 import platform
+import sys
+import warnings
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def offline_setup() -> Path:
+    """Before anything imports transformers: packaged models only (never a hub download), quiet
+    tokenizers and milvus-lite's pkg_resources warning; the repository importable. Returns its root."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return REPO
 
 
 def cpu_model() -> str:
