@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
+    def embedder_cache_dir(self) -> Path:
+        """Where the packaged embedder is rebuilt: ``embedder.cache_dir``, else ``<data_dir>/models``."""
+        cache = self.embedder.cache_dir
+        return self.resolve(cache) if cache else self.models_dir
+
+    @property
     def sync_lock_path(self) -> Path:
         """Held (flock) by the running folder sync: one sync per data directory at a time."""
         return self.data_dir / "sync.lock"

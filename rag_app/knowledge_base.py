@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from ingest.chunking import Chunker
 from ingest.embedding import Embedder
@@ -67,17 +66,12 @@ class KnowledgeBase:
                 self.bm25,
                 self.tokenizer,
                 reranker,
-                reference_cache_dir=self.embedder_cache_dir / "calibration",
+                reference_cache_dir=s.embedder_cache_dir / "calibration",
             )
             self.retriever.warm_up()
             self._warm = True
             log.info("knowledge base ready: %s, Milvus at %s", s.embedder.model, s.milvus_uri)
             return self
-
-    @property
-    def embedder_cache_dir(self) -> Path:
-        cache = self.settings.embedder.cache_dir
-        return self.settings.resolve(cache) if cache else self.settings.models_dir
 
     def close(self) -> None:
         with self._lock:

@@ -46,11 +46,10 @@ METRICS = (("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("recall@100", "R
 
 def _kb_settings(base: Settings, data_root: Path, name: str) -> Settings:
     """The project's settings with this set's own data directory; the model cache stays shared."""
-    models = base.resolve(base.embedder.cache_dir) if base.embedder.cache_dir else base.models_dir
     return base.model_copy(
         update={
             "data_dir": data_root / name,
-            "embedder": base.embedder.model_copy(update={"cache_dir": str(models.resolve())}),
+            "embedder": base.embedder.model_copy(update={"cache_dir": str(base.embedder_cache_dir.resolve())}),
         }
     )
 
