@@ -1,9 +1,8 @@
 """The real ``rag-app`` in its own process, for tests and benchmarks that drive it over HTTP.
 
 A separate process is what production runs, and it keeps Gradio's process-wide state (upload
-progress tracking, locks bound to an event loop) from leaking between an in-process test app and
-the served one: the browser test timed out on uploads after a test had driven another app through
-Starlette's TestClient in the same interpreter.
+progress tracking, locks bound to an event loop) apart from apps that other tests drive in-process
+through Starlette's TestClient.
 """
 from __future__ import annotations
 

@@ -104,6 +104,16 @@ def _wait_text(page, selector: str, text: str) -> None:
     )
 
 
+def _wait_file_listed(page, selector: str, name: str) -> None:
+    # Gradio's file list renders a name as two blocks, stem and extension ("report" / ".pdf"), so
+    # innerText holds "report\n.pdf" once laid out: compare with whitespace removed.
+    page.wait_for_function(
+        "([sel, name]) => { const el = document.querySelector(sel);"
+        " return !!el && el.innerText.replace(/\\s+/g, '').includes(name.replace(/\\s+/g, '')); }",
+        arg=[selector, name],
+    )
+
+
 def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLLMServer, tmp_path: Path) -> None:
     screenshots = Path(os.environ.get("RAG_SCREENSHOT_DIR") or tmp_path)
     screenshots.mkdir(parents=True, exist_ok=True)
@@ -114,7 +124,7 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     uploads = [SAMPLES / "employee_handbook_zh.md", SAMPLES / "release_notes_en.pdf"]
     page.locator("#kb-upload input[type=file]").set_input_files([str(p) for p in uploads])
     for p in uploads:
-        _wait_text(page, "#kb-upload", p.name)
+        _wait_file_listed(page, "#kb-upload", p.name)
     page.locator("#index-btn").click()
     _wait_text(page, "#ingest-status", "Done")
     results = page.locator("#ingest-results").inner_text()
