@@ -50,6 +50,10 @@ class RerankerSettings(BaseModel):
     max_tokens: int = Field(320, ge=16)  # query + one 256-token chunk
     timeout_s: float = Field(10.0, gt=0)  # past this, fall back to the fused order
     device: str = "cpu"
+    # 1: the reranker's own order; below 1: a mix with the fused score (both standardised over the
+    # reranked head), for rerankers trained on little data. rag-tune sets it for the models it trains.
+    blend: float = Field(1.0, gt=0, le=1)
+    use_tuned: bool = True  # let the reranker that rag-tune switched on (data_dir/tuned) replace this one
 
 
 class RetrievalSettings(BaseModel):
@@ -140,6 +144,39 @@ class SchedulerSettings(BaseModel):
         return self
 
 
+class TuningSettings(BaseModel):
+    """``rag-tune``: generated questions, mined hard negatives, a cross-encoder trained from the
+    embedder's encoder, kept only if held-out questions rank better with it."""
+
+    sample_chunks: int = Field(400, ge=4)  # chunks to write questions for
+    questions_per_chunk: int = Field(1, ge=1, le=5)
+    generator: Literal["llm", "sentence"] = "llm"  # the configured LLM, or inverse-cloze sentences (no LLM)
+    held_out_fraction: float = Field(0.2, gt=0, lt=1)  # of the documents, for the switch decision
+    negatives: int = Field(3, ge=1)  # hard negatives per question
+    skip_top: int = Field(3, ge=0)  # top ranks of each leg never used as negatives (unlabelled positives)
+    mine_depth: int = Field(30, ge=2)  # negatives come from below skip_top, down to this rank
+    base_model: str = ""  # encoder to start from; "" = the embedder's own model
+    layers: int | None = Field(4, ge=1)  # the encoder's first N layers (None: all); fewer = faster reranking
+    max_tokens: int = Field(256, ge=32)  # query + passage, in training and in the tuned reranker
+    epochs: int = Field(2, ge=1)
+    batch_queries: int = Field(4, ge=1)  # query groups per optimizer step
+    # Higher than for fine-tuning a ready cross-encoder: the scoring head is new and reads the first
+    # token, which an encoder trained with mean pooling (e5) barely uses (3e-5 left the loss at ln 4).
+    learning_rate: float = Field(1e-4, gt=0)
+    checkpoint_every: int = Field(50, ge=1)  # steps; a stopped run resumes from the last checkpoint
+    max_minutes: float = Field(60.0, gt=0)  # question writing + training stop here and go on to the check
+    merge_alpha: float = Field(1.0, gt=0, le=1)  # < 1: average the tuned encoder with the base (less forgetting)
+    blends: list[float] = [0.25, 0.5, 0.75, 1.0]  # reranker weights tried on the held-out questions
+    min_gain: float = Field(0.005, ge=0)  # held-out nDCG@10 gain needed to switch the new model on
+    device: str = "auto"  # auto: a GPU when one is present, else the CPU
+    seed: int = 0
+
+    def training_key(self) -> dict[str, Any]:
+        """What a training checkpoint depends on (resuming with other values starts afresh)."""
+        return self.model_dump(include={"negatives", "base_model", "layers", "max_tokens", "epochs", "batch_queries",
+                                        "learning_rate", "seed"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
 
@@ -155,6 +192,7 @@ class Settings(BaseSettings):
     ui: UISettings = UISettings()
     answer: AnswerSettings = AnswerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    tuning: TuningSettings = TuningSettings()
 
     @classmethod
     def settings_customise_sources(

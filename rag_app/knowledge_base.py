@@ -15,6 +15,7 @@ from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
 from rag_app.retrieval.hybrid import HybridRetriever
 from rag_app.retrieval.reranker import CrossEncoderReranker
+from rag_app.tuning.model_store import apply_active
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ class KnowledgeBase:
     """Light to construct; ``warm_up()`` loads the embedder and opens the stores."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.configured = settings  # as given; ``settings`` adds the reranker rag-tune switched on
+        self.settings = apply_active(settings)
         self._warm = False
         self._lock = threading.Lock()
         self.embedder = Embedder(settings.embedder, data_dir=settings.data_dir)
@@ -72,6 +74,18 @@ class KnowledgeBase:
             self._warm = True
             log.info("knowledge base ready: %s, Milvus at %s", s.embedder.model, s.milvus_uri)
             return self
+
+    def reload_reranker(self) -> None:
+        """Pick up the tuned reranker switched on (or rolled back) since start-up."""
+        settings = apply_active(self.configured)
+        reranker = CrossEncoderReranker(settings.retrieval.reranker) if settings.retrieval.reranker.enabled else None
+        if reranker is not None:
+            reranker.warm_up()  # load before the switch: no question waits for it
+        self.settings = settings
+        if self.retriever is not None:
+            self.retriever.settings = settings.retrieval
+            self.retriever.reranker = reranker
+        log.info("reranker now: %s", settings.retrieval.reranker.model if reranker else "none")
 
     def close(self) -> None:
         with self._lock:

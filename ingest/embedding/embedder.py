@@ -198,6 +198,12 @@ class Embedder:
         return self._model is not None
 
     @property
+    def model_path(self) -> str:
+        """The local folder (or hub id) the weights load from."""
+        self._ensure_tokenizer()
+        return self._model_path
+
+    @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         """The transformers tokenizer (loads it on first use)."""
         self._ensure_tokenizer()

@@ -29,15 +29,20 @@ from rag_app.cli import _bar_callback, _common, _settings
 from rag_app.config import Settings
 from rag_app.evaluation.beir_eval import (
     DEFAULT_DEPTH,
+    RERANK_LEG,
     CandidateSet,
     collect_candidates,
     collect_for_queries,
     evaluate_candidates,
+    leg_run,
     legs_of,
+    paired_bootstrap,
+    per_query_ndcg,
 )
 from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration, calibrate, calibrate_stage, plot
 from rag_app.evaluation.fusion_tuning import SettingResult, best_leg, tune
 from rag_app.knowledge_base import KnowledgeBase
+from rag_app.tuning.model_store import apply_active
 
 log = logging.getLogger("rag_app.eval")
 
@@ -45,12 +50,15 @@ METRICS = (("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("recall@100", "R
 
 
 def _kb_settings(base: Settings, data_root: Path, name: str) -> Settings:
-    """The project's settings with this set's own data directory; the model cache stays shared."""
-    return base.model_copy(
-        update={
-            "data_dir": data_root / name,
-            "embedder": base.embedder.model_copy(update={"cache_dir": str(base.embedder_cache_dir.resolve())}),
-        }
+    """The project's settings with this set's own data directory (and the reranker rag-tune switched
+    on there, if any: it is part of the candidates' cache key); the model cache stays shared."""
+    return apply_active(
+        base.model_copy(
+            update={
+                "data_dir": data_root / name,
+                "embedder": base.embedder.model_copy(update={"cache_dir": str(base.embedder_cache_dir.resolve())}),
+            }
+        )
     )
 
 
@@ -244,6 +252,12 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         entry: dict[str, Any] = {"legs": result, "queries": len(cands.queries)}
         leg_name, _ = best_leg(cands)
         entry["better_leg"] = leg_name
+        if cands.reranked:
+            gain = paired_bootstrap(per_query_ndcg(leg_run(cands, RERANK_LEG), cands),
+                                    per_query_ndcg(leg_run(cands, "hybrid"), cands))
+            entry["rerank_gain"] = gain
+            print(f"{name}: reranker ({settings.retrieval.reranker.model}, blend {settings.retrieval.reranker.blend:g})"
+                  f" nDCG@10 over hybrid {gain[0]:+.3f}, 95% interval [{gain[1]:+.3f}, {gain[2]:+.3f}]")
         if args.calibrate:
             if ood is None or not ood.queries:
                 print(f"{name}: no out-of-domain questions (give --ood or a second set); refusal not measured")

@@ -18,7 +18,7 @@ from ingest.stores.milvus_store import MilvusVectorStore, VectorHit
 from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import RetrievalSettings
 from rag_app.retrieval.fusion import reciprocal_rank_fusion, weighted_score_sum
-from rag_app.retrieval.reranker import CrossEncoderReranker
+from rag_app.retrieval.reranker import CrossEncoderReranker, rerank_order
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,14 @@ class HybridRetriever:
         self._reference: np.ndarray | None = None
         self._reference_cache_dir = reference_cache_dir
         self._lock = threading.Lock()
+
+    def variant(self, settings: RetrievalSettings, reranker: CrossEncoderReranker | None) -> HybridRetriever:
+        """Another retriever over the same stores and calibration, with other settings (evaluation
+        beside the live one, which keeps serving unchanged)."""
+        other = HybridRetriever(settings, self.embedder, self.vectors, self.bm25, self.tokenizer, reranker,
+                                reference_cache_dir=self._reference_cache_dir)
+        other._reference = self._reference
+        return other
 
     # --- calibration ------------------------------------------------------------------------------
     def _background_vectors(self) -> np.ndarray:
@@ -275,8 +283,9 @@ class HybridRetriever:
             return candidates
         for c, sc in zip(head, scores):
             c.rerank_score = float(sc)
-        head.sort(key=lambda r: -(r.rerank_score or 0.0))
-        return head + candidates[len(head) :]
+        fused = np.array([c.fused_score for c in head], dtype=np.float64)
+        order = rerank_order(fused, np.asarray(scores, dtype=np.float64), self.settings.reranker.blend)
+        return [head[i] for i in order] + candidates[len(head) :]
 
     def _apply_threshold(self, candidates: list[RetrievedChunk]) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
         th = self.settings.threshold

@@ -70,3 +70,16 @@ class CrossEncoderReranker:
             rel = logits[:, -1] if logits.shape[-1] > 1 else logits[:, 0]
             out.append(rel.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    std = float(x.std())
+    return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
+
+
+def rerank_order(fused: np.ndarray, rerank: np.ndarray, blend: float) -> np.ndarray:
+    """Indices of the reranked head, best first. ``blend`` 1 is the reranker's own order; below 1
+    the order mixes both scores, standardised over the head, so a reranker trained on little data
+    adds to the fused evidence instead of replacing it. Ties keep the fused order."""
+    key = rerank if blend >= 1.0 else (1.0 - blend) * _standardised(fused) + blend * _standardised(rerank)
+    return np.argsort(-key, kind="stable")

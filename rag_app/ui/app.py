@@ -35,6 +35,15 @@ from .services import FileResult, IngestJob, RagService  # noqa: E402
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.3
+_TUNING_STAGES = {
+    "starting": "Starting",
+    "sample": "Sampling chunks",
+    "questions": "Writing questions",
+    "negatives": "Mining hard negatives",
+    "train": "Training",
+    "check": "Checking on held-out questions",
+    "save": "Saving",
+}
 _SNIPPET_CHARS = 500
 
 CSS = """
@@ -224,6 +233,39 @@ def build_ui(service: RagService) -> gr.Blocks:
         service.sync_now(wait=False)
         return status_markdown()
 
+    # --- reranker tuning -----------------------------------------------------------------------------
+    def tuning_markdown() -> str:
+        run = service.tuning
+        active = service.tuned_models.active()
+        on = f"Tuned reranker on: `{active.version}` (blend {active.blend:g})." if active else "No tuned reranker on."
+        if run is None:
+            return on
+        minutes = (time.time() - run.started) / 60
+        if run.state == "running":
+            step = f" {run.done}/{run.total}" if run.total else ""
+            detail = f" ({html.escape(run.detail)})" if run.detail else ""
+            return f"**{_TUNING_STAGES.get(run.stage, run.stage)}**{step}{detail} · {minutes:.0f} min\n\n{on}"
+        if run.state == "failed":
+            return f"**Tuning failed:** {html.escape(run.error)}\n\n{on}"
+        return "\n".join(f"- {html.escape(line)}" for line in run.report) + f"\n\n{on}"
+
+    def tune(generator: str) -> Iterator[str]:
+        try:
+            run = service.start_tuning(generator)
+        except RuntimeError as exc:
+            yield f"**{html.escape(str(exc))}**"
+            return
+        while not run.finished.wait(1.0):
+            yield tuning_markdown()
+        yield tuning_markdown()
+
+    def rollback_tuned() -> str:
+        try:
+            version = service.rollback_tuning()
+        except Exception as exc:
+            return f"**Could not roll back:** {html.escape(str(exc))}"
+        return f"Rolled back: now `{version}`.\n\n" + tuning_markdown()
+
     # --- chat -----------------------------------------------------------------------------------------
     def ask(message: str, chat: list[dict[str, Any]], history: list[dict[str, str]]) -> Iterator[tuple[Any, ...]]:
         question = (message or "").strip()
@@ -373,6 +415,23 @@ def build_ui(service: RagService) -> gr.Blocks:
                 delete_status = gr.Markdown("", elem_id="delete-status")
             with gr.Tab("Status", id="status") as status_tab:
                 status_info = gr.Markdown(status_markdown, elem_id="status-info")
+                with gr.Accordion("Reranker tuning", open=False, elem_id="tuning"):
+                    gr.Markdown(
+                        "Train a reranker on this knowledge base's own documents: questions are written for a"
+                        " sample of chunks, hard negatives mined, and the model is switched on only if it ranks"
+                        " held-out questions better. Takes up to "
+                        f"{settings.tuning.max_minutes:g} minutes; questions keep being answered meanwhile."
+                    )
+                    with gr.Row():
+                        tune_generator = gr.Radio(
+                            [("LLM-written questions", "llm"), ("Sentences of the chunks (fast, no LLM)", "sentence")],
+                            value=settings.tuning.generator,
+                            label="Training questions",
+                            elem_id="tune-generator",
+                        )
+                        tune_btn = gr.Button("Tune reranker", elem_id="tune-btn")
+                        rollback_btn = gr.Button("Roll back", size="sm", elem_id="tune-rollback")
+                    tune_status = gr.Markdown(tuning_markdown, elem_id="tune-status")
                 with gr.Row():
                     status_btn = gr.Button("Refresh", size="sm", elem_id="refresh-status")
                     sync_btn = gr.Button(
@@ -405,6 +464,9 @@ def build_ui(service: RagService) -> gr.Blocks:
         status_btn.click(status_markdown, outputs=[status_info], queue=False)
         sync_btn.click(sync_now, outputs=[status_info], concurrency_id="ingest")
         status_tab.select(status_markdown, outputs=[status_info], queue=False)
+        status_tab.select(tuning_markdown, outputs=[tune_status], queue=False)
+        tune_btn.click(tune, inputs=[tune_generator], outputs=[tune_status], concurrency_id="tune", concurrency_limit=1)
+        rollback_btn.click(rollback_tuned, outputs=[tune_status], queue=False)
         demo.load(refresh_documents, outputs=[documents, to_delete], queue=False)
 
     # Several users can chat at once (the local LLM itself still generates one answer at a time).

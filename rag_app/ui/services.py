@@ -29,6 +29,8 @@ from rag_app.answering.prompt import source_label
 from rag_app.config import Settings
 from rag_app.knowledge_base import KnowledgeBase
 from rag_app.scheduler import SyncScheduler
+from rag_app.tuning.model_store import TunedModelStore
+from rag_app.tuning.pipeline import run_tuning
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,22 @@ class IngestWorker:
         self._thread.join(timeout)
 
 
+@dataclass
+class TuningRun:
+    """A reranker tuning run in the background: its stage and progress, then its report."""
+
+    generator: str
+    state: str = "running"  # running | done | failed
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    detail: str = ""
+    report: list[str] = field(default_factory=list)
+    error: str = ""
+    started: float = field(default_factory=time.time)
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # The service
 # --------------------------------------------------------------------------------------------------
@@ -241,6 +259,8 @@ class RagService:
         self.answerer = answerer
         self.uploads = UploadStore(settings.data_dir / "uploads")
         self.worker = IngestWorker()
+        self._tuning: TuningRun | None = None
+        self._tuning_lock = threading.Lock()
         self.max_bytes = settings.ui.max_upload_mb * 1024 * 1024
         # The folder sync runs in this process (Milvus Lite admits one process per file).
         self.scheduler = SyncScheduler(kb, settings.scheduler)
@@ -250,6 +270,45 @@ class RagService:
     def close(self) -> None:
         self.scheduler.shutdown()
         self.worker.stop()
+
+    # --- reranker tuning (its own thread: it reads the knowledge base and can take an hour) -----------
+    @property
+    def tuned_models(self) -> TunedModelStore:
+        return TunedModelStore(self.settings.data_dir)
+
+    @property
+    def tuning(self) -> TuningRun | None:
+        return self._tuning
+
+    def start_tuning(self, generator: str) -> TuningRun:
+        with self._tuning_lock:
+            if self._tuning is not None and self._tuning.state == "running":
+                raise RuntimeError("a tuning run is already going; wait for it to finish")
+            run = self._tuning = TuningRun(generator)
+        threading.Thread(target=self._tune, args=(run,), name="reranker-tuning", daemon=True).start()
+        return run
+
+    def _tune(self, run: TuningRun) -> None:
+        def progress(stage: str, done: int, total: int, detail: str) -> None:
+            run.stage, run.done, run.total, run.detail = stage, done, total, detail
+
+        try:
+            settings = self.settings.tuning.model_copy(update={"generator": run.generator})
+            report = run_tuning(self.kb, settings, llm=self.answerer.get_llm, progress=progress)
+            if report.activated:
+                self.kb.reload_reranker()
+            run.report, run.state = report.lines(), "done"
+        except Exception as exc:  # shown in the page; the app goes on with the reranker it had
+            log.exception("reranker tuning failed")
+            run.error, run.state = f"{type(exc).__name__}: {exc}", "failed"
+        finally:
+            run.finished.set()
+
+    def rollback_tuning(self) -> str:
+        """Switch back to the tuned reranker that was on before (or none); returns its version."""
+        previous = self.tuned_models.rollback()
+        self.kb.reload_reranker()
+        return previous.version if previous else "none"
 
     def sync_now(self, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
         """Run the configured folder sync now (queued behind a running one)."""
