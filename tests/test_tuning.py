@@ -92,6 +92,8 @@ def test_sentence_writer_takes_the_query_sentence_out_of_its_positive() -> None:
     assert len(queries) == 1
     q = queries[0]
     assert q.query in ZH_CHUNK.text and q.query not in q.positive
+    # The rest keeps the chunk's own spacing: no joiner a model could learn to spot positives by.
+    assert q.positive == ZH_CHUNK.text.replace(q.query, "", 1).strip() and " " not in q.positive
     assert q.chunk_id == "c-zh" and q.doc_id == "d-zh" and q.generator == "sentence"
     assert SentenceQueryWriter().write(ChunkSample("c", "d", "Only one sentence here.")) == []
 

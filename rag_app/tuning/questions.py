@@ -165,7 +165,11 @@ class SentenceQueryWriter:
         self.rng.shuffle(picks)
         out = []
         for i in picks[: self.per_chunk]:
-            rest = " ".join(s for j, s in enumerate(sentences) if j != i)
+            # Cut the sentence out of the text as it is: re-joining the sentences would change the
+            # spacing ("。 " in Chinese), a mark only positives carry, and the model learns that mark
+            # instead of relevance (on CMRC the training loss fell to 0 with no held-out gain).
+            start = chunk.text.find(sentences[i])
+            rest = (chunk.text[:start] + chunk.text[start + len(sentences[i]) :]).strip()
             out.append(GeneratedQuery(sentences[i], chunk.chunk_id, chunk.doc_id, rest, self.name))
         return out
 

@@ -280,6 +280,9 @@ def build_ui(service: RagService) -> gr.Blocks:
         for event in service.answerer.stream(question, history):
             if isinstance(event, QueryEvent):
                 query_note = f"Searched for: {event.query}" if event.rewritten else ""
+                if event.truncated:  # say so: the answer covers only the start of a very long question
+                    cut = f"Only the first {settings.answer.max_question_tokens} tokens of the question were used."
+                    query_note = f"{query_note} · {cut}" if query_note else cut
             elif isinstance(event, SourcesEvent):
                 sources = event.sources
                 if sources:
