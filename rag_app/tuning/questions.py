@@ -156,10 +156,10 @@ class SentenceQueryWriter:
         if len(sentences) < 3:
             return []
 
-        def usable(s: str) -> bool:
-            size = len(s) if detect_language(s) == "zh" else len(s.split())
-            low, high = (10, 80) if detect_language(s) == "zh" else (6, 45)
-            return low <= size <= high
+        def usable(s: str) -> bool:  # Chinese in characters, other languages in words
+            zh = detect_language(s) == "zh"
+            low, high = (10, 80) if zh else (6, 45)
+            return low <= (len(s) if zh else len(s.split())) <= high
 
         picks = [i for i, s in enumerate(sentences) if usable(s)]
         self.rng.shuffle(picks)
