@@ -347,6 +347,15 @@ def test_run_tuning_end_to_end_stores_checks_and_switches(make_kb, tmp_path: Pat
     assert not again.activated and "not switched on" in again.decision
     assert store.active().version == report.version and len(store.versions()) == 2
 
+    # A user's own file in plain FlagEmbedding form (no doc_id): the held-out check still finds the
+    # relevant documents, by the positives' text.
+    stored = kb.vectors.fetch([ex.pos_id for ex in examples])
+    plain = tmp_path / "mine.jsonl"
+    plain.write_text("".join(json.dumps({"query": ex.query, "pos": [stored[ex.pos_id][0].text], "neg": ex.neg},
+                                        ensure_ascii=False) + "\n" for ex in examples), encoding="utf-8")
+    user = run_tuning(kb, settings, data=plain, activation="never")
+    assert user.generator == "user" and user.held_out is not None and user.held_out.baseline_ndcg > 0.3
+
 
 def test_ui_service_tunes_with_llm_questions_in_the_background_and_rolls_back(make_kb, tmp_path: Path) -> None:
     """The UI's action: RagService.start_tuning on a real knowledge base, the questions written by

@@ -18,6 +18,7 @@ from rag_app.evaluation.beir_eval import paired_bootstrap
 from rag_app.evaluation.metrics import ndcg_query
 from rag_app.retrieval.hybrid import RetrievedChunk
 from rag_app.retrieval.reranker import CrossEncoderReranker, rerank_order
+from rag_app.tuning.negatives import normalised_text
 from rag_app.tuning.training_data import TrainingExample
 
 if TYPE_CHECKING:
@@ -49,6 +50,15 @@ def _doc_ranking(chunks: Sequence[RetrievedChunk]) -> list[str]:
     return seen
 
 
+def _relevant_docs(ex: TrainingExample, *rankings: Sequence[RetrievedChunk]) -> dict[str, int]:
+    """The question's relevant document: its ``doc_id`` when known; for a user's own line without
+    one (plain FlagEmbedding), the documents of retrieved chunks whose text is a positive."""
+    if ex.doc_id:
+        return {ex.doc_id: 1}
+    positives = {normalised_text(p) for p in ex.pos}
+    return {c.doc_id: 1 for chunks in rankings for c in chunks if normalised_text(c.text) in positives}
+
+
 def evaluate_held_out(
     kb: "KnowledgeBase",
     examples: Sequence[TrainingExample],
@@ -68,9 +78,9 @@ def evaluate_held_out(
     base_scores: list[float] = []
     blend_scores: dict[float, list[float]] = {b: [] for b in blends}
     for i, ex in enumerate(examples, start=1):
-        rels = {ex.doc_id: 1}
         chunks = fused_only.run(ex.query, top_k=50).chunks
         baseline = configured.run(ex.query, top_k=50).chunks if configured is not None else chunks
+        rels = _relevant_docs(ex, chunks, baseline)
         base_scores.append(ndcg_query(_doc_ranking(baseline), rels, 10))
         top = chunks[:head]
         scores = reranker.score(ex.query, [c.text for c in top])

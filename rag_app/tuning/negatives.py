@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from rag_app.knowledge_base import KnowledgeBase
 
 
-def _normalised(text: str) -> str:
+def normalised_text(text: str) -> str:
+    """Whitespace-insensitive form, to recognise the same passage formatted differently."""
     return " ".join(text.split())
 
 
@@ -58,7 +59,7 @@ def mine_hard_negatives(
         for cid, (hit, _) in kb.vectors.fetch(missing).items():
             texts[cid] = (hit.doc_id, hit.text)
         for q, dense, lexical in zip(batch, dense_hits, bm25_hits):
-            pos_text = _normalised(q.positive)
+            pos_text = normalised_text(q.positive)
             # A chunk in either leg's top ranks is skipped in both legs.
             skipped = {h.chunk_id for h in dense[:skip_top]} | {cid for cid, _ in lexical[:skip_top]}
             pools = [[h.chunk_id for h in dense[skip_top:] if h.chunk_id not in skipped],
@@ -69,7 +70,7 @@ def mine_hard_negatives(
             seen_texts = {pos_text}
             for cid in _interleave(pools):
                 doc_id, text = texts.get(cid, ("", ""))
-                norm = _normalised(text)
+                norm = normalised_text(text)
                 if not text or cid == q.chunk_id or doc_id == q.doc_id or norm in seen_texts:
                     continue
                 seen_texts.add(norm)
