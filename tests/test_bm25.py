@@ -186,6 +186,55 @@ def test_add_delete_replace_sequences_match_rebuilt_oracle() -> None:
     assert calls["compact"] > 0 and calls["merge"] > 0
 
 
+def test_repeated_query_scores_once_and_never_goes_stale(tmp_path) -> None:
+    """The retriever's search() + get_scores() on one query score the index once; any change to
+    the index (add, delete, replace, another process's save) is seen by the very next call."""
+    writer = BM25Index(tmp_path / "bm25")
+    writer.add(["a", "b"], [["apple", "pie"], ["banana"]])
+    writer.save()
+    reader = BM25Index(tmp_path / "bm25")
+    passes = {"n": 0}
+    orig = reader._score_all
+
+    def counting(q):
+        passes["n"] += 1
+        return orig(q)
+
+    reader._score_all = counting
+    q = ["apple", "banana", "apple"]
+    first = reader.search(q, 5)
+    np.testing.assert_allclose(reader.get_scores(q, [c for c, _ in first]), [s for _, s in first])
+    assert passes["n"] == 1
+
+    def expect(idx: BM25Index, docs: dict[str, list[str]]) -> None:
+        ids = list(docs)
+        ref = BM25Okapi(list(docs.values()), k1=idx.k1, b=idx.b, epsilon=idx.epsilon)
+        np.testing.assert_allclose(idx.get_scores(q, ids), ref.get_scores(q), rtol=RTOL, atol=ATOL)
+        assert {c for c, _ in idx.search(q, 5)} == {c for c, d in docs.items() if set(d) & set(q)}
+
+    docs = {"a": ["apple", "pie"], "b": ["banana"], "c": ["apple", "apple", "tart"]}
+    reader.add(["c"], [docs["c"]])
+    expect(reader, docs)
+    reader.delete(["a"])
+    del docs["a"]
+    expect(reader, docs)
+    reader.add(["b"], [["cherry"]])  # replace: b no longer matches
+    docs["b"] = ["cherry"]
+    expect(reader, docs)
+    with pytest.raises(TypeError):
+        reader.add([1], [["apple"]])  # a refused add leaves the cached scores valid
+    expect(reader, docs)
+
+    # A second process's save reaches a reader that has nothing unsaved of its own.
+    follower = BM25Index(tmp_path / "bm25")
+    assert [c for c, _ in follower.search(q, 5)] == ["a", "b"]
+    writer.add(["d"], [["banana", "banana", "split"]])
+    writer.delete(["a"])
+    writer.save()
+    follower.refresh()
+    expect(follower, {"b": ["banana"], "d": ["banana", "banana", "split"]})
+
+
 def test_many_segments_cap_and_split_bulk_add(monkeypatch) -> None:
     # Tiny sub-batches and no binary-counter merging: segments pile up to the MAX_SEGMENTS
     # cap, so queries span many segments and the cap-merge path (dropping dead postings) runs.

@@ -215,6 +215,10 @@ class BM25Index:
         self._cache_key: tuple | None = None
         self._avg_idf = 0.0
         self._norm = np.zeros(0)  # k1 * (1 - b + b * len / avgdl) per slot
+        # The last query's scores: the retriever calls search() and then get_scores() with the
+        # same tokens (to score the dense leg's candidates), and at 1M chunks each scoring pass
+        # costs tens of ms (BENCHMARKS.md, "Query latency").
+        self._last_scores: tuple[tuple, np.ndarray, np.ndarray | None] | None = None
 
         # persistence bookkeeping
         self._dirty = False
@@ -622,8 +626,20 @@ class BM25Index:
         return self.epsilon * self._avg_idf if idf < 0 else idf
 
     def _score_dense(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Scores for every slot and a mask of slots containing a query term."""
+        """Scores for every slot and a mask of slots containing a query term (read-only arrays:
+        the last query's are cached and returned again)."""
         self._ensure_stats()
+        key = (self._cache_key, tuple(q if isinstance(q, str) else None for q in query_tokens))
+        if self._last_scores is not None and self._last_scores[0] == key:
+            return self._last_scores[1], self._last_scores[2]
+        scores, hit = self._score_all(query_tokens)
+        scores.flags.writeable = False
+        if hit is not None:
+            hit.flags.writeable = False
+        self._last_scores = (key, scores, hit)
+        return scores, hit
+
+    def _score_all(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
         counts: dict[int, int] = {}
         for q in query_tokens:  # rank_bm25 sums per occurrence: count repeats
             tid = self._vocab.get(q) if isinstance(q, str) else None
