@@ -20,6 +20,14 @@ measured against exact (numpy) cosine top-10.
     python benchmarks/bench_query.py                      # 10k and 100k, ~10 min on 2 cores
     python benchmarks/bench_query.py --sizes 1000000      # the long one (~40 min, ~6 GiB RAM)
     python benchmarks/bench_query.py --real-recall .bench/scifact-dev/milvus.db   # IVF recall on real e5 vectors
+    python benchmarks/bench_query.py --milvus-standalone --sizes 100000 1000000    # the server shape (HNSW)
+    python benchmarks/bench_query.py --sizes 10000 --reranker PATH               # + a cross-encoder reranker
+
+``--milvus-standalone`` runs the same retrieval against a Milvus 2.3 standalone server started
+locally from the PyPI ``milvus`` package (a test extra; no Docker), i.e. ``configs/milvus-server.yaml``'s
+shape, with its HNSW index next to FLAT and IVF_FLAT (which the server, unlike Lite, probes with
+``nprobe``). ``--reranker`` adds a row with the reranker on (a local cross-encoder folder, e.g. one
+that ``rag-tune`` trained), at the default ``max_candidates``.
 """
 from __future__ import annotations
 
@@ -184,6 +192,32 @@ def stop_lite_server(uri: str) -> None:
     server_manager_instance.release_server(uri)
 
 
+def start_standalone(base: Path) -> tuple[Any, str]:
+    """Milvus 2.3 standalone (PyPI ``milvus``) in ``base``; returns the server and its URI."""
+    import httpx
+    from milvus import MilvusServer
+
+    server = MilvusServer(wait_for_started=False)
+    server.set_base_dir(str(base))
+    server.start()
+    deadline = time.monotonic() + 120
+    while True:
+        if server.server_proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"Milvus standalone did not start: see {base / 'logs' / 'milvus-stderr.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{server.webservice_port}/healthz", timeout=2).text.strip() == "OK":
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return server, f"http://127.0.0.1:{server.listen_port}"
+
+
+def server_rss_mib(server: Any) -> float:
+    with open(f"/proc/{server.server_proc.pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
 # ---------------------------------------------------------------------------- timing
 
 
@@ -219,12 +253,19 @@ def dense_top10(store: MilvusVectorStore, qvecs: np.ndarray) -> list[list[str]]:
 # ---------------------------------------------------------------------------- one size
 
 
-def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str]) -> None:
+def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str], server: Any | None = None) -> None:
     say = out.append
     work = Path(args.work_dir) / f"q{n}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    uri = str(work / "milvus.db")
+    uri = args.uri or str(work / "milvus.db")
+    if args.uri:  # a server keeps the previous size's collection: start from an empty one
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=args.uri)
+        if client.has_collection("chunks"):
+            client.drop_collection("chunks")
+        client.close()
 
     t = time.perf_counter()
     docs = make_corpus(n, VOCAB, seed=0)
@@ -265,6 +306,7 @@ def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str]) -
             else ""
         )
         + f"; flush {load['flush_s']:.1f} s"
+        + (f"; Milvus server RSS {server_rss_mib(server):,.0f} MiB" if server is not None else "")
     )
     truth = exact_top10(vecs, qvecs)
     del vecs
@@ -275,6 +317,8 @@ def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str]) -
         variants.append(Variant(f"IVF_FLAT nlist={nlist} nprobe={nprobe}", "IVF_FLAT", {"nlist": nlist}, {"nprobe": nprobe}))
     if args.autoindex:
         variants.append(Variant("AUTOINDEX", "AUTOINDEX", {}, {}))
+    for m, efc, ef in args.hnsw:
+        variants.append(Variant(f"HNSW M={m} efConstruction={efc} ef={ef}", "HNSW", {"M": m, "efConstruction": efc}, {"ef": ef}))
 
     settings = Settings(data_dir=work)
     tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
@@ -320,6 +364,9 @@ def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str]) -
         row.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
         say("| " + " | ".join(row) + " |")
         log.info("%s", out[-1])
+        if args.reranker and v is variants[0]:
+            say(reranker_row(v.name, settings, lookup, e5, store, bm25, tokenizer, texts, args))
+            log.info("%s", out[-1])
         store.close()
     say("")
     say(
@@ -327,11 +374,47 @@ def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str]) -
         f"{min(len(texts), args.embed_queries)}); recall@10 of the dense leg alone on "
         f"{args.recall_queries} queries vs exact cosine top-10; BM25 index: {bm25.stats()}"
     )
+    if args.reranker:
+        say(
+            "- the reranker row: the first variant's retrieval with `retrieval.reranker` on "
+            f"({args.reranker}, max_candidates {settings.retrieval.reranker.max_candidates}, max_tokens "
+            f"{settings.retrieval.reranker.max_tokens}); its 'dense/bm25/merge' columns hold the rerank stage p50 "
+            f"in the merge column; {min(len(texts), args.embed_queries)} queries"
+        )
     del bm25
     gc.collect()
-    stop_lite_server(uri)
+    if not args.uri:
+        stop_lite_server(uri)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def reranker_row(
+    name: str, settings: Settings, lookup: dict, e5: Any | None, store: MilvusVectorStore, bm25: BM25Index,
+    tokenizer: BM25Tokenizer, texts: list[str], args: argparse.Namespace,
+) -> str:
+    """One table row: the same retrieval with the cross-encoder reranker switched on."""
+    from rag_app.retrieval.reranker import CrossEncoderReranker
+
+    rs = settings.retrieval.model_copy(
+        update={"reranker": settings.retrieval.reranker.model_copy(update={"enabled": True, "model": args.reranker})}
+    )
+    reranker = CrossEncoderReranker(rs.reranker)
+    reranker.warm_up()
+    n = min(len(texts), args.embed_queries)
+    without_e5 = time_queries(HybridRetriever(rs, LookupQueryEmbedder(lookup, None), store, bm25, tokenizer, reranker), texts[:n])
+    cells = [
+        f"{name} **+ reranker**", "–", "–",
+        f"{pct(without_e5['wall'], 50):.1f}", f"{pct(without_e5['wall'], 95):.1f}", "–", "–",
+        f"{pct(without_e5['rerank'], 50):.1f} (rerank)" if "rerank" in without_e5 else "–",
+    ]
+    if e5 is not None and not args.no_embed:
+        st2 = time_queries(HybridRetriever(rs, LookupQueryEmbedder(lookup, e5), store, bm25, tokenizer, reranker), texts[:n])
+        cells += [f"{pct(st2['wall'], 50):.1f}", f"{pct(st2['wall'], 95):.1f}", f"{pct(st2['embed'], 50):.1f}"]
+    else:
+        cells += ["–", "–", "–"]
+    cells.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
+    return "| " + " | ".join(cells) + " |"
 
 
 # ---------------------------------------------------------------------------- real vectors
@@ -407,6 +490,14 @@ def main() -> None:
         help="IVF_FLAT variants as nlist:nprobe (none: FLAT only)",
     )
     ap.add_argument("--autoindex", action="store_true", help="also time AUTOINDEX")
+    ap.add_argument(
+        "--hnsw", type=lambda s: tuple(int(x) for x in s.split(":")), nargs="*", default=None,
+        help="HNSW variants as M:efConstruction:ef (a server only; default with --milvus-standalone: "
+        "configs/milvus-server.yaml's 16:200:128)",
+    )
+    ap.add_argument("--milvus-standalone", action="store_true", help="against a local Milvus 2.3 standalone server")
+    ap.add_argument("--uri", help="against this running Milvus server instead (http://host:port)")
+    ap.add_argument("--reranker", metavar="MODEL_DIR", help="also time the first index with this cross-encoder on")
     ap.add_argument("--insert-rows", type=int, default=2000, help="rows per bulk insert call beyond 10k")
     ap.add_argument("--no-embed", action="store_true", help="skip the runs with the real e5 query embedding")
     ap.add_argument("--real-recall", metavar="MILVUS_DB", help="also measure IVF recall on a copy of this Lite db")
@@ -414,6 +505,10 @@ def main() -> None:
     ap.add_argument("--models-dir", default=str(REPO / "data" / "models"))
     ap.add_argument("--keep", action="store_true", help="keep the generated Milvus files")
     args = ap.parse_args()
+    if args.hnsw is None:
+        args.hnsw = [(16, 200, 128)] if (args.milvus_standalone or args.uri) else []
+    if args.hnsw and not (args.milvus_standalone or args.uri):
+        ap.error("HNSW needs a Milvus server (--milvus-standalone or --uri): Milvus Lite refuses it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("ingest").setLevel(logging.WARNING)
 
@@ -434,12 +529,24 @@ def main() -> None:
         f"milvus-lite {milvus_lite.__version__}, pymilvus {pymilvus.__version__}, numpy {np.__version__}"
     )
     out.append(f"# command: python benchmarks/bench_query.py {' '.join(sys.argv[1:])}")
-    for n in args.sizes:
-        t = time.perf_counter()
-        run_size(n, args, e5, out)
-        out.append(f"- size {n:,} done in {time.perf_counter() - t:.0f} s")
-        print("\n".join(out), flush=True)
-        out.clear()
+    server = None
+    if args.milvus_standalone:
+        import milvus
+
+        server, args.uri = start_standalone(Path(args.work_dir) / "standalone")
+        out.append(f"# Milvus standalone {milvus.__version__} (PyPI `milvus`) at {args.uri}")
+    elif args.uri:
+        out.append(f"# Milvus server at {args.uri}")
+    try:
+        for n in args.sizes:
+            t = time.perf_counter()
+            run_size(n, args, e5, out, server)
+            out.append(f"- size {n:,} done in {time.perf_counter() - t:.0f} s")
+            print("\n".join(out), flush=True)
+            out.clear()
+    finally:
+        if server is not None:
+            server.stop()
     if args.real_recall:
         real_recall(args.real_recall, args, out)
         print("\n".join(out), flush=True)
