@@ -378,8 +378,8 @@ def run_size(n: int, args: argparse.Namespace, e5: Any | None, out: list[str], s
         say(
             "- the reranker row: the first variant's retrieval with `retrieval.reranker` on "
             f"({args.reranker}, max_candidates {settings.retrieval.reranker.max_candidates}, max_tokens "
-            f"{settings.retrieval.reranker.max_tokens}); its 'dense/bm25/merge' columns hold the rerank stage p50 "
-            f"in the merge column; {min(len(texts), args.embed_queries)} queries"
+            f"{settings.retrieval.reranker.max_tokens}); its merge column holds the rerank stage's p50 instead; "
+            f"{min(len(texts), args.embed_queries)} queries"
         )
     del bm25
     gc.collect()
