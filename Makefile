@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test browser run test test-slow bench-small
+.PHONY: install install-test browser run test test-slow bench-small bench-1m
 
 install:
 	$(PIP) install -e .
@@ -29,3 +29,10 @@ test: install-test browser
 # Heavy tests: the real packaged LLM, full benchmarks.
 test-slow: install-test browser
 	$(PYTHON) -m pytest -m slow
+
+# Benchmarks (BENCHMARKS.md): every measurement at its small point in ~10 minutes; the 1M points.
+bench-small: install-test
+	$(PYTHON) benchmarks/run.py small
+
+bench-1m: install-test
+	$(PYTHON) benchmarks/run.py 1m

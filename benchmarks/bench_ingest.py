@@ -13,11 +13,14 @@ final BM25 save + Milvus flush). Overhead = (b) / (a) - 1, per round and for the
 text files), each size in a fresh child process, sampling the RSS of the Python process and of
 the Milvus Lite server process it starts. The embedder is a *tiny random model* (the e5 tokenizer,
 one 384-d transformer layer, random weights) so the sizes are reachable on 2 cores: it proves
-memory boundedness of the pipeline, not speed or quality.
+memory boundedness of the pipeline, not speed or quality. The BM25 index lives in the Python
+process by design (its footprint, ``BM25Index.memory_bytes()``, is reported and subtracted: the
+rest is the pipeline's working set, which must not grow), and Milvus Lite keeps its rows in its
+own process.
 
     python benchmarks/bench_ingest.py                         # overhead, 177 chunks, ~3 min
-    python benchmarks/bench_ingest.py rss --sizes-mb 10 100   # memory series (~15 min)
-    python benchmarks/bench_ingest.py rss --sizes-mb 1000     # the 1 GB point (hours on 2 cores)
+    python benchmarks/bench_ingest.py rss --sizes-mb 10 100   # memory series (~25 min on 2 quiet cores)
+    python benchmarks/bench_ingest.py rss --sizes-mb 1000     # the 1 GB point (~4 hours on 2 cores)
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from machine import offline_setup  # benchmarks/machine.py (scripts run from this folder)
 
@@ -50,6 +54,7 @@ from rag_app.config import Settings  # noqa: E402
 from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
+PROGRESS_EVERY_S = 60.0
 log = logging.getLogger("bench_ingest")
 
 
@@ -153,8 +158,9 @@ def overhead(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- rss series
 
 
-def tiny_model_dir(models_dir: str, target: Path) -> Path:
-    """e5's tokenizer with a one-layer random-weight encoder of the same width (384)."""
+def tiny_model_dir(models_dir: str, target: Path, layers: int = 1) -> Path:
+    """e5's tokenizer with a ``layers``-layer random-weight encoder of the same width (384); with 0
+    layers the "encoder" is the embedding table and its LayerNorm (almost free to run)."""
     if (target / "model.safetensors").exists():
         return target
     import torch
@@ -165,7 +171,7 @@ def tiny_model_dir(models_dir: str, target: Path) -> Path:
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(source / name, target / name)
     config = XLMRobertaConfig.from_pretrained(source)
-    config.num_hidden_layers = 1
+    config.num_hidden_layers = layers
     torch.manual_seed(0)
     XLMRobertaModel(config).save_pretrained(target)
     return target
@@ -198,36 +204,67 @@ def write_synthetic_folder(folder: Path, megabytes: int, seed: int) -> int:
     return written
 
 
-def rss_child(folder: Path, data_dir: Path, model: Path) -> None:
-    """One ingestion run with RSS sampling; prints one JSON line."""
+def rss_child(folder: Path, data_dir: Path, model: Path, release_heap: bool, progress: Path | None = None) -> None:
+    """One ingestion run with RSS sampling; prints one JSON line. With ``progress``, also appends
+    a JSON line there every ``PROGRESS_EVERY_S``: the memory curve along a long run."""
     import psutil
+
+    if not release_heap:  # the alternative measured: no heap release after each batch
+        import ingest.indexer
+
+        ingest.indexer.release_free_heap = lambda: False  # type: ignore[assignment]
 
     me = psutil.Process()
     peaks = {"python": 0, "milvus": 0}
     stop = threading.Event()
+    files_done = [0, 0]  # files handled, bytes of the handled files
 
     def sample() -> None:
+        next_line = time.perf_counter() + PROGRESS_EVERY_S
+        rss = milvus = others = 0
         while not stop.is_set():
             try:
-                peaks["python"] = max(peaks["python"], me.memory_info().rss)
-                for child in me.children(recursive=True):
-                    peaks["milvus"] = max(peaks["milvus"], child.memory_info().rss)
+                rss = me.memory_info().rss
+                peaks["python"] = max(peaks["python"], rss)
+                children = me.children(recursive=True)  # the Milvus Lite server and the parse child
+                milvus = sum(c.memory_info().rss for c in children if "milvus" in c.name())
+                others = sum(c.memory_info().rss for c in children if "milvus" not in c.name())
+                peaks["milvus"] = max(peaks["milvus"], milvus)
             except psutil.Error:
                 pass
+            if progress is not None and time.perf_counter() >= next_line:
+                next_line += PROGRESS_EVERY_S
+                line = {
+                    "s": round(time.perf_counter() - t, 1), "files": files_done[0], "mib_read": files_done[1] >> 20,
+                    "chunks": len(kb.bm25), "rss": rss, "peak_python": peaks["python"],  # type: ignore[arg-type]
+                    "milvus": milvus, "peak_milvus": peaks["milvus"], "other_children": others,
+                    "bm25_memory": kb.bm25.memory_bytes()["total"],  # type: ignore[union-attr]
+                }
+                with progress.open("a") as fh:
+                    fh.write(json.dumps(line) + "\n")
             stop.wait(0.2)
+
+    def on_event(event: Any) -> None:
+        files_done[0] += 1
+        try:
+            files_done[1] += Path(event.source).stat().st_size
+        except OSError:
+            pass
 
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, embedder=EmbedderSettings(model=str(model), batch_size=32))
     kb = KnowledgeBase(settings).warm_up()
     after_warm = me.memory_info().rss
+    t = time.perf_counter()
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    t = time.perf_counter()
-    report = kb.indexer.ingest_paths([folder])  # type: ignore[union-attr]
+    report = kb.indexer.ingest_paths([folder], progress=on_event)  # type: ignore[union-attr]
     took = time.perf_counter() - t
     stop.set()
     thread.join()
     stats = kb.bm25.stats()  # type: ignore[union-attr]
+    bm25_memory = kb.bm25.memory_bytes()["total"]  # type: ignore[union-attr]
+    rss_end = me.memory_info().rss
     kb.close()
     print(
         json.dumps(
@@ -241,6 +278,8 @@ def rss_child(folder: Path, data_dir: Path, model: Path) -> None:
                 "peak_milvus": peaks["milvus"],
                 "maxrss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "bm25_postings": stats.get("postings"),
+                "bm25_memory": bm25_memory,
+                "rss_end": rss_end,
                 "bm25_disk": sum(f.stat().st_size for f in settings.bm25_dir.iterdir()),
                 "milvus_disk": sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file() and "milvus" in f.name),
             }
@@ -251,33 +290,39 @@ def rss_child(folder: Path, data_dir: Path, model: Path) -> None:
 
 def rss(args: argparse.Namespace) -> None:
     work = Path(args.work_dir)
-    model = tiny_model_dir(args.models_dir, work / "tiny-random-e5")
+    name = "tiny-random-e5" if args.layers == 1 else f"tiny-random-e5-{args.layers}layers"
+    model = tiny_model_dir(args.models_dir, work / name, args.layers)
     mib = 2**20
-    print("# Ingestion peak RSS vs corpus size (tiny random model: proves memory boundedness, not speed)")
+    print(f"# Ingestion peak RSS vs corpus size (tiny random model, {args.layers} encoder layer(s): proves memory "
+          "boundedness, not speed)")
     print(f"# CPU: {cpu_model()} x{os.cpu_count()}, Python {platform.python_version()}")
     print(f"# command: python benchmarks/bench_ingest.py {' '.join(sys.argv[1:])}\n")
     print(
-        "| corpus MiB | files | chunks | ingest s | chunks/s | Python RSS after warm-up MiB | peak Python RSS MiB |"
-        " peak Milvus Lite RSS MiB | BM25 on disk MiB | Milvus on disk MiB | load avg |"
+        "| heap release | corpus MiB | files | chunks | ingest s | chunks/s | Python RSS after warm-up MiB | peak Python RSS MiB |"
+        " BM25 index in memory MiB | peak Python RSS - BM25 MiB | Python RSS at end MiB | peak Milvus Lite RSS MiB |"
+        " BM25 on disk MiB | Milvus on disk MiB | load avg |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes_mb:
         folder = work / f"corpus-{size}mb"
         written = write_synthetic_folder(folder, size, seed=size)
         out = subprocess.run(
-            [sys.executable, __file__, "rss-child", str(folder), str(work / f"data-{size}mb"), str(model)],
+            [sys.executable, __file__, "rss-child", str(folder), str(work / f"data-{size}mb"), str(model)]
+            + (["--no-heap-release"] if args.no_heap_release else [])
+            + ["--progress", str(work / f"progress-{size}mb{'-no-release' if args.no_heap_release else ''}.jsonl")],
             capture_output=True,
             text=True,
             check=False,
         )
         line = next((x for x in reversed(out.stdout.splitlines()) if x.startswith("{")), None)
         if line is None:
-            print(f"| {size} | child failed: {out.stderr[-2000:]} |")
+            print(f"| | {size} | child failed: {out.stderr[-2000:]} |")
             continue
         r = json.loads(line)
         print(
-            f"| {written / mib:.0f} | {r['files']} | {r['chunks']:,} | {r['seconds']:.0f} | {r['chunks'] / r['seconds']:.0f} | "
-            f"{r['rss_after_warm_up'] / mib:.0f} | {r['peak_python'] / mib:.0f} | {r['peak_milvus'] / mib:.0f} | "
+            f"| {'no' if args.no_heap_release else 'per batch'} | {written / mib:.0f} | {r['files']} | {r['chunks']:,} | {r['seconds']:.0f} | {r['chunks'] / r['seconds']:.0f} | "
+            f"{r['rss_after_warm_up'] / mib:.0f} | {r['peak_python'] / mib:.0f} | {r['bm25_memory'] / mib:.0f} | "
+            f"{(r['peak_python'] - r['bm25_memory']) / mib:.0f} | {r['rss_end'] / mib:.0f} | {r['peak_milvus'] / mib:.0f} | "
             f"{r['bm25_disk'] / mib:.0f} | {r['milvus_disk'] / mib:.0f} | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |",
             flush=True,
         )
@@ -297,16 +342,21 @@ def main() -> None:
     r = sub.add_parser("rss", help="peak RSS over growing folders (tiny random model)")
     r.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100])
     r.add_argument("--keep", action="store_true")
+    r.add_argument("--layers", type=int, default=1, help="encoder layers of the tiny random model (0: embedding table only)")
     c = sub.add_parser("rss-child")
     c.add_argument("folder", type=Path)
     c.add_argument("data_dir", type=Path)
     c.add_argument("model", type=Path)
+    c.add_argument("--progress", type=Path, help="append the memory curve here (JSON lines)")
+    for parser in (r, c):
+        parser.add_argument("--no-heap-release", action="store_true",
+                            help="the alternative: no malloc_trim after each indexer batch")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     if args.mode == "rss":
         rss(args)
     elif args.mode == "rss-child":
-        rss_child(args.folder, args.data_dir, args.model)
+        rss_child(args.folder, args.data_dir, args.model, not args.no_heap_release, args.progress)
     else:
         overhead(args)
 

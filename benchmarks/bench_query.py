@@ -22,12 +22,16 @@ measured against exact (numpy) cosine top-10.
     python benchmarks/bench_query.py --real-recall .bench/scifact-dev/milvus.db   # IVF recall on real e5 vectors
     python benchmarks/bench_query.py --milvus-standalone --sizes 100000 1000000    # the server shape (HNSW)
     python benchmarks/bench_query.py --sizes 10000 --reranker PATH               # + a cross-encoder reranker
+    python benchmarks/bench_query.py --reranker untrained     # + rag-tune's model shape, untrained (timing only)
 
 ``--milvus-standalone`` runs the same retrieval against a Milvus 2.3 standalone server started
 locally from the PyPI ``milvus`` package (a test extra; no Docker), i.e. ``configs/milvus-server.yaml``'s
 shape, with its HNSW index next to FLAT and IVF_FLAT (which the server, unlike Lite, probes with
 ``nprobe``). ``--reranker`` adds a row with the reranker on (a local cross-encoder folder, e.g. one
-that ``rag-tune`` trained), at the default ``max_candidates``.
+that ``rag-tune`` trained), at the default ``max_candidates``. ``--reranker untrained`` builds the
+model ``rag-tune`` starts from (e5-small's first ``tuning.layers`` layers under a fresh scoring
+head) without training it: its scores are noise, but its cost per query is the trained model's,
+so the latency row needs no tuning run first.
 """
 from __future__ import annotations
 
@@ -417,6 +421,21 @@ def reranker_row(
     return "| " + " | ".join(cells) + " |"
 
 
+def build_untrained_reranker(base_model: str, out_dir: Path) -> str:
+    """rag-tune's starting model (the embedder's first ``tuning.layers`` layers + a one-logit head),
+    saved untrained: the same cost per query as a tuned reranker of the default shape."""
+    from rag_app.config import TuningSettings
+    from rag_app.tuning.trainer import build_cross_encoder
+
+    layers = TuningSettings().layers
+    model, tokenizer = build_cross_encoder(base_model, layers)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    logging.info("untrained reranker (%s, first %s layers) saved to %s: timing only", base_model, layers, out_dir)
+    return str(out_dir)
+
+
 # ---------------------------------------------------------------------------- real vectors
 
 
@@ -509,6 +528,8 @@ def main() -> None:
         args.hnsw = [(16, 200, 128)] if (args.milvus_standalone or args.uri) else []
     if args.hnsw and not (args.milvus_standalone or args.uri):
         ap.error("HNSW needs a Milvus server (--milvus-standalone or --uri): Milvus Lite refuses it")
+    if args.reranker == "untrained" and args.no_embed:
+        ap.error("--reranker untrained is built from the e5 model: drop --no-embed")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("ingest").setLevel(logging.WARNING)
 
@@ -520,6 +541,8 @@ def main() -> None:
 
         e5 = Embedder(EmbedderSettings(cache_dir=args.models_dir))
         e5.warm_up()
+        if args.reranker == "untrained":
+            args.reranker = build_untrained_reranker(e5.model_path, Path(args.work_dir) / "untrained-reranker")
     out: list[str] = []
     import milvus_lite
 

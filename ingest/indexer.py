@@ -29,6 +29,7 @@ import numpy as np
 from ingest.chunking import Chunker
 from ingest.loaders import SUPPORTED_EXTENSIONS, LoadError, load_bytes
 from ingest.loaders.detect import stem
+from ingest.memory import release_free_heap
 from ingest.registry import DocumentRecord, Registry
 from ingest.stores.bm25_index import BM25Index
 from ingest.stores.milvus_store import MilvusVectorStore
@@ -189,6 +190,9 @@ class Indexer:
                 for source, status, detail in self._write(buffer, report):
                     emit(source, status, detail)
             buffer, buffered = [], 0
+            # Without this, freed batch memory stays in malloc's heaps and resident memory grows
+            # with the volume ingested (BENCHMARKS.md, "Peak memory against corpus size").
+            release_free_heap()
 
         try:
             for cand in candidates:

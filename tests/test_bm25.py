@@ -139,7 +139,12 @@ def test_single_document_negative_scores() -> None:
     assert idx.search(["z"], 5) == []
 
 
-def test_add_delete_replace_sequences_match_rebuilt_oracle() -> None:
+@pytest.mark.parametrize("tiny_merge_limits", [False, True], ids=["default-limits", "tiny-merge-limits"])
+def test_add_delete_replace_sequences_match_rebuilt_oracle(monkeypatch, tiny_merge_limits: bool) -> None:
+    if tiny_merge_limits:  # blocked merge placement, the segment size cap and its MAX_SEGMENTS escape
+        monkeypatch.setattr(bm25_mod, "MERGE_BLOCK_POSTINGS", 5)
+        monkeypatch.setattr(bm25_mod, "MAX_SEGMENT_POSTINGS", 300)
+        monkeypatch.setattr(bm25_mod, "MAX_SEGMENTS", 3)
     rng = random.Random(11)
     vocab = [f"w{i}" for i in range(60)]
 
@@ -154,7 +159,10 @@ def test_add_delete_replace_sequences_match_rebuilt_oracle() -> None:
 
         def counting(*a, _orig=orig, _name=name, **kw):
             calls[_name] += 1
-            return _orig(*a, **kw)
+            out = _orig(*a, **kw)
+            if _name == "merge" and len(a[0]) >= 2:  # a merge of several segments respects the cap
+                assert out.nnz <= bm25_mod.MAX_SEGMENT_POSTINGS
+            return out
 
         setattr(idx, f"_{name}", counting)
     next_id = 0
@@ -184,6 +192,8 @@ def test_add_delete_replace_sequences_match_rebuilt_oracle() -> None:
             _check_against_oracle(idx, list(model), list(model.values()), _queries(rng, vocab, 8))
         assert idx.stats()["tombstones"] <= 0.2 * idx.stats()["slots"] + 1e-9
     assert calls["compact"] > 0 and calls["merge"] > 0
+    if tiny_merge_limits:
+        assert idx.stats()["segments"] > bm25_mod.MAX_SEGMENTS  # full segments beyond the count cap
 
 
 def test_repeated_query_scores_once_and_never_goes_stale(tmp_path) -> None:
@@ -480,3 +490,32 @@ def test_chinese_query_finds_annual_leave_paragraph(tok) -> None:
     assert res and res[0][0] == "leave"
     res = idx.search(tok.tokenize("How do I file travel 报销?"), 3)
     assert res[0][0] == "expense"
+
+
+def test_memory_bytes_agrees_with_what_tracemalloc_sees_the_index_allocate() -> None:
+    """The estimate the ingestion memory benchmark subtracts must be the index's real footprint."""
+    import gc
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    source = _zipf_corpus(rng, 8000, 20000, 20, 120)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        # Fresh strings inside the window, as ingestion creates them (tokens, 64-hex chunk ids).
+        docs = [[(t + ".")[:-1] for t in d] for d in source]
+        ids = [f"{i:064x}" for i in range(len(docs))]
+        idx = BM25Index()
+        for i in range(0, len(docs), 256):
+            idx.add(ids[i : i + 256], docs[i : i + 256])
+        idx.search(docs[0][:4], 10)
+        del docs, ids
+        idx._last_scores = None  # the query cache is not part of the index
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    parts = idx.memory_bytes()
+    assert parts["total"] == parts["postings"] + parts["arrays"] + parts["ids"] + parts["vocab"]
+    assert 0.8 * held <= parts["total"] <= 1.2 * held, (parts, held)

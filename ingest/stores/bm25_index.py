@@ -12,11 +12,12 @@ Layout (a small log-structured design, so adds never rewrite the whole index):
     ``add`` call (bulk adds are cut at ``MAX_BATCH_TOKENS`` tokens to bound memory), merged
     binary-counter style (the newest segment is merged into its left neighbour while that one
     is at most ``MERGE_FACTOR`` times larger) so there are O(log N) segments and each posting
-    is re-merged O(log N) times;
+    is re-merged O(log N) times, up to ``MAX_SEGMENT_POSTINGS`` per segment (beyond, full
+    segments accumulate: merge memory stays bounded as the corpus grows);
   * deletes/replacements only flip ``_live[slot]`` (tombstone); live document frequencies are
     decremented lazily in one vectorised pass before the next read; dead postings are dropped
-    when segments merge, and once tombstones exceed 20% of slots a full compaction renumbers
-    slots (order preserved) and prunes dead terms from the vocabulary.
+    when segments merge, and once tombstones exceed 20% of slots a compaction renumbers slots
+    (order preserved, segment by segment) and prunes dead terms from the vocabulary.
 
 Persistence (``path`` is a directory): ``manifest.json`` (format + version, file names),
 immutable ``seg-*.npz`` segments (written once), append-only ``vocab-*.json`` / ``ids-*.json``
@@ -36,6 +37,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -52,8 +54,13 @@ FORMAT_NAME = "rag-kb-bm25"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
-MAX_SEGMENTS = 16  # hard cap: beyond it the smallest adjacent pair is merged
+MAX_SEGMENTS = 16  # beyond it the smallest adjacent pair is merged (within MAX_SEGMENT_POSTINGS)
 MERGE_FACTOR = 2  # merge the newest segment into its left neighbour when that is <= 2x its size
+# No merge makes a segment larger than this (~100 MB of postings): a merge's transient memory is
+# then bounded whatever the corpus size, instead of one ever larger merge (BENCHMARKS.md, "Peak
+# memory against corpus size"). Large indexes hold about postings / this many full segments.
+MAX_SEGMENT_POSTINGS = 16_000_000
+MERGE_BLOCK_POSTINGS = 1 << 20  # a merge places postings in blocks of this many (bounded temporaries)
 MAX_BATCH_TOKENS = 4_000_000  # bulk adds are split into segments of about this many tokens
 COMPACT_DEAD_FRACTION = 0.2  # full compaction once this share of slots are tombstones
 FOLLOW_INTERVAL_S = 1.0  # readers look for a newer generation on disk at most this often
@@ -353,6 +360,19 @@ class BM25Index:
                 "postings": sum(s.nnz for s in self._segments),
             }
 
+    def memory_bytes(self) -> dict[str, int]:
+        """What the index keeps in memory, by part (objects' own sizes, so an estimate within a
+        few percent): postings arrays, per-slot/per-term arrays, chunk-id maps, vocabulary.
+        O(N) over the ids: for benchmarks and diagnostics, not per request."""
+        with self._lock:
+            postings = sum(a.nbytes for s in self._segments for a in (s.term_ids, s.indptr, s.slots, s.tfs))
+            arrays = sum(a.nbytes for a in (self._doc_len, self._live, self._df, self._norm))
+            ids = sys.getsizeof(self._slot_ids) + sys.getsizeof(self._slot_of)
+            ids += sum(map(sys.getsizeof, self._slot_ids))  # the dict shares the list's strings
+            vocab = sys.getsizeof(self._terms) + sys.getsizeof(self._vocab) + sum(map(sys.getsizeof, self._terms))
+            return {"postings": postings, "arrays": arrays, "ids": ids, "vocab": vocab,
+                    "total": postings + arrays + ids + vocab}
+
     def save(self) -> None:
         """Persist atomically: new files first (fsynced), manifest swapped last.
 
@@ -533,18 +553,34 @@ class BM25Index:
         out_tfs = np.empty(nnz, np.result_type(*[s.tfs.dtype for s in segs]))
         cursor = indptr[:-1].copy()  # next free output position per term
         for s, keep, cnt in parts:
-            sl, tf = (s.slots, s.tfs) if keep is None else (s.slots[keep], s.tfs[keep])
-            starts_in = np.concatenate(([0], np.cumsum(cnt)[:-1]))
-            pos = np.arange(sl.size, dtype=np.int64)
-            pos += np.repeat(cursor[s.term_ids] - starts_in, cnt)
-            out_slots[pos] = sl
-            out_tfs[pos] = tf
+            ends_in = np.cumsum(cnt)  # per term: end of its run among the part's kept postings
+            shift = cursor[s.term_ids] - (ends_in - cnt)  # input position -> output position
+            # Blocks of whole terms holding ~MERGE_BLOCK_POSTINGS postings: the int64 position
+            # temporaries stay a few MB however large the segments are.
+            cuts = np.searchsorted(ends_in, np.arange(MERGE_BLOCK_POSTINGS, int(ends_in[-1]), MERGE_BLOCK_POSTINGS))
+            bounds = [0, *np.unique(cuts).tolist(), cnt.size]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if a == b:
+                    continue
+                lo_in, hi_in = int(ends_in[a] - cnt[a]), int(ends_in[b - 1])
+                if keep is None:
+                    sl, tf = s.slots[lo_in:hi_in], s.tfs[lo_in:hi_in]
+                else:  # kept postings of terms a..b-1 lie in the raw range of those terms
+                    raw = slice(int(s.indptr[a]), int(s.indptr[b]))
+                    k = keep[raw]
+                    sl, tf = s.slots[raw][k], s.tfs[raw][k]
+                pos = np.arange(lo_in, hi_in, dtype=np.int64)
+                pos += np.repeat(shift[a:b], cnt[a:b])
+                out_slots[pos] = sl
+                out_tfs[pos] = tf
             cursor[s.term_ids] += cnt
         nz = np.flatnonzero(total)
         term_ids = nz if term_map is None else term_map[nz]  # monotone: order unchanged
         if slot_map is not None:  # monotone too: slots stay ascending within each term
             out_slots = slot_map[out_slots].astype(np.int32)
-            lo, hi = 0, self._n_live
+            # the new range: live slots before ``lo`` / ``hi`` (slot_map[i] = live slots before i+1, minus 1)
+            lo = int(slot_map[lo - 1]) + 1 if lo else 0
+            hi = int(slot_map[hi - 1]) + 1 if hi else 0
         if out_tfs.dtype != np.uint16 and nnz and int(out_tfs.max()) <= np.iinfo(np.uint16).max:
             out_tfs = out_tfs.astype(np.uint16)  # the wide run may have been deleted
         return _Segment(term_ids.astype(np.int32), np.concatenate((indptr[nz], [nnz])),
@@ -559,17 +595,25 @@ class BM25Index:
         merged = False
         if any(s.nnz == 0 for s in segs):  # all-dead merges leave empty segments behind
             segs[:] = [s for s in segs if s.nnz]
-        # Binary-counter policy (with slack, so slightly shrinking batches still merge).
-        while len(segs) >= 2 and segs[-2].nnz <= MERGE_FACTOR * segs[-1].nnz:
+        # Binary-counter policy (with slack, so slightly shrinking batches still merge), never
+        # past the segment size cap.
+        while (
+            len(segs) >= 2
+            and segs[-2].nnz <= MERGE_FACTOR * segs[-1].nnz
+            and segs[-2].nnz + segs[-1].nnz <= MAX_SEGMENT_POSTINGS
+        ):
             if not merged:
                 self._apply_pending()  # merging drops dead postings: count them out of df first
                 merged = True
             segs[-2:] = [self._merge(segs[-2:])]
         while len(segs) > MAX_SEGMENTS:
+            pairs = [j for j in range(len(segs) - 1) if segs[j].nnz + segs[j + 1].nnz <= MAX_SEGMENT_POSTINGS]
+            if not pairs:
+                break  # all segments near the cap: a large index keeps more segments
             if not merged:
                 self._apply_pending()
                 merged = True
-            i = min(range(len(segs) - 1), key=lambda j: segs[j].nnz + segs[j + 1].nnz)
+            i = min(pairs, key=lambda j: segs[j].nnz + segs[j + 1].nnz)
             segs[i : i + 2] = [self._merge(segs[i : i + 2])]
 
     def _compact(self) -> None:
@@ -584,8 +628,10 @@ class BM25Index:
         logger.debug("bm25: compacting %d slots (%d live), %d terms (%d live)",
                      n, self._n_live, V, int(term_live.sum()))
 
-        seg = self._merge(self._segments, slot_map, term_map) if self._segments else None
-        self._segments = [seg] if seg is not None and seg.nnz else []
+        # Segment by segment (both maps are monotone, so each stays a valid, ordered segment):
+        # the merge temporaries are bounded by one segment, not the whole index.
+        renumbered = [self._merge([seg], slot_map, term_map) for seg in self._segments]
+        self._segments = [seg for seg in renumbered if seg.nnz]
         keep_slots = np.flatnonzero(live)
         self._slot_ids = [self._slot_ids[i] for i in keep_slots]
         self._slot_of = {cid: i for i, cid in enumerate(self._slot_ids)}
