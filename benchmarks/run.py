@@ -27,12 +27,14 @@ SETS: dict[str, dict[str, list[str]]] = {
     "small": {
         "query": ["bench_query.py", "--sizes", "10000", "--reranker", "untrained"],
         "bm25": ["bench_bm25.py", "--docs", "100000"],
+        "bm25-growth": ["bench_bm25_growth.py", "--docs", "200000", "--checkpoints", "4"],
         "ingest-overhead": ["bench_ingest.py", "--rounds", "2"],
         "ingest-memory": ["bench_ingest.py", "rss", "--sizes-mb", "2", "8"],
     },
     "1m": {
         "query": ["bench_query.py", "--sizes", "1000000", "--ivf", "1024:16"],
         "bm25": ["bench_bm25.py", "--docs", "1000000", "--rank-bm25-queries", "10", "--sample", "10", "--skip-bm25s"],
+        "bm25-growth": ["bench_bm25_growth.py", "--docs", "1000000", "--checkpoints", "10"],
     },
     "server": {
         "query": ["bench_query.py", "--milvus-standalone", "--sizes", "100000", "1000000", "--ivf", "1024:16"],

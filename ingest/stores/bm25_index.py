@@ -361,8 +361,8 @@ class BM25Index:
             }
 
     def memory_bytes(self) -> dict[str, int]:
-        """What the index keeps in memory, by part (objects' own sizes, so an estimate within a
-        few percent): postings arrays, per-slot/per-term arrays, chunk-id maps, vocabulary.
+        """What the index keeps in memory, by part (objects' own sizes: an estimate, within ~10% of
+        what tracemalloc sees): postings arrays, per-slot/per-term arrays, chunk-id maps, vocabulary.
         O(N) over the ids: for benchmarks and diagnostics, not per request."""
         with self._lock:
             postings = sum(a.nbytes for s in self._segments for a in (s.term_ids, s.indptr, s.slots, s.tfs))
@@ -578,7 +578,7 @@ class BM25Index:
         term_ids = nz if term_map is None else term_map[nz]  # monotone: order unchanged
         if slot_map is not None:  # monotone too: slots stay ascending within each term
             out_slots = slot_map[out_slots].astype(np.int32)
-            # the new range: live slots before ``lo`` / ``hi`` (slot_map[i] = live slots before i+1, minus 1)
+            # the new range [live slots before lo, live slots before hi); slot_map[i] + 1 = live slots in [0, i]
             lo = int(slot_map[lo - 1]) + 1 if lo else 0
             hi = int(slot_map[hi - 1]) + 1 if hi else 0
         if out_tfs.dtype != np.uint16 and nnz and int(out_tfs.max()) <= np.iinfo(np.uint16).max:
