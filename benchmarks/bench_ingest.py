@@ -93,7 +93,8 @@ def pipeline_chunks(kb: KnowledgeBase, folder: Path) -> list[str]:
 
 
 def overhead(args: argparse.Namespace) -> None:
-    work = Path(args.work_dir)
+    # Its own subfolder: the rss series keeps its (slow to generate) folders in the work dir.
+    work = Path(args.work_dir) / "overhead"
     folder = work / "corpus"
     shutil.rmtree(work, ignore_errors=True)
     write_real_corpus(folder, args.en_docs, args.zh_docs)
@@ -306,10 +307,12 @@ def rss(args: argparse.Namespace) -> None:
     for size in args.sizes_mb:
         folder = work / f"corpus-{size}mb"
         written = write_synthetic_folder(folder, size, seed=size)
+        progress = work / f"progress-{size}mb{'-no-release' if args.no_heap_release else ''}.jsonl"
+        progress.unlink(missing_ok=True)  # the child appends: one run per file
         out = subprocess.run(
             [sys.executable, __file__, "rss-child", str(folder), str(work / f"data-{size}mb"), str(model)]
             + (["--no-heap-release"] if args.no_heap_release else [])
-            + ["--progress", str(work / f"progress-{size}mb{'-no-release' if args.no_heap_release else ''}.jsonl")],
+            + ["--progress", str(progress)],
             capture_output=True,
             text=True,
             check=False,
