@@ -29,7 +29,7 @@ SETS: dict[str, dict[str, list[str]]] = {
         "bm25": ["bench_bm25.py", "--docs", "100000"],
         "bm25-growth": ["bench_bm25_growth.py", "--docs", "200000", "--checkpoints", "4"],
         "ingest-overhead": ["bench_ingest.py", "--rounds", "2"],
-        "ingest-memory": ["bench_ingest.py", "rss", "--sizes-mb", "2", "8"],
+        "ingest-memory": ["bench_ingest.py", "rss", "--sizes-mb", "2", "5"],
     },
     "1m": {
         "query": ["bench_query.py", "--sizes", "1000000", "--ivf", "1024:16"],
