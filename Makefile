@@ -30,7 +30,7 @@ test: install-test browser
 test-slow: install-test browser
 	$(PYTHON) -m pytest -m slow
 
-# Benchmarks (BENCHMARKS.md): every measurement at its small point in ~10 minutes; the 1M points.
+# Benchmarks (BENCHMARKS.md): every measurement at its small point; the 1M points (~30 minutes).
 bench-small: install-test
 	$(PYTHON) benchmarks/run.py small
 

@@ -19,8 +19,9 @@ rest is the pipeline's working set, which must not grow), and Milvus Lite keeps 
 own process.
 
     python benchmarks/bench_ingest.py                         # overhead, 177 chunks, ~3 min
-    python benchmarks/bench_ingest.py rss --sizes-mb 10 100   # memory series (~25 min on 2 quiet cores)
-    python benchmarks/bench_ingest.py rss --sizes-mb 1000     # the 1 GB point (~4 hours on 2 cores)
+    python benchmarks/bench_ingest.py rss --sizes-mb 10 30    # memory series, one-layer model (~15 min)
+    python benchmarks/bench_ingest.py rss --sizes-mb 10 30 --no-heap-release    # the alternative
+    python benchmarks/bench_ingest.py rss --sizes-mb 1000 --layers 0   # the 1 GB point (1-2 hours on 2 cores)
 """
 from __future__ import annotations
 
