@@ -1,6 +1,6 @@
 """Run a named set of benchmarks one after another, saving each one's output.
 
-    python benchmarks/run.py small     # every measurement at its small point (1-2 minutes a step)
+    python benchmarks/run.py small     # every measurement at its small point
     python benchmarks/run.py 1m        # the 1M points: query latency, BM25 vs rank_bm25, BM25 growth (~30 min)
     python benchmarks/run.py server    # query latency against a local Milvus 2.3 standalone, 100k + 1M (an hour+)
     python benchmarks/run.py 1gb       # ingestion memory over a generated 1 GiB folder (1-2 hours on 2 cores)
