@@ -11,36 +11,34 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import sys
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-_malloc_trim: ctypes._CFuncPtr | None = None  # type: ignore[name-defined]
-_resolved = False
 
-
-def _resolve() -> None:
-    global _malloc_trim, _resolved
-    _resolved = True
+@functools.cache
+def _malloc_trim() -> Any | None:
+    """glibc's ``malloc_trim``, looked up once; None where there is none."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         fn = libc.malloc_trim  # glibc only: musl and others have no such symbol
     except (OSError, AttributeError):
         log.debug("malloc_trim unavailable: freed heap memory stays with the process")
-        return
+        return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
-    _malloc_trim = fn
+    return fn
 
 
 def release_free_heap() -> bool:
     """Return free heap pages to the OS (glibc ``malloc_trim(0)``); False where not available."""
-    if not _resolved:
-        _resolve()
-    if _malloc_trim is None:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _malloc_trim(0)
+    trim(0)
     return True
