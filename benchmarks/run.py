@@ -32,7 +32,7 @@ SETS: dict[str, dict[str, list[str]]] = {
         "ingest-memory": ["bench_ingest.py", "rss", "--sizes-mb", "2", "5"],
     },
     "1m": {
-        "query": ["bench_query.py", "--sizes", "1000000", "--ivf", "1024:16"],
+        "query": ["bench_query.py", "--sizes", "1000000", "--ivf", "1024:16", "--reranker", "untrained"],
         "bm25": ["bench_bm25.py", "--docs", "1000000", "--rank-bm25-queries", "10", "--sample", "10", "--skip-bm25s"],
         "bm25-growth": ["bench_bm25_growth.py", "--docs", "1000000", "--checkpoints", "10"],
     },
