@@ -4,13 +4,16 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test browser run test test-slow bench-small bench-1m
+.PHONY: install install-test install-bench browser run test test-slow bench-small bench-1m
 
 install:
 	$(PIP) install -e .
 
 install-test:
 	$(PIP) install -e ".[test]"
+
+install-bench:
+	$(PIP) install -e ".[test,bench]"
 
 # Headless Chromium from Debian for the browser tests (Playwright drives it; no browser download),
 # and a CJK font so Chinese renders in the screenshots.
@@ -31,8 +34,8 @@ test-slow: install-test browser
 	$(PYTHON) -m pytest -m slow
 
 # Benchmarks (BENCHMARKS.md): every measurement at its small point; the 1M points (~30 minutes).
-bench-small: install-test
+bench-small: install-bench
 	$(PYTHON) benchmarks/run.py small
 
-bench-1m: install-test
+bench-1m: install-bench
 	$(PYTHON) benchmarks/run.py 1m

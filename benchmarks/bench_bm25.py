@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import importlib.util
 import platform
+import queue
 import sys
 import tempfile
 import time
@@ -57,7 +59,17 @@ def _in_child(fn: Callable[[], dict[str, Any]], trace: bool = False) -> dict[str
 
     p = ctx.Process(target=target)
     p.start()
-    res = q.get()
+    while True:  # a child that dies (an import error, the OOM killer) must not hang the benchmark
+        try:
+            res = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                try:  # it may have put its result just before exiting
+                    res = q.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    raise RuntimeError(f"benchmark child exited with code {p.exitcode} and no result") from None
     p.join()
     return res
 
@@ -247,6 +259,9 @@ def main() -> None:
     ap.add_argument("--skip-bm25s", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if not args.skip_bm25s and importlib.util.find_spec("bm25s") is None:
+        print("# bm25s is not installed, so its rows are skipped: pip install -e '.[bench]' adds it")
+        args.skip_bm25s = True
 
     print(f"# BM25 benchmark: {args.docs:,} docs, {args.queries} queries, vocab {args.vocab:,}")
     print(f"# CPU: {cpu_model()} x{os.cpu_count()}, Python {platform.python_version()}, "

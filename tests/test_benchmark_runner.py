@@ -27,3 +27,24 @@ def test_unknown_step_is_a_clear_error_not_a_run() -> None:
     assert out.returncode == 2
     assert "has no step nosuchstep" in out.stderr and "query" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _load_bench_bm25(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # its sibling `machine` module
+    spec = importlib.util.spec_from_file_location("bench_bm25_under_test", BENCH / "bench_bm25.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bm25_benchmark_child_that_dies_is_an_error_not_a_hang(monkeypatch) -> None:
+    # A missing comparison library once left `make bench-small` waiting forever on a dead child.
+    import os
+
+    import pytest
+
+    bench_bm25 = _load_bench_bm25(monkeypatch)
+    assert bench_bm25._in_child(lambda: {"build_s": 1.5}) == {"build_s": 1.5}
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        bench_bm25._in_child(lambda: os._exit(3))
