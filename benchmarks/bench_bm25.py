@@ -14,9 +14,9 @@ the shared input token lists are not counted).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import os
-import importlib.util
 import platform
 import queue
 import sys

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 _spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
@@ -40,10 +43,6 @@ def _load_bench_bm25(monkeypatch):
 
 def test_bm25_benchmark_child_that_dies_is_an_error_not_a_hang(monkeypatch) -> None:
     # A missing comparison library once left `make bench-small` waiting forever on a dead child.
-    import os
-
-    import pytest
-
     bench_bm25 = _load_bench_bm25(monkeypatch)
     assert bench_bm25._in_child(lambda: {"build_s": 1.5}) == {"build_s": 1.5}
     with pytest.raises(RuntimeError, match="exited with code 3"):
