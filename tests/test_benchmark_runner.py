@@ -10,10 +10,18 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-_spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-assert _spec and _spec.loader
-run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run)  # benchmarks/ is not a package, and must not shadow anything on sys.path
+
+
+def _load_script(filename: str, module_name: str):
+    # benchmarks/ is not a package, and must not shadow anything on sys.path
+    spec = importlib.util.spec_from_file_location(module_name, BENCH / filename)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _load_script("run.py", "bench_run")
 
 
 def test_every_step_runs_a_script_that_exists() -> None:
@@ -32,18 +40,10 @@ def test_unknown_step_is_a_clear_error_not_a_run() -> None:
     assert "Traceback" not in out.stderr
 
 
-def _load_bench_bm25(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # its sibling `machine` module
-    spec = importlib.util.spec_from_file_location("bench_bm25_under_test", BENCH / "bench_bm25.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bm25_benchmark_child_that_dies_is_an_error_not_a_hang(monkeypatch) -> None:
     # A missing comparison library once left `make bench-small` waiting forever on a dead child.
-    bench_bm25 = _load_bench_bm25(monkeypatch)
+    monkeypatch.syspath_prepend(str(BENCH))  # bench_bm25 imports its sibling `machine` module
+    bench_bm25 = _load_script("bench_bm25.py", "bench_bm25_under_test")
     assert bench_bm25._in_child(lambda: {"build_s": 1.5}) == {"build_s": 1.5}
     with pytest.raises(RuntimeError, match="exited with code 3"):
         bench_bm25._in_child(lambda: os._exit(3))
