@@ -27,7 +27,7 @@ REPO = offline_setup()
 
 from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent, build_prompt  # noqa: E402
 from rag_app.config import load_settings  # noqa: E402
-from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
+from rag_app.service import KnowledgeBase  # noqa: E402
 from rag_app.llm import make_llm  # noqa: E402
 
 QUESTIONS = [

@@ -52,7 +52,7 @@ from machine import cpu_model  # noqa: E402  (benchmarks/, scripts run from ther
 from ingest.embedding import Embedder  # noqa: E402
 from ingest.settings import EmbedderSettings  # noqa: E402
 from rag_app.config import Settings  # noqa: E402
-from rag_app.knowledge_base import KnowledgeBase  # noqa: E402
+from rag_app.service import KnowledgeBase  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 PROGRESS_EVERY_S = 60.0

@@ -1,6 +1,6 @@
 """Load test: simulated users chatting and searching at once against the real app, on loopback.
 
-The app is the real ``rag-app`` entry point in its own process (``python -m rag_app.server``): the 6
+The app is the real ``rag-app`` entry point in its own process (``python -m rag_app.cli.serve``): the 6
 sample documents indexed with e5-small into Milvus Lite + BM25, the Gradio UI mounted, HTTP basic login
 on. Only the LLM is replaced, by the local OpenAI-compatible stub server (``tests/stub_llm_server.py``,
 a few short deltas): the figures are the app's own cost (HTTP, login, question cleaning, embedding,

@@ -251,7 +251,7 @@ def time_queries(retriever: HybridRetriever, texts: list[str], warm: int = 3) ->
 
 
 def dense_top10(store: MilvusVectorStore, qvecs: np.ndarray) -> list[list[str]]:
-    return [[h.chunk_id for h in store.search(q, 10)[0]] for q in qvecs]
+    return [[c.chunk_id for c, _ in store.search(q, 10)[0]] for q in qvecs]
 
 
 # ---------------------------------------------------------------------------- one size
@@ -487,7 +487,7 @@ def real_recall(db: str, args: argparse.Namespace, out: list[str]) -> None:
             t = time.perf_counter()
             hits = store.search(q, 11)[0]
             lat.append((time.perf_counter() - t) * 1000)
-            got = {pos[h.chunk_id] for h in hits} - {int(p)}
+            got = {pos[c.chunk_id] for c, _ in hits} - {int(p)}
             rec.append(len(got & tr) / max(len(tr), 1))
         out.append(f"| {name} | {np.mean(rec):.3f} | {pct(lat, 50):.1f} |")
         store.close()

@@ -24,7 +24,7 @@ from machine import cpu_model, offline_setup, write_section  # benchmarks/machin
 
 REPO = offline_setup()
 
-from rag_app.tuning.model_store import TunedModelStore  # noqa: E402
+from rag_app.service import TunedModelStore  # noqa: E402
 
 HEADING = "## Reranker tuning on the corpus (rag-tune)"
 
@@ -46,7 +46,7 @@ def tune_and_measure(folder: Path, data_root: Path, sample: int, per_chunk: int,
     set_env = {**env, "RAG_TUNING__QUESTIONS_PER_CHUNK": str(per_chunk)}
     if not (reuse and store.versions()):
         print(f"{name}: tuning", flush=True)
-        _run(["rag_app.tuning.cli", "--data-dir", str(data_dir), "run", "--generator", generator,
+        _run(["rag_app.cli.tune", "--data-dir", str(data_dir), "run", "--generator", generator,
               "--sample", str(sample)], set_env, data_root / f"tune-{name}.log")
     model = store.versions()[-1]
     was_active = store.active()
@@ -55,7 +55,7 @@ def tune_and_measure(folder: Path, data_root: Path, sample: int, per_chunk: int,
     try:
         print(f"{name}: rag-eval with {model.version}", flush=True)
         out = data_root / f"eval-tuned-{name}.json"
-        _run(["rag_app.evaluation.cli", str(folder), "--data-root", str(data_root), "--json", str(out)], env,
+        _run(["rag_app.cli.evaluate", str(folder), "--data-root", str(data_root), "--json", str(out)], env,
              data_root / f"eval-tuned-{name}.log")
     finally:
         if not model.manifest.get("activated"):

@@ -16,7 +16,6 @@ writer's not-yet-registered chunks for orphans.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -27,6 +26,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from ingest.chunking import Chunker
+from ingest.files import sha256_file
 from ingest.loaders import SUPPORTED_EXTENSIONS, LoadError, load_bytes
 from ingest.loaders.detect import stem
 from ingest.memory import release_free_heap
@@ -162,8 +162,14 @@ class Indexer:
             (self._file_candidate(f, report) for f in files), progress, total=len(files), report=report
         )
 
-    def ingest_bytes(self, name: str, data: bytes, progress: ProgressCallback | None = None) -> IngestReport:
-        candidate = _Candidate(name, sha256_hex(data), lambda: self.load(data, name))
+    def ingest_bytes(
+        self, name: str, data: bytes, progress: ProgressCallback | None = None, *, sha256: str | None = None
+    ) -> IngestReport:
+        """Ingest in-memory bytes. ``sha256``: their hex digest when the caller already has it (the
+        upload store hashes uploads to name them), saving this hash; the loader still derives the
+        recorded doc_id from the bytes, so a wrong digest only misjudges "unchanged"/"duplicate"."""
+        digest = sha256 if sha256 is not None else sha256_hex(data)
+        candidate = _Candidate(name, digest, lambda: self.load(data, name))
         return self.ingest([candidate], progress, total=1)
 
     def ingest_documents(
@@ -359,7 +365,7 @@ class Indexer:
             if self.registry.get(source) is not None:
                 continue  # registered files are handled (as changed or unchanged) by ingestion
             try:
-                digest = _file_sha256(path)
+                digest = sha256_file(path)  # == sha256_hex(path.read_bytes()), streamed
             except OSError:
                 continue  # unreadable: ingestion reports it
             matches = by_hash.get(digest)
@@ -435,15 +441,6 @@ def _is_under(source: str, root: Path) -> bool:
     """Whether a registered source is a file path inside ``root`` (uploads and BEIR ids are not)."""
     p = Path(source)
     return p.is_absolute() and p != root and p.is_relative_to(root)
-
-
-def _file_sha256(path: Path) -> str:
-    """Same value as ``sha256_hex(path.read_bytes())``, streamed (files can be large)."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def expand_paths(path: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -3,16 +3,17 @@
 ``fcntl.flock`` on ``<data_dir>/sync.lock``: the kernel drops the lock when its holder exits, even
 on SIGKILL, so a crashed sync never leaves a stale lock behind (no pid files to clean up). flock
 locks belong to an open file description, so two threads of one process that each open the file
-also exclude each other.
+also exclude each other. Built on ``ingest.files.file_lock`` (non-blocking), plus the holder's pid.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
+
+from ingest.files import LockBusyError, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -26,40 +27,37 @@ class SyncLock:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fd: int | None = None
+        self._held: ExitStack | None = None
 
     def acquire(self) -> None:
-        if self._fd is not None:
+        if self._held is not None:
             raise RuntimeError("SyncLock is not re-entrant")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        held = ExitStack()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_holder(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise SyncInProgressError(
-                    f"another sync is already running on this data directory (lock {self.path}"
-                    f"{', held by ' + holder if holder else ''}); try again when it has finished"
-                ) from None
+            fd = held.enter_context(file_lock(self.path, blocking=False))
+        except LockBusyError:
+            holder = _read_holder(self.path)
+            raise SyncInProgressError(
+                f"another sync is already running on this data directory (lock {self.path}"
+                f"{', held by ' + holder if holder else ''}); try again when it has finished"
+            ) from None
+        try:
+            # Who holds it, for the message above; informative only (the flock is the lock).
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        except BaseException:
+            held.close()
             raise
-        # Who holds it, for the message above; informative only (the flock is the lock).
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self._held = held
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._held is not None
 
     def __enter__(self) -> SyncLock:
         self.acquire()
@@ -71,8 +69,9 @@ class SyncLock:
         self.release()
 
 
-def _read_holder(fd: int) -> str:
+def _read_holder(path: Path) -> str:
     try:
-        return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        with path.open("rb") as f:
+            return f.read(64).decode("ascii", "replace").strip()
     except OSError:
         return ""

@@ -2,13 +2,36 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 
 def sha256_hex(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()
+
+
+def format_location(page: int | None, section: str) -> str:
+    """Where a piece of text sits, for people: 'p. 3', 'Intro > Setup', 'p. 3, Intro' or ''.
+
+    The one place this is spelled out, so a section, a chunk and a search hit never disagree."""
+    parts = [f"p. {page}"] if page is not None else []
+    if section:
+        parts.append(section)
+    return ", ".join(parts)
+
+
+_UPLOAD_HASH_RE = re.compile(r"-[0-9a-f]{12}(?=\.[^.]+$|$)")
+
+
+def source_label(source: str) -> str:
+    """The file name of a source (paths are noise to a reader or a model and may reveal the server's
+    layout), without the content-hash suffix uploads are stored with (``handbook-1a2b3c4d5e6f.md``
+    -> ``handbook.md``). Here, beside the chunk, so every layer that shows a source labels it alike."""
+    name = PurePath(source.replace("\\", "/")).name or source
+    return _UPLOAD_HASH_RE.sub("", name)
 
 
 @dataclass(frozen=True)
@@ -22,12 +45,7 @@ class Section:
     @property
     def location(self) -> str:
         """Human-readable location: 'p. 3' or 'Intro > Setup' or ''."""
-        parts = []
-        if self.page is not None:
-            parts.append(f"p. {self.page}")
-        if self.heading_path:
-            parts.append(" > ".join(self.heading_path))
-        return ", ".join(parts)
+        return format_location(self.page, " > ".join(self.heading_path))
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,10 @@ class LoadedDocument:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One retrievable unit. ``chunk_id`` is a content hash: same document and text, same id."""
+    """One retrievable unit. ``chunk_id`` is a content hash: same document and text, same id.
+
+    The only chunk record: the vector store returns it from searches, and retrieval wraps it
+    (``rag_app.retrieval.results.RetrievedChunk``) with its scores rather than copying its fields."""
 
     chunk_id: str
     doc_id: str
@@ -61,12 +82,7 @@ class Chunk:
 
     @property
     def location(self) -> str:
-        parts = []
-        if self.page is not None:
-            parts.append(f"p. {self.page}")
-        if self.section:
-            parts.append(self.section)
-        return ", ".join(parts)
+        return format_location(self.page, self.section)
 
 
 def make_chunk_id(doc_id: str, ordinal: int, text: str) -> str:

@@ -53,7 +53,7 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
 def ingest(config: Path, paths: list[Path], env: dict[str, str] | None = None) -> str:
     """``rag-ingest`` in its own process (Milvus Lite admits one process per database)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "rag_app.cli", "--config", str(config), *map(str, paths)],
+        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), *map(str, paths)],
         cwd=REPO, env=_env(env), capture_output=True, text=True, timeout=1800,
     )
     if proc.returncode != 0:
@@ -71,7 +71,7 @@ def running_app(
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag_app.server", "--config", str(config), "--port", str(port)],
+            [sys.executable, "-m", "rag_app.cli.serve", "--config", str(config), "--port", str(port)],
             cwd=REPO, env=_env(env), stdout=out, stderr=subprocess.STDOUT,
         )
     try:

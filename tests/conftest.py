@@ -38,14 +38,12 @@ def build_kb(data_dir: Path, e5_model_dir: Path, e5_embedder: Embedder, **overri
     """A warmed KnowledgeBase on ``data_dir`` (real Milvus Lite, BM25, registry) that shares the
     session's loaded embedder, so tests do not reload the model."""
     from rag_app.config import Settings
-    from rag_app.knowledge_base import KnowledgeBase
+    from rag_app.service import KnowledgeBase
 
     settings = Settings(
         data_dir=data_dir, embedder=EmbedderSettings(cache_dir=str(e5_model_dir.parent)), **overrides
     )
-    kb = KnowledgeBase(settings)
-    kb.embedder = e5_embedder
-    return kb.warm_up()
+    return KnowledgeBase(settings, embedder=e5_embedder).warm_up()
 
 
 @pytest.fixture

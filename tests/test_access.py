@@ -1,4 +1,4 @@
-"""Login and secrets on the real combined app that ``rag-app`` serves (``rag_app.api.create_app``: the
+"""Login and secrets on the real combined app that ``rag-app`` serves (``rag_app.web.create_app``: the
 JSON API with the Gradio UI mounted at ``/``), driven with TestClient over a real knowledge base (e5,
 Milvus Lite, BM25); the LLM is the local OpenAI-compatible stub. The password, the Milvus token and
 the LLM key come from the environment, as in production."""
@@ -10,11 +10,11 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from conftest import SAMPLES
-from rag_app.api import create_app
+from rag_app.web import create_app
 from stub_llm_server import StubLLMServer
 
 USER = "team"
@@ -53,7 +53,7 @@ def secured(make_kb, stub: StubLLMServer, monkeypatch: pytest.MonkeyPatch, caplo
     app = create_app(kb.settings, kb)
     with TestClient(app) as client:  # runs the lifespan: Gradio's queue starts as under uvicorn
         yield app, client
-    app.state.service.close()
+    app.state.service.close(stores=False)
 
 
 def _assert_no_secret(text: str, where: str) -> None:
@@ -73,11 +73,12 @@ def test_secrets_come_from_the_environment_and_are_masked(secured) -> None:
 
 def test_every_api_route_but_health_refuses_unauthenticated_requests(secured) -> None:
     app, client = secured
+    # Routers are included lazily: iter_route_contexts walks into them.
     routes = [
         (method, route.path)
-        for route in app.routes
-        if isinstance(route, APIRoute) and route.path.startswith("/api")
-        for method in sorted(route.methods - {"HEAD"})
+        for route in iter_route_contexts(app.routes)
+        if route.path and route.path.startswith("/api")
+        for method in sorted((route.methods or set()) - {"HEAD"})
     ]
     # The docs and schema are behind the login too; a route added later is covered automatically.
     assert {("GET", "/api/docs"), ("GET", "/api/openapi.json"), ("POST", "/api/ask"), ("GET", "/api/search"),
@@ -170,7 +171,7 @@ def test_no_secret_in_logs_status_or_ui_config(secured, stub: StubLLMServer, cap
     # Start-up (Milvus opened with the token, the UI built with the password) ran in the fixture.
     records = caplog.get_records("setup") + caplog.get_records("call")
     names = {r.name for r in records}
-    assert "rag_app.knowledge_base" in names  # "knowledge base ready": the start-up is in the capture
+    assert "rag_app.service.knowledge_base" in names  # "knowledge base ready": the start-up is in the capture
     assert any(r.levelno == logging.DEBUG for r in records) and any(n.startswith("httpcore") for n in names)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(pathname)s:%(lineno)d %(message)s")
     for r in records:  # the formatted line, and what a handler with another format could print

@@ -3,7 +3,6 @@ citations, refusals without an LLM call, follow-up rewriting, prompt injection; 
 OpenAI-compatible stub (``-m slow``: the real packaged Qwen)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import socket
@@ -27,6 +26,7 @@ from rag_app.answering import (
 )
 from rag_app.answering.answerer import infer_citation
 from rag_app.answering.prompt import NumberedSource, clean_rewrite
+from rag_app.answering.question import BoundedQuestion
 from rag_app.config import AnswerSettings, RetrievalSettings, ThresholdSettings
 from rag_app.llm import LLMSettings, make_llm
 from rag_app.llm.base import approx_token_count
@@ -134,7 +134,7 @@ def test_token_budget_drops_lowest_ranked_first(samples_kb) -> None:
     assert "<<<SOURCE [3]" not in prompt.messages[0]["content"]
 
     # A best chunk larger than the whole budget is cut to fit, not dropped (evidence beats a refusal).
-    big = dataclasses.replace(chunks[0], text=chunks[0].text * 20)
+    big = chunks[0].with_text(chunks[0].text * 20)
     kept, dropped = fit_sources([big, *chunks[1:]], approx_token_count, 120)
     assert len(kept) == 1 and dropped == len(chunks) - 1
     assert approx_token_count(format_source(1, kept[0].chunk)) <= 120
@@ -206,6 +206,25 @@ def test_cited_answer_maps_to_the_right_chunk(samples_kb, llm_stub, question, de
     system = body["messages"][0]["content"]
     assert body["stream"] is True and f"<<<SOURCE [1] ({file}" in system
     assert chunk.text.strip() in system
+
+
+def test_a_prepared_question_is_not_prepared_again(samples_kb, llm_stub, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The API prepares (cleans and bounds) a question to reject an empty one before it streams; the
+    # answerer must take that BoundedQuestion as it is, not clean and tokenize it a second time.
+    llm_stub.deltas = ["每年有 18 天带薪年假 [1]。"]
+    answerer = Answerer(samples_kb, _openai(llm_stub), SETTINGS)
+    prepared = answerer.prepare_question(" \x00 " + ZH_Q + "\u200b ")
+    assert prepared is not None and prepared.text == ZH_Q
+    calls: list[object] = []
+    monkeypatch.setattr(answerer, "prepare_question", lambda q: calls.append(q))
+    events = _events(answerer, prepared)
+    assert calls == [] and events[0].question == events[0].query == ZH_Q
+    assert isinstance(events[-1], FinalEvent) and not events[-1].refused and events[-1].citations
+    # answer() too, and what the caller found (a cut question) is reported as it was found.
+    final = answerer.answer(BoundedQuestion(ZH_Q, truncated=True, original_chars=9000))
+    assert calls == [] and isinstance(final, FinalEvent) and final.question_truncated
+    empty = answerer.answer(BoundedQuestion("", truncated=False, original_chars=0))
+    assert isinstance(empty, ErrorEvent) and empty.reason == "empty_question" and calls == []
 
 
 def test_uncited_answer_gets_an_inferred_citation(samples_kb, llm_stub: StubLLMServer) -> None:

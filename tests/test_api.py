@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rag_app.api import create_app
+from rag_app.web import create_app
 from rag_app.config import UISettings
 from rag_app.llm import LLMSettings
 from stub_llm_server import StubLLMServer
@@ -123,7 +123,7 @@ def test_upload_list_ask_delete(kb, stub: StubLLMServer) -> None:
         after = client.post("/api/ask", json={"question": ZH_Q}).json()
         assert after["refused"] and after["answer"] == kb.settings.answer.refusal_zh
     finally:
-        app.state.service.close()
+        app.state.service.close(stores=False)
 
 
 def test_login_required_when_configured(kb, stub: StubLLMServer) -> None:
@@ -150,7 +150,7 @@ def test_login_required_when_configured(kb, stub: StubLLMServer) -> None:
         status = client.get("/api/status", auth=("team", "s3cret-pass")).json()
         assert "s3cret-pass" not in json.dumps(status)
     finally:
-        app.state.service.close()
+        app.state.service.close(stores=False)
 
 
 def test_scheduled_folder_sync_shows_in_status(make_kb, tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_scheduled_folder_sync_shows_in_status(make_kb, tmp_path: Path) -> None:
     import time
 
     from rag_app.config import SchedulerSettings
-    from rag_app.ui.app import _sync_rows
+    from rag_app.ui.render import sync_rows
 
     folder = tmp_path / "watched"
     folder.mkdir()
@@ -177,7 +177,7 @@ def test_scheduled_folder_sync_shows_in_status(make_kb, tmp_path: Path) -> None:
         # With a 1 s interval a second, "unchanged" run may already have finished by this poll.
         assert re.search(r"\b1 (indexed|unchanged)\b", sync["last_summary"]), sync["last_summary"]
         assert [d["file"] for d in client.get("/api/documents").json()["documents"]] == ["faq.md"]
-        rows = "\n".join(_sync_rows(sync))
+        rows = "\n".join(sync_rows(sync))
         assert str(folder) in rows and "every" in rows
         assert "Last sync" in rows and "ok" in rows
 
@@ -186,4 +186,4 @@ def test_scheduled_folder_sync_shows_in_status(make_kb, tmp_path: Path) -> None:
         assert done["last_ok"] is True
         assert client.get("/api/documents").json()["documents"] == []
     finally:
-        app.state.service.close()
+        app.state.service.close(stores=False)

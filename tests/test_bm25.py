@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
+from ingest.files import is_temp_name
 from ingest.stores import bm25_index as bm25_mod
 from ingest.stores.bm25_index import BM25Index
 from ingest.text_tokenizer import BM25Tokenizer
@@ -375,6 +376,7 @@ def test_crash_during_save_keeps_previous_state(tmp_path, monkeypatch) -> None:
     idx.save()
     idx.add(ids[100:], docs[100:])
     idx.delete(ids[:10])
+    (d / ".seg-00000009.npz.0badc0de.tmp").write_bytes(b"half")  # an earlier save killed mid-write
 
     real = bm25_mod._write_json
 
@@ -393,7 +395,7 @@ def test_crash_during_save_keeps_previous_state(tmp_path, monkeypatch) -> None:
     idx.save()  # retry succeeds and garbage-collects the orphans of the failed attempt
     new = BM25Index(d)
     _check_against_oracle(new, ids[10:], docs[10:], [["t1", "t3"], ["t7"]])
-    assert not [f for f in os.listdir(d) if f.startswith(".tmp-")]
+    assert not [f for f in os.listdir(d) if f.startswith(".tmp-") or is_temp_name(f)]
 
 
 def test_in_memory_save_is_noop() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rag_app import cli
+from rag_app.cli import ingest as ingest_cli
+from rag_app.cli import search as search_cli
 from rag_app.config import PROJECT_ROOT, Settings, load_settings
 
 from conftest import SAMPLES
@@ -53,20 +54,20 @@ def test_cli_ingest_then_search(tmp_path: Path, e5_model_dir: Path, capsys: pyte
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n truncated")
     data = str(tmp_path / "data")
 
-    assert cli.ingest_main([str(docs), "--data-dir", data]) == 0
+    assert ingest_cli.main([str(docs), "--data-dir", data]) == 0
     out = capsys.readouterr().out
     assert "files: 7 seen, 6 indexed" in out and "1 failed" in out
     assert "broken.pdf" in out
 
-    assert cli.ingest_main([str(docs), "--data-dir", data, "--check"]) == 0
+    assert ingest_cli.main([str(docs), "--data-dir", data, "--check"]) == 0
     out = capsys.readouterr().out
     assert "6 unchanged" in out and "chunks: 0 added" in out and "orphans removed 0" in out
 
-    assert cli.search_main(["入职满五年的正式员工每年有几天带薪年假？", "--data-dir", data, "-k", "2"]) == 0
+    assert search_cli.main(["入职满五年的正式员工每年有几天带薪年假？", "--data-dir", data, "-k", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1. ") and "employee_handbook_zh.md" in out and "bm25=" in out
 
-    assert cli.search_main(["How do I bake a chocolate cake?", "--data-dir", data, "--json"]) == 0
+    assert search_cli.main(["How do I bake a chocolate cake?", "--data-dir", data, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["results"] == [] and payload["note"]
 
@@ -74,6 +75,6 @@ def test_cli_ingest_then_search(tmp_path: Path, e5_model_dir: Path, capsys: pyte
 def test_cli_reports_a_missing_path(tmp_path: Path, e5_model_dir: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_EMBEDDER__CACHE_DIR", str(e5_model_dir.parent))
-    status = cli.ingest_main([str(tmp_path / "nope"), "--data-dir", str(tmp_path / "data")])
+    status = ingest_cli.main([str(tmp_path / "nope"), "--data-dir", str(tmp_path / "data")])
     out = capsys.readouterr().out
     assert status == 1 and "no such file or folder" in out

@@ -72,7 +72,7 @@ def beir_sets(tmp_path: Path) -> tuple[Path, Path]:
 def test_rag_eval_end_to_end_with_calibration_and_cache(
     beir_sets, tmp_path: Path, e5_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from rag_app.evaluation.cli import eval_main
+    from rag_app.cli.evaluate import main as eval_main
 
     monkeypatch.setenv("RAG_EMBEDDER__CACHE_DIR", str(e5_model_dir.parent))
     en, zh = beir_sets
@@ -98,16 +98,16 @@ def test_rag_eval_end_to_end_with_calibration_and_cache(
     assert report["fusion"], "the fusion grid was scored"
 
     # A second run reuses the cached candidates: no knowledge base is opened, same numbers.
-    import rag_app.evaluation.cli as cli
+    import rag_app.cli.evaluate as cli
 
-    monkeypatch.setattr(cli, "KnowledgeBase", None)  # would raise if the run tried to open one
+    monkeypatch.setattr(cli, "open_service", None)  # would raise if the run tried to open one
     assert eval_main(args[:2] + ["--data-dir", str(tmp_path / "data"), "--json", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["sets"]["tiny-en"]["legs"]["hybrid"] == report["sets"]["tiny-en"]["legs"]["hybrid"]
 
 
 def test_rag_eval_rejects_a_folder_that_is_not_beir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from rag_app.evaluation.cli import eval_main
+    from rag_app.cli.evaluate import main as eval_main
 
     assert eval_main([str(tmp_path), "--data-dir", str(tmp_path / "d")]) == 1
     assert "not a BEIR folder" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Hostile uploads through the UI's code path (``RagService.submit_uploads``, as the Gradio upload
+"""Hostile uploads through the UI's code path (``RagService.upload``, as the Gradio upload
 handler calls it) on a real knowledge base (Milvus Lite, e5, BM25, registry).
 
 A corpus of bad files, made here: each file gets its own clear result, and what was indexed before
@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.loaders import LoaderSettings, load_document
-from rag_app.api import create_app, create_service
+from rag_app.web import create_app
 from rag_app.config import UISettings
-from rag_app.ui.services import RagService, UploadStore, sanitize_filename
+from rag_app.service import RagService, sanitize_filename
+from rag_app.service.uploads import UploadStore
 from test_loaders import PE_HEADER, docx_bomb, make_pdf
 
 from conftest import SAMPLES
@@ -37,11 +38,11 @@ GBK_NOTE = "青鸟项目会议纪要\n\n青鸟项目的预算为 360 万元，�
 
 def _service(kb) -> RagService:
     # The LLM backend is only built when a question needs it; these tests never ask one.
-    return create_service(kb.settings, kb)
+    return RagService.open(kb.settings, kb=kb)
 
 
 def _upload(service: RagService, files: list) -> dict[str, tuple[str, str]]:
-    job = service.submit_uploads(files)
+    job = service.upload(files)
     assert job.wait(300), "upload job did not finish"
     assert job.state == "done", job.error
     return {r.name: (r.status, r.detail) for r in job.snapshot()}
@@ -99,7 +100,7 @@ def indexed(make_kb):
     assert Path(top[ZH_Q]).name.startswith("employee_handbook_zh")
     assert Path(top[EN_Q]).name.startswith("release_notes_en")
     yield service, before
-    service.close()
+    service.close(stores=False)
 
 
 # --- the bad-file corpus ------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def test_bad_file_corpus_each_gets_its_own_result_and_nothing_indexed_changes(in
         ("会议纪要_gbk.txt", GBK_NOTE.encode("gbk")),  # not bad: GBK text is indexed
         ("../../etc/passwd.md", b"# Passwd\n\nA harmless note with a hostile name.\n"),
     ]
-    job = service.submit_uploads(files)
+    job = service.upload(files)
     # What a size, a name or the first KiB shows is refused at once, before the file is read:
     early = {r.name: r.status for r in job.snapshot()}
     for name in ("huge_log.txt", "scan_archive.pdf", "bundle.zip", "empty.txt", "setup.pdf", "installer.txt"):
@@ -221,7 +222,7 @@ def test_upload_limits_per_request_and_per_file(make_kb, tmp_path: Path) -> None
         assert [d["file"] for d in service.documents()] == ["d.md"]
         _assert_stores_agree(service)
     finally:
-        service.close()
+        service.close(stores=False)
 
 
 def test_parse_over_the_time_budget_is_abandoned_and_indexed_documents_stay(make_kb) -> None:
@@ -239,7 +240,7 @@ def test_parse_over_the_time_budget_is_abandoned_and_indexed_documents_stay(make
         assert not _uploads_folder(service)
         _assert_untouched(before, service, 0)
     finally:
-        service.close()
+        service.close(stores=False)
 
 
 def test_hostile_names_are_confined_and_never_overwrite(indexed) -> None:
@@ -253,7 +254,7 @@ def test_hostile_names_are_confined_and_never_overwrite(indexed) -> None:
         ("长" * 300 + ".md", b"# Long\n\nA very long file name.\n"),
         ("report\u202etxt.exe", b"MZ\x00\x00"),  # right-to-left override disguising an .exe
     ]
-    job = service.submit_uploads(files)
+    job = service.upload(files)
     assert job.wait(300) and job.state == "done"
     results = job.snapshot()
     assert [r.name for r in results] == [
@@ -322,4 +323,4 @@ def test_api_refuses_an_oversized_upload_before_reading_it_and_passes_files_thro
         assert "Windows executable" in results[1]["detail"]
         assert Path(results[0]["source"]).parent == (kb.settings.data_dir / "uploads").resolve()
     finally:
-        app.state.service.close()
+        app.state.service.close(stores=False)

@@ -5,8 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
+import ingest.indexer as indexer_mod
 from ingest.beir import corpus_id_of, iter_corpus
-from rag_app.knowledge_base import KnowledgeBase
+from ingest.types import sha256_hex
+from rag_app.service import KnowledgeBase
 
 from conftest import SAMPLES
 
@@ -135,6 +137,21 @@ def test_identical_content_under_two_names_is_indexed_once(make_kb, tmp_path: Pa
     assert report.indexed == [str(folder / "a.md")]
     assert report.duplicates == [(str(folder / "b.md"), str(folder / "a.md"))]
     _assert_stores_agree(kb)
+
+
+def test_ingest_bytes_with_the_callers_digest_records_the_same_doc_id(make_kb, monkeypatch) -> None:
+    data = (SAMPLES / "product_faq_en.md").read_bytes()
+    digest = sha256_hex(data)
+    hashed_here, passed_in = make_kb(), make_kb()
+    assert hashed_here.indexer.ingest_bytes("faq.md", data).indexed == ["faq.md"]
+
+    def no_rehash(_: bytes) -> str:
+        raise AssertionError("ingest_bytes hashed bytes whose digest it was given")
+
+    monkeypatch.setattr(indexer_mod, "sha256_hex", no_rehash)
+    assert passed_in.indexer.ingest_bytes("faq.md", data, sha256=digest).indexed == ["faq.md"]
+    assert hashed_here.registry.get("faq.md").doc_id == passed_in.registry.get("faq.md").doc_id == digest
+    assert passed_in.indexer.ingest_bytes("faq.md", data, sha256=digest).unchanged == ["faq.md"]
 
 
 def test_check_repairs_drift_between_the_stores(make_kb, tmp_path: Path) -> None:

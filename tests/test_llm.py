@@ -265,7 +265,7 @@ def test_assembled_gguf_is_verified(assembled_gguf: Path) -> None:
     with open(assembled_gguf, "rb") as f:
         assert f.read(4) == b"GGUF"
     packaged_qwen.verify_gguf(assembled_gguf)
-    assert not list(assembled_gguf.parent.glob("*.part"))  # no temp file left behind
+    assert not [p for p in assembled_gguf.parent.iterdir() if p.suffix in (".part", ".tmp")]  # no temp left
     # Second call: the recorded sha file says it is verified and unchanged -> no re-hash.
     t0 = time.perf_counter()
     assert packaged_qwen.assemble_gguf(assembled_gguf) == assembled_gguf
@@ -284,8 +284,11 @@ def test_corrupted_copy_is_detected(assembled_gguf: Path, tmp_path: Path) -> Non
         packaged_qwen.verify_gguf(copy)
     # A stale "verified" record does not vouch for a file modified after it was written.
     shutil.copyfile(assembled_gguf.with_name(assembled_gguf.name + ".sha256"), copy.with_name(copy.name + ".sha256"))
+    crashed = tmp_path / f".{copy.name}.0badc0de.tmp"  # an earlier assembly killed mid-write
+    crashed.write_bytes(b"GGUF")
     assert packaged_qwen.assemble_gguf(copy) == copy  # detected and rebuilt from the parts
     packaged_qwen.verify_gguf(copy)
+    assert not crashed.exists()
 
 
 def test_truncated_file_is_detected(tmp_path: Path) -> None:

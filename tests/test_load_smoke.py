@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag_app.api import create_app
+from rag_app.web import create_app
 from rag_app.config import UISettings
 from rag_app.llm import LLMSettings
 from stub_llm_server import StubLLMServer
@@ -60,7 +60,7 @@ def test_five_users_chat_and_search_at_once_without_a_failed_request(
                 assert httpx.get(f"{base_url}/api/search", params={"query": "x"}).status_code == 401
                 result = bench_load.run_load(base_url, users=5, duration_s=5, auth=("load", password))
         finally:
-            app.state.service.close()
+            app.state.service.close(stores=False)
 
     assert result.samples and not result.failures, [s.detail for s in result.failures[:5]]
     assert {s.kind for s in result.samples} == set(bench_load.KINDS)

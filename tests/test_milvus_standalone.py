@@ -63,7 +63,7 @@ def server_config(work: Path, models_dir: Path, uri: str) -> Path:
 
 def cli(config: Path, *args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "rag_app.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), *args],
         cwd=REPO, env=_env(None), capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -133,7 +133,7 @@ def test_server_down_is_a_clear_message_not_a_hang(tmp_path: Path, e5_model_dir:
     config = server_config(tmp_path, e5_model_dir.parent, f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "rag_app.cli", "--config", str(config), str(REPO / "samples")],
+        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), str(REPO / "samples")],
         cwd=REPO, env=_env(None), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode != 0 and time.monotonic() - started < 60

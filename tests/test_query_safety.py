@@ -17,7 +17,8 @@ from conftest import SAMPLES, build_kb
 from rag_app.answering import Answerer, ErrorEvent, FinalEvent, QueryEvent, detect_language
 from rag_app.answering.prompt import _RULES, SOURCES_BEGIN, SOURCES_END
 from rag_app.answering.question import clean_question
-from rag_app.api import MAX_JSON_BODY_BYTES, MAX_QUESTION_CHARS, create_app
+from rag_app.api import MAX_JSON_BODY_BYTES, MAX_QUESTION_CHARS
+from rag_app.web import create_app
 from rag_app.config import AnswerSettings, RetrievalSettings, ThresholdSettings
 from rag_app.llm import LLMSettings, make_llm
 from stub_llm_server import StubLLMServer
@@ -294,7 +295,7 @@ def client(samples_kb, llm_stub):
     app = create_app(settings, samples_kb, mount_ui=False)
     with TestClient(app) as test_client:
         yield test_client
-    app.state.service.close()
+    app.state.service.close(stores=False)
 
 
 def test_api_refuses_empty_questions_with_a_clear_422(client: TestClient, llm_stub) -> None:

@@ -25,10 +25,10 @@ import yaml
 from ingest.settings import MilvusSettings
 from ingest.stores.milvus_store import VectorStoreError
 from ingest.sync import SyncInProgressError, SyncLock
-from rag_app import cli
+from rag_app.cli import ingest as ingest_cli
 from rag_app.config import SchedulerSettings
-from rag_app.knowledge_base import KnowledgeBase
-from rag_app.scheduler import SyncScheduler
+from rag_app.service import KnowledgeBase
+from rag_app.service.scheduler import SyncScheduler
 
 from conftest import REPO
 from test_indexer import _assert_stores_agree
@@ -345,7 +345,7 @@ def test_unreachable_milvus_fails_fast_with_a_clear_error(
     monkeypatch.setenv("RAG_EMBEDDER__CACHE_DIR", str(e5_model_dir.parent))
     monkeypatch.setenv("RAG_MILVUS__URI", uri)
     t0 = time.monotonic()
-    status = cli.ingest_main([str(tmp_path), "--data-dir", str(tmp_path / "data")])
+    status = ingest_cli.main([str(tmp_path), "--data-dir", str(tmp_path / "data")])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("rag-ingest: cannot open Milvus at " + uri)
     assert time.monotonic() - t0 < 15  # Milvus is opened before the model is loaded
@@ -357,16 +357,16 @@ def test_cli_sync_and_check(tmp_path: Path, e5_model_dir: Path, capsys: pytest.C
     folder = tmp_path / "docs"
     _write(folder, {"a.md": "Beekeeping club meets on Fridays.\n", "b.md": "Orchard pruning starts in February.\n"})
     data = ["--data-dir", str(tmp_path / "data")]
-    assert cli.ingest_main(["--sync", str(folder), *data]) == 0
+    assert ingest_cli.main(["--sync", str(folder), *data]) == 0
     assert "2 indexed" in capsys.readouterr().out
     (folder / "a.md").rename(folder / "bees.md")
     (folder / "b.md").unlink()
-    assert cli.ingest_main(["--sync", str(folder), "--check", *data]) == 0
+    assert ingest_cli.main(["--sync", str(folder), "--check", *data]) == 0
     out = capsys.readouterr().out
     assert "1 renamed" in out and f"renamed: {folder / 'a.md'} -> {folder / 'bees.md'}" in out
     assert f"removed: {folder / 'b.md'}" in out and "the stores agree" in out
     with SyncLock(tmp_path / "data" / "sync.lock"):
-        assert cli.ingest_main(["--sync", str(folder), *data]) == 3
+        assert ingest_cli.main(["--sync", str(folder), *data]) == 3
     assert "already running" in capsys.readouterr().err
 
 
@@ -390,7 +390,7 @@ from transformers import AutoModel
 from transformers.models.bert import modeling_bert  # noqa: F401  (the child's model class)
 import milvus_lite, pymilvus  # noqa: F401
 from rag_app.config import load_settings
-from rag_app.knowledge_base import KnowledgeBase
+from rag_app.service import KnowledgeBase
 from ingest.text_tokenizer import BM25Tokenizer
 
 BM25Tokenizer().tokenize("warm up")  # jieba's dictionary, built once before forking

@@ -13,8 +13,8 @@ import pytest
 
 from rag_app.config import Settings, TuningSettings
 from rag_app.retrieval.reranker import rerank_order
-from rag_app.tuning.cli import tune_main
-from rag_app.tuning.model_store import TunedModelStore, apply_active
+from rag_app.cli.tune import main as tune_main
+from rag_app.service.model_store import TunedModelStore, apply_active
 from rag_app.tuning.negatives import mine_hard_negatives
 from rag_app.tuning.questions import (
     ChunkSample,
@@ -138,7 +138,7 @@ def test_mined_negatives_hold_no_positive_and_skip_the_top_ranks(samples_kb) -> 
         assert all(stored[cid][0].doc_id != ex.doc_id for cid in ex.neg_ids)  # never the positive's document
         assert all(n.split() != ex.pos[0].split() for n in ex.neg)
         qvec = samples_kb.embedder.embed_queries([ex.query])
-        top = [h.chunk_id for h in samples_kb.vectors.search(qvec, 2)[0]]
+        top = [c.chunk_id for c, _ in samples_kb.vectors.search(qvec, 2)[0]]
         top += [cid for cid, _ in samples_kb.bm25.search(samples_kb.tokenizer.tokenize(ex.query), 2)]
         assert not set(top) & set(ex.neg_ids)  # the skipped ranks may be unlabelled positives
 
@@ -326,7 +326,7 @@ def test_run_tuning_end_to_end_stores_checks_and_switches(make_kb, tmp_path: Pat
     stages: list[str] = []
     settings = TuningSettings(generator="sentence", sample_chunks=40, layers=1, max_tokens=64, negatives=2,
                               skip_top=1, held_out_fraction=0.3, device="cpu")
-    report = run_tuning(kb, settings, activation="always", progress=lambda stage, d, n, detail: stages.append(stage))
+    report = run_tuning(kb, settings, store=TunedModelStore(kb.settings.data_dir), activation="always", progress=lambda stage, d, n, detail: stages.append(stage))
     assert {"sample", "questions", "negatives", "train", "check", "save"} <= set(stages)
     assert report.train_examples > 0 and report.held_out_examples > 0
     assert report.training is not None and report.training.steps == report.training.total_steps
@@ -343,7 +343,8 @@ def test_run_tuning_end_to_end_stores_checks_and_switches(make_kb, tmp_path: Pat
     assert any(c.rerank_score is not None for c in kb.retriever.run("How many days of annual leave?").chunks)
 
     # A second run from the saved file that must clear an impossible bar: stored, not switched on.
-    again = run_tuning(kb, settings.model_copy(update={"min_gain": 1.0}), data=report.dataset)
+    again = run_tuning(kb, settings.model_copy(update={"min_gain": 1.0}), store=TunedModelStore(kb.settings.data_dir),
+                     data=report.dataset)
     assert not again.activated and "not switched on" in again.decision
     assert store.active().version == report.version and len(store.versions()) == 2
 
@@ -353,16 +354,16 @@ def test_run_tuning_end_to_end_stores_checks_and_switches(make_kb, tmp_path: Pat
     plain = tmp_path / "mine.jsonl"
     plain.write_text("".join(json.dumps({"query": ex.query, "pos": [stored[ex.pos_id][0].text], "neg": ex.neg},
                                         ensure_ascii=False) + "\n" for ex in examples), encoding="utf-8")
-    user = run_tuning(kb, settings, data=plain, activation="never")
+    user = run_tuning(kb, settings, store=TunedModelStore(kb.settings.data_dir), data=plain, activation="never")
     assert user.generator == "user" and user.held_out is not None and user.held_out.baseline_ndcg > 0.3
 
 
 def test_ui_service_tunes_with_llm_questions_in_the_background_and_rolls_back(make_kb, tmp_path: Path) -> None:
-    """The UI's action: RagService.start_tuning on a real knowledge base, the questions written by
+    """The UI's action: RagService.tune on a real knowledge base, the questions written by
     the configured LLM (the stub server), progress while it runs, one run at a time, rollback."""
     import re
 
-    from rag_app.api import create_service
+    from rag_app.service import RagService
     from rag_app.llm import LLMSettings, make_llm
 
     def respond(body: dict) -> list[str]:
@@ -378,12 +379,12 @@ def test_ui_service_tunes_with_llm_questions_in_the_background_and_rolls_back(ma
     assert len(kb.indexer.ingest_paths([SAMPLES]).indexed) == 6
     with StubLLMServer(responder=respond) as stub:
         llm = make_llm(LLMSettings(backend="openai", base_url=stub.base_url, openai_model="stub"), tmp_path)
-        service = create_service(kb.settings, kb, llm=llm)
+        service = RagService.open(kb.settings, kb=kb, llm=llm)
         try:
             seen: list[str] = []
-            run = service.start_tuning("llm")
+            run = service.tune("llm")
             with pytest.raises(RuntimeError, match="already going"):
-                service.start_tuning("sentence")
+                service.tune("sentence")
             while not run.finished.wait(0.2):
                 seen.append(run.stage)
             assert run.state == "done", run.error
@@ -391,7 +392,7 @@ def test_ui_service_tunes_with_llm_questions_in_the_background_and_rolls_back(ma
             assert len(stub.requests) >= 20  # a question request per sampled chunk
             assert any("llm:" in line for line in run.report)
         finally:
-            service.close()
+            service.close(stores=False)
     store = service.tuned_models
     version = store.versions()[-1].version
     if store.active() is None:  # the held-out check decides; switch it on by hand to test the rollback

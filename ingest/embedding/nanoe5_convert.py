@@ -23,8 +23,6 @@ XLM-R numbers them from ``padding_idx + 1 = 2``, so the position table is shifte
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -33,12 +31,12 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ingest.files import file_lock, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -425,11 +423,7 @@ def _sha256(path: Path) -> str:
     key = (str(path), st.st_size, st.st_mtime_ns)
     with _sha_lock:
         if key not in _sha_cache:
-            h = hashlib.sha256()
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            _sha_cache[key] = h.hexdigest()
+            _sha_cache[key] = sha256_file(path)
         return _sha_cache[key]
 
 
@@ -441,17 +435,6 @@ def _is_complete(target: Path, sha: str) -> bool:
     except (OSError, ValueError):
         return False
     return record.get("sha256") == sha and record.get("converter_version") == CONVERTER_VERSION
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    # flock is per open file description: it serialises processes and threads alike.
-    with path.open("a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _convert_into(source: Path, sha: str, out_dir: Path) -> None:
@@ -499,7 +482,7 @@ def build_hf_model_dir(target_dir: Path, source: Path | None = None) -> Path:
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if _is_complete(target, sha):  # another process finished while we waited
             return target
         # Leftovers of a crashed build are safe to remove: we hold the lock.

@@ -13,6 +13,7 @@ import unicodedata
 import zipfile
 
 from ingest.settings import LoaderSettings
+from ingest.text_cleaning import remove_unsafe_characters
 from ingest.types import Section
 
 logger = logging.getLogger(__name__)
@@ -312,16 +313,14 @@ def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-
-
 def clean_text(text: str) -> str:
-    """Normalise extracted text: '\\n' newlines, no stray controls or lone surrogates, no
-    trailing spaces, at most one blank line in a row."""
+    """Normalise extracted text: '\\n' newlines, no stray controls, invisible characters or lone
+    surrogates (the same set a question loses: ``ingest.text_cleaning``), no trailing spaces, at
+    most one blank line in a row."""
     text = normalize_newlines(text).replace("\f", "\n").replace("\u00a0", " ")
-    text = _CONTROL.sub("", text)
-    # Lone surrogates (from broken PDF ToUnicode maps) would crash every later .encode("utf-8").
-    text = text.encode("utf-8", "replace").decode("utf-8")
+    # Removed, not spaced: a control byte inside extracted text is debris, not a word break. Lone
+    # surrogates (from broken PDF ToUnicode maps) go too: they would crash every later .encode("utf-8").
+    text = remove_unsafe_characters(text, control_replacement="")
     # rstrip per line, not re.sub(r"[ \t]+\n"): that regex is quadratic on a long run of spaces.
     text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text)

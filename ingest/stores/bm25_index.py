@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ingest.files import atomic_write, atomic_write_bytes, fsync_dir, is_temp_name
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ MERGE_BLOCK_POSTINGS = 1 << 20  # a merge places postings in blocks of this many
 MAX_BATCH_TOKENS = 4_000_000  # bulk adds are split into segments of about this many tokens
 COMPACT_DEAD_FRACTION = 0.2  # full compaction once this share of slots are tombstones
 FOLLOW_INTERVAL_S = 1.0  # readers look for a newer generation on disk at most this often
+# Plus atomic_write's temp files (is_temp_name) and ".tmp-*", the temp names of older versions.
 _OUR_FILES = re.compile(r"^(seg|docs)-\d+-?\d*\.npz$|^(ids|vocab)-\d+\.json$|^\.tmp-")
 
 
@@ -135,43 +137,13 @@ def _grow(arr: np.ndarray, n: int) -> np.ndarray:
     return new
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened; rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via ``write(fileobj)`` to a temp file in the same dir, fsync, rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _write_json(path: Path, obj: Any) -> None:
     data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write_bytes(path, data)
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
+    atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -794,9 +766,9 @@ class BM25Index:
             "vocab": vocab_parts,
             "docs": docs_name,
         }
-        _fsync_dir(d)  # data files' directory entries are durable before the manifest points at them
+        fsync_dir(d)  # data files' directory entries are durable before the manifest points at them
         _write_json(d / MANIFEST, manifest)
-        _fsync_dir(d)
+        fsync_dir(d)  # and the manifest's rename itself
         self._manifest_sig = self._manifest_signature()
         # Commit succeeded: adopt the new names, then garbage-collect unreferenced files.
         for seg, name in new_seg_files:
@@ -813,7 +785,7 @@ class BM25Index:
         referenced = set(manifest["segments"]) | {manifest["docs"], MANIFEST}
         referenced |= {p["file"] for p in manifest["ids"]} | {p["file"] for p in manifest["vocab"]}
         for entry in os.listdir(self.path):
-            if entry not in referenced and _OUR_FILES.match(entry):
+            if entry not in referenced and (_OUR_FILES.match(entry) or is_temp_name(entry)):
                 try:
                     os.unlink(self.path / entry)
                 except OSError as e:  # harmless: retried at the next save

@@ -5,7 +5,6 @@ import json
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -44,18 +43,6 @@ logging.getLogger("pymilvus.orm.iterator").addFilter(_DropMvccTsWarning())
 
 class VectorStoreError(RuntimeError):
     """Milvus could not be opened or answered with an error; the message says which and where."""
-
-
-@dataclass(frozen=True)
-class VectorHit:
-    chunk_id: str
-    score: float  # cosine similarity (or inner product)
-    doc_id: str
-    source: str
-    text: str
-    ordinal: int
-    page: int | None
-    section: str
 
 
 class MilvusVectorStore:
@@ -227,7 +214,10 @@ class MilvusVectorStore:
                 iterator.close()
         return ids
 
-    def search(self, vectors: np.ndarray, k: int) -> list[list[VectorHit]]:
+    def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
+        """For each query vector, up to ``k`` ``(chunk, similarity)`` pairs, best first (cosine or
+        inner product, per ``milvus.metric``). The chunk is the stored :class:`Chunk` itself
+        (``token_count`` is not stored: 0), not a look-alike record."""
         data = np.asarray(vectors, dtype=np.float32)
         if data.ndim == 1:
             data = data[None, :]
@@ -241,18 +231,15 @@ class MilvusVectorStore:
                 output_fields=["doc_id", "text", "meta"],
                 search_params={"metric_type": self.settings.metric, "params": self.settings.search_params},
             )
-        return [[_hit(h) for h in per_query] for per_query in res]
+        return [[(_chunk(h), float(h["distance"])) for h in per_query] for per_query in res]
 
     def get_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
         return {cid: row["text"] for cid, row in self._get(chunk_ids, ["text"]).items()}
 
-    def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[VectorHit, np.ndarray]]:
-        """Stored chunks with their vectors (``score`` left as NaN), for the ids that exist."""
+    def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
+        """Stored chunks with their vectors, for the ids that exist (missing ids are left out)."""
         rows = self._get(chunk_ids, ["doc_id", "text", "meta", "vector"])
-        return {
-            cid: (_hit({**row, "distance": float("nan")}), np.asarray(row["vector"], dtype=np.float32))
-            for cid, row in rows.items()
-        }
+        return {cid: (_chunk(row), np.asarray(row["vector"], dtype=np.float32)) for cid, row in rows.items()}
 
     def _get(self, chunk_ids: Sequence[str], fields: list[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -295,12 +282,12 @@ def _meta(row: dict) -> dict:
     return json.loads(meta) if isinstance(meta, str) else meta
 
 
-def _hit(h: dict) -> VectorHit:
+def _chunk(h: dict) -> Chunk:
+    """The :class:`Chunk` in a search hit (``entity`` nested) or a ``get`` row (flat)."""
     entity = h.get("entity", h)
     meta = _meta(entity)
-    return VectorHit(
+    return Chunk(
         chunk_id=str(h.get("id", entity.get("chunk_id"))),
-        score=float(h["distance"]),
         doc_id=entity.get("doc_id", ""),
         source=meta.get("source", ""),
         text=entity.get("text", ""),

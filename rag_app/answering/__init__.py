@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from .answerer import (
-    AnswerEvent,
     Answerer,
+    AnswerEvent,
     Citation,
     DeltaEvent,
     ErrorEvent,
@@ -17,10 +17,12 @@ from .answerer import (
 )
 from .language import detect_language
 from .prompt import NumberedSource, Prompt, build_prompt, fit_sources, format_source
+from .question import BoundedQuestion, clean_question
 
 __all__ = [
     "AnswerEvent",
     "Answerer",
+    "BoundedQuestion",
     "Citation",
     "DeltaEvent",
     "ErrorEvent",
@@ -30,6 +32,7 @@ __all__ = [
     "QueryEvent",
     "SourcesEvent",
     "build_prompt",
+    "clean_question",
     "detect_language",
     "fit_sources",
     "format_source",

@@ -1,242 +1,67 @@
-"""Question -> (standalone query) -> hybrid retrieval -> refusal or a streamed, cited LLM answer."""
+"""Question -> (standalone query) -> hybrid retrieval -> refusal or a streamed, cited LLM answer.
+
+The events it yields are in ``events``, citation parsing in ``citations``, question and history
+hygiene in ``question``."""
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Protocol
 
 from rag_app.config import AnswerSettings, Settings
 from rag_app.llm.base import ChatMessage, LLMBackend, LLMUnavailableError, approx_token_count
+from rag_app.retrieval.protocols import Tokenizer
+from rag_app.retrieval.results import RetrievalResult
 
+# Events, citations and history used to be defined here: still importable from this module.
+from .citations import Citation, infer_citation, map_citations, parse_citation_numbers
+from .events import AnswerEvent, DeltaEvent, ErrorEvent, ErrorReason, FinalEvent, QueryEvent, SourcesEvent
 from .language import Language, detect_language
-from .prompt import NumberedSource, Prompt, build_prompt, build_rewrite_messages, clean_rewrite
-from .question import BoundedQuestion, bound_question, clean_question
+from .prompt import Prompt, build_prompt, build_rewrite_messages, clean_rewrite
+from .question import BoundedQuestion, History, bound_question, clean_question, normalise_history
 
-if TYPE_CHECKING:
-    from rag_app.knowledge_base import KnowledgeBase
+__all__ = [
+    "AnswerEvent", "AnswerSource", "Answerer", "Citation", "DeltaEvent", "ErrorEvent", "ErrorReason", "FinalEvent",
+    "History", "QueryEvent", "SourcesEvent", "infer_citation", "map_citations", "normalise_history",
+    "parse_citation_numbers",
+]
 
 log = logging.getLogger(__name__)
 
-# [1]  [1, 2]  [1,2]  [1-3]  【1】  【1，2】  [1、2]: one bracket holding numbers, lists or ranges.
-_CITATION_RE = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*(?:[,，、;；]|[-–~])\s*\d{1,3})*)\s*[\]】]")
-_NUM_SPLIT_RE = re.compile(r"\s*[,，、;；]\s*")
-_RANGE_RE = re.compile(r"^(\d+)\s*[-–~]\s*(\d+)$")
-_MAX_RANGE = 20  # "[1-999]" is not a citation
-_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
-# An answer saying the documents don't cover it must not get a citation pinned on it.
-_DONT_KNOW_RE = re.compile(
-    r"don['’]t know|do not know|not (?:mention|say|contain|provide|specif)|no information|cannot answer|"
-    r"不知道|没有相关|未提及|没有提到|没有提供|无法回答|不清楚",
-    re.IGNORECASE,
-)
+
+# What the answerer needs from a knowledge base, as protocols: the knowledge base lives in a higher
+# layer (rag_app.service), which answering must not import, even for type hints.
+class QuestionEmbedder(Protocol):
+    """The embedder's token view, to bound a question to what retrieval will embed."""
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def prefix_tokens(self, kind: Literal["query", "passage"] = "passage") -> int: ...
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
 
 
-# --------------------------------------------------------------------------------------------------
-# Events
-# --------------------------------------------------------------------------------------------------
+class Retriever(Protocol):
+    def run(self, query: str, top_k: int | None = None) -> RetrievalResult: ...
 
 
-@dataclass(frozen=True)
-class Citation:
-    """A ``[n]`` in the answer resolved to the exact chunk that was quoted as source n.
+class AnswerSource(Protocol):
+    """A warmed knowledge base (``rag_app.service.KnowledgeBase`` is one)."""
 
-    ``inferred``: the model cited nothing and the app attributed the answer to this source (the one
-    that contains the answer's terms and numbers); the marker was appended to the answer.
-    """
+    @property
+    def settings(self) -> Settings: ...
 
-    number: int
-    source: NumberedSource
-    inferred: bool = False
+    @property
+    def embedder(self) -> QuestionEmbedder: ...
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.source.to_dict(), "inferred": self.inferred}
+    @property
+    def retriever(self) -> Retriever | None: ...
 
-
-@dataclass(frozen=True)
-class QueryEvent:
-    """The query sent to retrieval: the question itself, or its standalone rewrite."""
-
-    query: str
-    question: str
-    rewritten: bool
-    language: Language
-    truncated: bool = False  # the question was cut to answer.max_question_tokens
-    type: str = "query"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "query": self.query,
-            "question": self.question,
-            "rewritten": self.rewritten,
-            "language": self.language,
-            "truncated": self.truncated,
-        }
-
-
-@dataclass(frozen=True)
-class SourcesEvent:
-    """The numbered sources quoted to the LLM (empty: no evidence, a refusal follows)."""
-
-    sources: list[NumberedSource]
-    note: str = ""  # why there is no evidence, when there is none
-    type: str = "sources"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sources": [s.to_dict() for s in self.sources], "note": self.note}
-
-
-@dataclass(frozen=True)
-class DeltaEvent:
-    text: str
-    type: str = "delta"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text}
-
-
-@dataclass(frozen=True)
-class FinalEvent:
-    """The last event of a successful stream: the whole answer and what it cites."""
-
-    answer: str
-    question: str
-    query: str
-    language: Language
-    sources: list[NumberedSource]
-    citations: list[Citation]  # in order of first mention, one per number
-    cited_sources: list[str]  # distinct source documents cited, in order of first mention
-    refused: bool  # no evidence: the configured refusal, the LLM was not called
-    note: str = ""
-    dropped_sources: int = 0  # retrieved chunks left out for the context budget
-    timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
-    question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used
-    type: str = "final"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "answer": self.answer,
-            "question": self.question,
-            "query": self.query,
-            "language": self.language,
-            "refused": self.refused,
-            "note": self.note,
-            "citations": [c.to_dict() for c in self.citations],
-            "cited_sources": self.cited_sources,
-            "sources": [s.to_dict() for s in self.sources],
-            "dropped_sources": self.dropped_sources,
-            "timings": self.timings,
-            "question_truncated": self.question_truncated,
-        }
-
-
-ErrorReason = Literal["empty_question", "search_failed", "llm_unavailable", "generation_failed"]
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    """The last event of a failed stream (LLM unreachable, store error): a message for the user.
-
-    ``reason`` tells the caller whose fault it is: ``empty_question`` is the client's (HTTP 422),
-    the others the server's or its dependencies' (HTTP 503)."""
-
-    message: str
-    question: str = ""
-    reason: ErrorReason = "generation_failed"
-    type: str = "error"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "question": self.question, "reason": self.reason}
-
-
-AnswerEvent = Union[QueryEvent, SourcesEvent, DeltaEvent, FinalEvent, ErrorEvent]
-History = Sequence[Mapping[str, Any]]
-
-
-# --------------------------------------------------------------------------------------------------
-# Citations and history
-# --------------------------------------------------------------------------------------------------
-
-
-def parse_citation_numbers(text: str) -> list[int]:
-    """Citation numbers in order of first mention: ``[1]``, ``[1, 2]``, ``[2-3]``, ``【1】``, ``【1，2】``."""
-    seen: dict[int, None] = {}
-    for match in _CITATION_RE.finditer(text):
-        for part in _NUM_SPLIT_RE.split(match.group(1).strip()):
-            rng = _RANGE_RE.match(part)
-            if rng:
-                a, b = int(rng.group(1)), int(rng.group(2))
-                if a <= b and b - a < _MAX_RANGE:
-                    seen.update(dict.fromkeys(range(a, b + 1)))
-            elif part.isdigit():
-                seen[int(part)] = None
-    return list(seen)
-
-
-def map_citations(text: str, sources: Sequence[NumberedSource]) -> list[Citation]:
-    """Resolve ``[n]`` markers to the quoted sources; numbers out of range are ignored."""
-    by_number = {s.number: s for s in sources}
-    return [Citation(n, by_number[n]) for n in parse_citation_numbers(text) if n in by_number]
-
-
-def infer_citation(
-    answer: str,
-    sources: Sequence[NumberedSource],
-    tokenize: Callable[[str], list[str]],
-    min_support: float,
-) -> Citation | None:
-    """The source that supports an uncited answer, or None when none clearly does.
-
-    Support = the share of the answer's distinct terms (the BM25 tokenizer's: jieba words, stemmed
-    English, stopwords dropped) that occur in the source; every number in the answer must also occur
-    in it (a hallucinated figure must not look supported). Ties go to the better-ranked source.
-    """
-    if not answer.strip() or _DONT_KNOW_RE.search(answer):
-        return None
-    terms = set(tokenize(answer))
-    if len(terms) < 2:
-        return None
-    numbers = set(_NUMBER_RE.findall(answer))
-    best: tuple[float, NumberedSource] | None = None
-    for s in sources:
-        if any(n not in s.chunk.text for n in numbers):
-            continue
-        support = len(terms & set(tokenize(s.chunk.text))) / len(terms)
-        if support >= min_support and (best is None or support > best[0]):
-            best = (support, s)
-    return Citation(best[1].number, best[1], inferred=True) if best else None
-
-
-def _text_of(content: Any) -> str:
-    # Gradio 6 chat messages carry content blocks ([{"type": "text", "text": ...}]); API clients send str.
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Mapping):
-        return str(content.get("text", "")) if content.get("type", "text") == "text" else ""
-    if isinstance(content, Sequence):
-        return "".join(_text_of(part) for part in content)
-    return ""
-
-
-def normalise_history(history: History | None, max_turns: int) -> list[ChatMessage]:
-    """User/assistant text turns only, the last ``max_turns`` question-answer pairs."""
-    out: list[ChatMessage] = []
-    for m in history or []:
-        role = m.get("role") if isinstance(m, Mapping) else None
-        if role not in ("user", "assistant"):
-            continue
-        text = clean_question(_text_of(m.get("content")))  # the same hygiene as the question itself
-        if text:
-            out.append(ChatMessage(role=role, content=text))  # type: ignore[typeddict-item]
-    return out[-2 * max_turns :] if max_turns > 0 else []
-
-
-# --------------------------------------------------------------------------------------------------
-# The answerer
-# --------------------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Tokenizer: ...
 
 
 class Answerer:
@@ -249,7 +74,7 @@ class Answerer:
 
     def __init__(
         self,
-        kb: "KnowledgeBase",
+        kb: AnswerSource,
         llm: LLMBackend | Callable[[], LLMBackend],
         settings: AnswerSettings | Settings | None = None,
         *,
@@ -314,11 +139,16 @@ class Answerer:
         return max(64, min(self.settings.context_tokens, room))
 
     # --- main entry --------------------------------------------------------------------------------
-    def stream(self, question: str, history: History | None = None) -> Iterator[AnswerEvent]:
+    def stream(self, question: str | BoundedQuestion | None, history: History | None = None) -> Iterator[AnswerEvent]:
+        """Events for one question: QueryEvent, SourcesEvent, DeltaEvents, then one Final/ErrorEvent.
+
+        ``question`` is raw text, or a :class:`BoundedQuestion` the caller already got from
+        :meth:`prepare_question` (the API does, to reject an empty question before streaming):
+        that one is used as it is, not cleaned and tokenized a second time."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        prepared = self.prepare_question(question)
-        if prepared is None:
+        prepared = question if isinstance(question, BoundedQuestion) else self.prepare_question(question)
+        if prepared is None or not prepared.text:
             yield ErrorEvent("Please enter a question.", question="", reason="empty_question")
             return
         q, truncated = prepared.text, prepared.truncated
@@ -393,7 +223,9 @@ class Answerer:
         answer = "".join(parts).strip()
         citations = map_citations(answer, prompt.sources)
         if not citations and self.settings.infer_citations:
-            inferred = infer_citation(answer, prompt.sources, self.kb.tokenizer.tokenize, self.settings.infer_min_support)
+            inferred = infer_citation(
+                answer, prompt.sources, self.kb.tokenizer.tokenize, self.settings.infer_min_support
+            )
             if inferred is not None:
                 marker = f" [{inferred.number}]"
                 yield DeltaEvent(marker)  # the stream and the final answer stay identical
@@ -407,8 +239,8 @@ class Answerer:
             timings=timings, question_truncated=truncated,
         )
 
-    def answer(self, question: str, history: History | None = None) -> FinalEvent | ErrorEvent:
-        """The whole answer at once (the last event of :meth:`stream`)."""
+    def answer(self, question: str | BoundedQuestion | None, history: History | None = None) -> FinalEvent | ErrorEvent:
+        """The whole answer at once (the last event of :meth:`stream`; a prepared question too)."""
         last: AnswerEvent | None = None
         for event in self.stream(question, history):
             last = event

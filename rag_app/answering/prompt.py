@@ -6,16 +6,15 @@ model to ignore instructions found inside it.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any
 
+# source_label and chunk_scores used to be defined here: still importable from this module.
+from ingest.types import source_label
 from rag_app.llm.base import ChatMessage
-from rag_app.retrieval.hybrid import RetrievedChunk
+from rag_app.retrieval.results import RetrievedChunk, chunk_scores  # noqa: F401
 
 from .language import Language
 
@@ -90,18 +89,8 @@ class NumberedSource:
         return f"{self.file}, {self.location}" if self.location else self.file
 
     def to_dict(self) -> dict[str, Any]:
-        c = self.chunk
-        return {
-            "number": self.number,
-            "source": c.source,
-            "file": self.file,
-            "page": c.page,
-            "section": c.section,
-            "location": c.location,
-            "chunk_id": c.chunk_id,
-            "text": c.text,
-            "scores": chunk_scores(c),
-        }
+        """The chunk's own JSON form (the search API's too) under its number."""
+        return {"number": self.number, **self.chunk.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -110,30 +99,6 @@ class Prompt:
     sources: list[NumberedSource]  # numbered 1..n in rank order: the ones that fit the budget
     dropped: int  # retrieved chunks left out for the budget
     context_tokens: int  # tokens of the quoted sources block
-
-
-_UPLOAD_HASH_RE = re.compile(r"-[0-9a-f]{12}(?=\.[^.]+$|$)")
-
-
-def source_label(source: str) -> str:
-    """The file name of a source (paths are noise to the model and may reveal server layout), without
-    the content-hash suffix that uploads are stored with (``handbook-1a2b3c4d5e6f.md`` -> ``handbook.md``)."""
-    name = PurePath(source.replace("\\", "/")).name or source
-    return _UPLOAD_HASH_RE.sub("", name)
-
-
-def chunk_scores(c: RetrievedChunk) -> dict[str, float | None]:
-    # getattr: the retriever's calibrated score changes over time (dense_z, dense_margin, ...);
-    # show whatever this version provides.
-    names = ("fused_score", "dense_score", "dense_margin", "dense_z", "bm25_score", "rerank_score")
-    out: dict[str, float | None] = {}
-    for name in names:
-        if hasattr(c, name):
-            value = getattr(c, name)
-            # NaN (e.g. dense_z on a corpus too small to calibrate) is not JSON: shown as "no value".
-            finite = value is not None and math.isfinite(value)
-            out[name.removesuffix("_score")] = round(float(value), 4) if finite else None
-    return out
 
 
 def defuse(text: str) -> str:
@@ -161,7 +126,7 @@ def _truncate(chunk: RetrievedChunk, number: int, count: TokenCounter, budget: i
     best: RetrievedChunk | None = None
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        candidate = dataclasses.replace(chunk, text=chunk.text[:mid].rstrip() + " …")
+        candidate = chunk.with_text(chunk.text[:mid].rstrip() + " …")
         if count(format_source(number, candidate)) <= budget:
             best, lo = candidate, mid
         else:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from ingest.text_cleaning import remove_unsafe_characters
+from rag_app.llm.base import ChatMessage
 
 log = logging.getLogger(__name__)
 
 TokenOffsets = Callable[[str], list[tuple[int, int]]]  # character span of each token of a text
+History = Sequence[Mapping[str, Any]]  # earlier chat turns as clients send them
 
-# C0/C1 controls (tab and newline kept), DEL, zero-width and bidirectional-override characters (they
-# can hide or reorder text), the BOM, and lone surrogates (valid in a Python str and in JSON's \ud800
-# escapes, but they make every UTF-8 encoder downstream raise).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff\ud800-\udfff]")
 _SPACES = re.compile(r"[ \t]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 # No token of a real tokenizer is longer than this many characters: cutting the text here first
@@ -24,12 +24,14 @@ _MAX_TOKEN_CHARS = 32
 
 
 def clean_question(text: str | None) -> str:
-    """The question without control, invisible or unencodable characters; whitespace runs collapsed.
+    """The question without control, invisible or unencodable characters (the one rule of
+    ``ingest.text_cleaning``, shared with documents and search queries: controls become spaces);
+    whitespace runs collapsed.
 
     Line breaks are kept (a pasted multi-line question stays readable); ``\\r\\n`` becomes ``\\n``.
     """
     text = (text or "").replace("\r\n", "\n").replace("\r", "\n")
-    text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
+    text = remove_unsafe_characters(text, control_replacement=" ")
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
@@ -58,3 +60,30 @@ def bound_question(text: str, token_offsets: TokenOffsets, max_tokens: int) -> B
         len(text), max_tokens, len(cut),
     )
     return BoundedQuestion(cut, True, len(text))
+
+
+# --- earlier turns: the same hygiene as the question ----------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    # Gradio 6 chat messages carry content blocks ([{"type": "text", "text": ...}]); API clients send str.
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        return str(content.get("text", "")) if content.get("type", "text") == "text" else ""
+    if isinstance(content, Sequence):
+        return "".join(_text_of(part) for part in content)
+    return ""
+
+
+def normalise_history(history: History | None, max_turns: int) -> list[ChatMessage]:
+    """User/assistant text turns only, the last ``max_turns`` question-answer pairs."""
+    out: list[ChatMessage] = []
+    for m in history or []:
+        role = m.get("role") if isinstance(m, Mapping) else None
+        if role not in ("user", "assistant"):
+            continue
+        text = clean_question(_text_of(m.get("content")))  # the same hygiene as the question itself
+        if text:
+            out.append(ChatMessage(role=role, content=text))  # type: ignore[typeddict-item]
+    return out[-2 * max_turns :] if max_turns > 0 else []

@@ -1,4 +1,4 @@
-"""Retrieval quality of a KnowledgeBase on a BEIR-format folder: dense, BM25 and hybrid legs.
+"""Retrieval quality of a knowledge base on a BEIR-format folder: dense, BM25 and hybrid legs.
 
 Each query goes once through ``kb.retriever.run`` with the threshold off and every candidate kept;
 the three rankings are derived from that one candidate set, so the legs are compared on identical
@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping
 import numpy as np
 
 from ingest.beir import corpus_id_of, load_qrels, load_queries
+from ingest.files import atomic_write_text
 
 from rag_app.config import ThresholdSettings
 from rag_app.evaluation.metrics import evaluate_run, ndcg_query, per_query, recall_at_k
 from rag_app.retrieval.fusion import reciprocal_rank_fusion, weighted_score_sum
 
 if TYPE_CHECKING:
-    from rag_app.knowledge_base import KnowledgeBase
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,7 @@ class CandidateSet:
                 for q in self.queries
             ],
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, allow_nan=True), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(data, allow_nan=True))
 
     @classmethod
     def load(cls, path: str | Path) -> "CandidateSet":
@@ -112,7 +109,7 @@ def _candidate_row(c: Candidate) -> list[object]:
 
 
 @contextmanager
-def _evaluation_settings(kb: "KnowledgeBase", depth: int) -> Iterator[None]:
+def _evaluation_settings(kb: "SearchableKnowledgeBase", depth: int) -> Iterator[None]:
     """Temporarily: no threshold (ranking evaluation needs every candidate), ``depth`` per leg."""
     retriever = kb.retriever
     assert retriever is not None, "call kb.warm_up() first"
@@ -127,7 +124,7 @@ def _evaluation_settings(kb: "KnowledgeBase", depth: int) -> Iterator[None]:
 
 
 def collect_candidates(
-    kb: "KnowledgeBase",
+    kb: "SearchableKnowledgeBase",
     dataset_dir: str | Path,
     max_queries: int | None = None,
     depth: int = DEFAULT_DEPTH,
@@ -152,7 +149,7 @@ def collect_candidates(
 
 
 def collect_for_queries(
-    kb: "KnowledgeBase",
+    kb: "SearchableKnowledgeBase",
     queries: Mapping[str, str],
     depth: int = DEFAULT_DEPTH,
     progress: Callable[[int, int], None] | None = None,
@@ -325,7 +322,7 @@ def legs_of(cands: CandidateSet) -> tuple[str, ...]:
 
 
 def evaluate(
-    kb: "KnowledgeBase",
+    kb: "SearchableKnowledgeBase",
     dataset_dir: str | Path,
     k_values: tuple[int, ...] = (10,),
     max_queries: int | None = None,

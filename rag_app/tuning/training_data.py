@@ -9,6 +9,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
+
+from ingest.files import atomic_write
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_TEXT_CHARS = 20_000  # a passage longer than this is not a chunk: the file is probably wrong
@@ -35,14 +38,16 @@ class TrainingExample:
 
 
 def write_jsonl(path: Path, examples: Iterable[TrainingExample]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    """Write ``examples`` atomically (a failed generation keeps the previous file); return how many."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as out:
+
+    def write(out: IO[bytes]) -> None:
+        nonlocal n
         for ex in examples:
-            out.write(ex.to_json() + "\n")
+            out.write((ex.to_json() + "\n").encode("utf-8"))
             n += 1
-    tmp.replace(path)
+
+    atomic_write(path, write)
     return n
 
 

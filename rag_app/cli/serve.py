@@ -1,4 +1,4 @@
-"""``rag-app``: warm the knowledge base, then serve the UI and the JSON API with uvicorn.
+"""``rag-app``: open the service (knowledge base warmed), then serve the UI and the JSON API with uvicorn.
 
 The LLM is built on the first question that needs it (refusals never do), so the UI is up as soon
 as the embedder is loaded and the stores are open.
@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ingest.stores.milvus_store import VectorStoreError
-from rag_app.config import Settings, load_settings
+from rag_app.config import Settings
+from rag_app.service import RagService
+
+from .common import add_common_options, load_cli_settings
 
 log = logging.getLogger("rag_app.server")
 
@@ -56,38 +59,25 @@ def _locked_message(settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rag-app", description="Serve the knowledge base Q&A UI and JSON API.")
-    parser.add_argument("--config", help="YAML settings file (default: $RAG_CONFIG or configs/default.yaml)")
-    parser.add_argument("--data-dir", help="data directory (overrides the config)")
     parser.add_argument("--host", help="bind address (default from ui.host: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default from ui.port: 7860)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_common_options(parser)
     args = parser.parse_args(argv)
-
-    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
     try:
-        settings = load_settings(args.config, **overrides)
+        settings = load_cli_settings(args)
     except (OSError, ValueError) as exc:
         print(f"rag-app: invalid settings: {exc}", file=sys.stderr)
         return 2
     ui_changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if ui_changes:
         settings.ui = settings.ui.model_copy(update=ui_changes)
-
-    level = logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("jieba", "pymilvus", "httpx", "urllib3", "transformers", "httpcore", "multipart"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "True" if settings.ui.analytics else "False")
 
     if milvus_lite_lock_holder(settings) is not None:
         print(_locked_message(settings), file=sys.stderr)
         return EXIT_LOCKED
-
-    from rag_app.knowledge_base import KnowledgeBase
-
-    kb = KnowledgeBase(settings)
     try:
-        kb.warm_up()
+        service = RagService.open(settings)
     except VectorStoreError as exc:
         locked = settings.is_milvus_lite and milvus_lite_lock_holder(settings) is not None
         print(_locked_message(settings) if locked else f"rag-app: {exc}", file=sys.stderr)
@@ -98,19 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from rag_app.api import create_app
+    from rag_app.web import create_app
 
-    app = create_app(settings, kb)
-    service = app.state.service
+    app = create_app(settings, service=service)
     ui = settings.ui
     if ui.host not in ("127.0.0.1", "localhost", "::1") and not ui.auth_enabled:
         log.warning("serving on %s without a login: set ui.auth_user and ui.auth_password", ui.host)
     log.info("open http://%s:%d/ (API under /api)", ui.host, ui.port)
+    level = logging.getLogger().getEffectiveLevel()
     try:
         uvicorn.run(app, host=ui.host, port=ui.port, log_level=logging.getLevelName(max(level, logging.INFO)).lower())
     finally:
         service.close()
-        kb.close()
     return 0
 
 

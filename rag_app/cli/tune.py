@@ -11,18 +11,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag_app.cli import _common, _open_kb, _settings
-from rag_app.evaluation.cli import _progress_bar
-from rag_app.tuning.model_store import ModelStoreError, TunedModelStore
-from rag_app.tuning.pipeline import TuningError, run_tuning
+from typing import Any
+
+from rag_app.service import ModelStoreError, TunedModelStore
+from rag_app.tuning.pipeline import TuningError
 from rag_app.tuning.training_data import TrainingDataError
+
+from .common import add_common_options, load_cli_settings, open_service, progress_bar
 
 PROG = "rag-tune"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(p)
+    add_common_options(p)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="generate questions, mine negatives, train, check, switch on if better")
     run.add_argument("--generator", choices=["llm", "sentence"], help="question writer (default: tuning.generator)")
@@ -58,9 +60,9 @@ def _status(store: TunedModelStore) -> None:
     print("active:", active.version if active else "none (the configured reranker, if any)")
 
 
-def tune_main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = _settings(args)
+    settings = load_cli_settings(args)
     store = TunedModelStore(settings.data_dir)
     try:
         if args.command == "status":
@@ -85,36 +87,31 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
                                    "max_minutes": args.max_minutes, "layers": args.layers,
                                    "epochs": args.epochs}.items() if v is not None}
     tuning = settings.tuning.model_copy(update=overrides)
-    kb = _open_kb(settings, PROG)
-    if kb is None:
+    service = open_service(settings, PROG)
+    if service is None:
         return 2
-    bars: dict[str, object] = {}
+    bars: dict[str, Any] = {}
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = _progress_bar(stage, "step")
-        bar.total = total  # type: ignore[attr-defined]
-        bar.n = done  # type: ignore[attr-defined]
-        bar.set_postfix_str(detail, refresh=True)  # type: ignore[attr-defined]
-
-    def llm():  # type: ignore[no-untyped-def]
-        from rag_app.llm import make_llm
-
-        return make_llm(settings.llm, settings.data_dir)
+            bar = bars[stage] = progress_bar(stage, "step")
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(detail, refresh=True)
 
     try:
-        report = run_tuning(kb, tuning, llm=llm, data=args.data, activation=args.activate, progress=progress)
+        report = service.run_tuning(tuning, data=args.data, activation=args.activate, progress=progress)
     except (TuningError, TrainingDataError, ModelStoreError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     finally:
         for bar in bars.values():
-            bar.close()  # type: ignore[attr-defined]
-        kb.close()
+            bar.close()
+        service.close()
     print("\n".join(report.lines()))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(tune_main())
+    raise SystemExit(main())

@@ -17,22 +17,17 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ingest.beir import corpus_size, is_beir_dir, iter_corpus, load_queries
-from ingest.stores.milvus_store import VectorStoreError
-from rag_app.cli import _bar_callback, _common, _settings
+from ingest.beir import is_beir_dir, load_queries
 from rag_app.config import Settings
 from rag_app.evaluation.beir_eval import (
     DEFAULT_DEPTH,
     RERANK_LEG,
     CandidateSet,
-    collect_candidates,
-    collect_for_queries,
     evaluate_candidates,
     leg_run,
     legs_of,
@@ -40,19 +35,18 @@ from rag_app.evaluation.beir_eval import (
     per_query_ndcg,
 )
 from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration, calibrate, calibrate_stage, plot
-from rag_app.evaluation.fusion_tuning import SettingResult, best_leg, tune
-from rag_app.knowledge_base import KnowledgeBase
-from rag_app.tuning.model_store import apply_active
+from rag_app.evaluation.fusion_tuning import best_leg, tune
+from rag_app.service import RagService
+
+from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
+from .eval_tables import calibration_table, fusion_table, legs_table
 
 log = logging.getLogger("rag_app.eval")
-
-METRICS = (("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10"))
-
 
 def _kb_settings(base: Settings, data_root: Path, name: str) -> Settings:
     """The project's settings with this set's own data directory (and the reranker rag-tune switched
     on there, if any: it is part of the candidates' cache key); the model cache stays shared."""
-    return apply_active(
+    return RagService.effective_settings(
         base.model_copy(
             update={
                 "data_dir": data_root / name,
@@ -62,18 +56,9 @@ def _kb_settings(base: Settings, data_root: Path, name: str) -> Settings:
     )
 
 
-def _progress_bar(desc: str, unit: str):  # type: ignore[no-untyped-def]
-    from tqdm import tqdm
-
-    return tqdm(desc=desc, unit=unit, disable=not sys.stderr.isatty() and os.environ.get("RAG_PROGRESS") != "1")
-
-
-def _ingest(kb: KnowledgeBase, folder: Path) -> None:
-    assert kb.indexer is not None
-    total = corpus_size(folder)
-    bar = _progress_bar(f"indexing {folder.name}", "doc")
-    bar.total = total
-    report = kb.indexer.ingest_documents(iter_corpus(folder), _bar_callback(bar), total=total)
+def _ingest(service: RagService, folder: Path) -> None:
+    bar = progress_bar(f"indexing {folder.name}", "doc")
+    report = service.ingest_corpus(folder, ingest_progress(bar))
     bar.close()
     print(
         f"{folder.name}: {len(report.indexed)} documents indexed, {len(report.unchanged)} already indexed,"
@@ -81,16 +66,15 @@ def _ingest(kb: KnowledgeBase, folder: Path) -> None:
     )
 
 
-def _collect(kb: KnowledgeBase, folder: Path, args: argparse.Namespace) -> CandidateSet:
-    bar = _progress_bar(f"queries {folder.name}", "q")
+def _collect(service: RagService, folder: Path, args: argparse.Namespace) -> CandidateSet:
+    bar = progress_bar(f"queries {folder.name}", "q")
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(1)
 
-    cands = collect_candidates(
-        kb, folder, max_queries=args.max_queries, depth=args.depth, split=args.split, progress=progress
-    )
+    cands = service.evaluate(folder, max_queries=args.max_queries, depth=args.depth, split=args.split,
+                             progress=progress)
     bar.close()
     return cands
 
@@ -120,57 +104,6 @@ def _ood_queries(own: Path, others: Sequence[Path], limit: int) -> dict[str, str
     return {k: pool[k] for k in keys[:limit]}
 
 
-def _fmt(x: float, spec: str = ".3f") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
-def legs_table(rows: list[tuple[str, dict[str, dict[str, float]]]]) -> str:
-    lines = [
-        "| set | ranking | " + " | ".join(h for _, h in METRICS) + " | ms/query p50 | p95 |",
-        "|---|---|" + "---:|" * (len(METRICS) + 2),
-    ]
-    for name, res in rows:
-        for leg, m in res.items():
-            lines.append(
-                f"| {name} | {leg} | " + " | ".join(_fmt(m[k]) for k, _ in METRICS)
-                + f" | {m['ms_p50']:.0f} | {m['ms_p95']:.0f} |"
-            )
-    return "\n".join(lines)
-
-
-def calibration_table(rows: list[tuple[str, list[StageCalibration]]]) -> str:
-    lines = [
-        "| set | score | cutoff | relevant kept | answer set holds a relevant chunk (no cutoff) | in-domain answered"
-        " | out-of-domain refused | AUC |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, cals in rows:
-        for c in cals:
-            mark = " (threshold option)" if c.stage in THRESHOLDABLE else ""
-            lines.append(
-                f"| {name} | {c.stage}{mark} | {_fmt(c.cutoff, '.4g')} | {_fmt(c.relevant_kept, '.1%')}"
-                f" ({c.questions} q) | {_fmt(c.answer_set_relevant, '.1%')} ({_fmt(c.answer_set_relevant_unthresholded, '.1%')})"
-                f" | {_fmt(c.in_domain_answered, '.1%')} | {_fmt(c.ood_refused, '.1%')} ({c.ood_questions} q)"
-                f" | {_fmt(c.separation_auc)} |"
-            )
-    return "\n".join(lines)
-
-
-def fusion_table(results: list[SettingResult], top: int) -> str:
-    names = list(results[0].ndcg) if results else []
-    lines = [
-        "| fusion setting | " + " | ".join(f"{n} nDCG@10 | Δ vs better leg [95% CI]" for n in names) + " |",
-        "|---|" + "---:|---:|" * len(names),
-    ]
-    for r in results[:top]:
-        cells = []
-        for n in names:
-            d, lo, hi = r.gain[n]
-            cells.append(f"{r.ndcg[n]:.3f} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        lines.append(f"| {r.setting.label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rag-eval", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -188,11 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-dir", type=Path, help="where the calibration PNGs go (default: the set's data dir)")
     p.add_argument("--tune-fusion", action="store_true", help="grid over fusion method, weights and depth")
     p.add_argument("--json", type=Path, help="also write every number here")
-    _common(p)
+    add_common_options(p)
     return p
 
 
-def eval_main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not 0 < args.keep <= 1:
         print("rag-eval: --keep must be in (0, 1]", file=sys.stderr)
@@ -201,7 +134,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"rag-eval: not a BEIR folder (corpus.jsonl + queries.jsonl): {', '.join(bad)}", file=sys.stderr)
         return 1
-    base = _settings(args)
+    base = load_cli_settings(args)
     data_root = (args.data_root or base.data_dir / "eval").resolve()
     retrieval = base.retrieval
     deploy_depth = max(retrieval.dense_top_k, retrieval.bm25_top_k)
@@ -228,23 +161,21 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
             ood = CandidateSet.load(ood_cache) if args.calibrate else None
             print(f"{name}: using cached candidates {cache} (--refresh to re-run the queries)")
         else:
-            try:
-                kb = KnowledgeBase(settings).warm_up()
-            except (VectorStoreError, RuntimeError, OSError) as exc:
-                print(f"rag-eval: {exc}", file=sys.stderr)
+            service = open_service(settings, "rag-eval")
+            if service is None:
                 return 2
             try:
-                _ingest(kb, folder)
-                cands = _collect(kb, folder, args)
+                _ingest(service, folder)
+                cands = _collect(service, folder, args)
                 cands.save(cache)
                 if args.calibrate:
                     queries = _ood_queries(folder, ood_sources, args.ood_max)
                     if queries:
-                        ood = collect_for_queries(kb, queries, args.depth)
+                        ood = service.evaluate_queries(queries, args.depth)
                         ood.dataset = "ood"
                         ood.save(ood_cache)
             finally:
-                kb.close()
+                service.close()
         sets.append(cands)
         oods.append(ood if ood is not None and ood.queries else None)
         result = evaluate_candidates(cands)
@@ -317,4 +248,4 @@ def _print_recommendation(cals: list[tuple[str, list[StageCalibration]]], config
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(eval_main())
+    sys.exit(main())

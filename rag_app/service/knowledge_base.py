@@ -1,4 +1,4 @@
-"""Wires the components from one ``Settings`` object: the library behind the CLI, UI and API."""
+"""Wires one knowledge base from one ``Settings`` object: embedder, stores, indexer and retriever."""
 from __future__ import annotations
 
 import logging
@@ -15,7 +15,8 @@ from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
 from rag_app.retrieval.hybrid import HybridRetriever
 from rag_app.retrieval.reranker import CrossEncoderReranker
-from rag_app.tuning.model_store import apply_active
+
+from .model_store import apply_active
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,13 @@ log = logging.getLogger(__name__)
 class KnowledgeBase:
     """Light to construct; ``warm_up()`` loads the embedder and opens the stores."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        """``embedder``: an already loaded one to share (tests, several knowledge bases in one process)."""
         self.configured = settings  # as given; ``settings`` adds the reranker rag-tune switched on
         self.settings = apply_active(settings)
         self._warm = False
         self._lock = threading.Lock()
-        self.embedder = Embedder(settings.embedder, data_dir=settings.data_dir)
+        self.embedder = embedder or Embedder(settings.embedder, data_dir=settings.data_dir)
         self.tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
         self.registry: Registry | None = None
         self.vectors: MilvusVectorStore | None = None
@@ -74,6 +76,22 @@ class KnowledgeBase:
             self._warm = True
             log.info("knowledge base ready: %s, Milvus at %s", s.embedder.model, s.milvus_uri)
             return self
+
+    def stores(self) -> tuple[Registry, MilvusVectorStore, BM25Index]:
+        """The registry, Milvus and BM25 stores of a warmed knowledge base."""
+        if self.registry is None or self.vectors is None or self.bm25 is None:
+            raise RuntimeError("the knowledge base is not warmed up (KnowledgeBase.warm_up)")
+        return self.registry, self.vectors, self.bm25
+
+    def ready_indexer(self) -> Indexer:
+        if self.indexer is None:
+            raise RuntimeError("the knowledge base is not warmed up (KnowledgeBase.warm_up)")
+        return self.indexer
+
+    def ready_retriever(self) -> HybridRetriever:
+        if self.retriever is None:
+            raise RuntimeError("the knowledge base is not warmed up (KnowledgeBase.warm_up)")
+        return self.retriever
 
     def reload_reranker(self) -> None:
         """Pick up the tuned reranker switched on (or rolled back) since start-up."""

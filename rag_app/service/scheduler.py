@@ -32,7 +32,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ingest.sync import SyncInProgressError
 from ingest.types import IngestReport
 from rag_app.config import SchedulerSettings
-from rag_app.knowledge_base import KnowledgeBase
+
+from .knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 

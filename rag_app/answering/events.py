@@ -1,0 +1,109 @@
+"""What :meth:`Answerer.stream` yields: one QueryEvent, one SourcesEvent, DeltaEvents, then exactly
+one FinalEvent or ErrorEvent. Each has ``type`` and ``to_dict()`` for server-sent events and JSON."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from .citations import Citation
+from .language import Language
+from .prompt import NumberedSource
+
+
+@dataclass(frozen=True)
+class QueryEvent:
+    """The query sent to retrieval: the question itself, or its standalone rewrite."""
+
+    query: str
+    question: str
+    rewritten: bool
+    language: Language
+    truncated: bool = False  # the question was cut to answer.max_question_tokens
+    type: str = "query"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "question": self.question,
+            "rewritten": self.rewritten,
+            "language": self.language,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True)
+class SourcesEvent:
+    """The numbered sources quoted to the LLM (empty: no evidence, a refusal follows)."""
+
+    sources: list[NumberedSource]
+    note: str = ""  # why there is no evidence, when there is none
+    type: str = "sources"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sources": [s.to_dict() for s in self.sources], "note": self.note}
+
+
+@dataclass(frozen=True)
+class DeltaEvent:
+    text: str
+    type: str = "delta"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    """The last event of a successful stream: the whole answer and what it cites."""
+
+    answer: str
+    question: str
+    query: str
+    language: Language
+    sources: list[NumberedSource]
+    citations: list[Citation]  # in order of first mention, one per number
+    cited_sources: list[str]  # distinct source documents cited, in order of first mention
+    refused: bool  # no evidence: the configured refusal, the LLM was not called
+    note: str = ""
+    dropped_sources: int = 0  # retrieved chunks left out for the context budget
+    timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
+    question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used
+    type: str = "final"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "question": self.question,
+            "query": self.query,
+            "language": self.language,
+            "refused": self.refused,
+            "note": self.note,
+            "citations": [c.to_dict() for c in self.citations],
+            "cited_sources": self.cited_sources,
+            "sources": [s.to_dict() for s in self.sources],
+            "dropped_sources": self.dropped_sources,
+            "timings": self.timings,
+            "question_truncated": self.question_truncated,
+        }
+
+
+ErrorReason = Literal["empty_question", "search_failed", "llm_unavailable", "generation_failed"]
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The last event of a failed stream (LLM unreachable, store error): a message for the user.
+
+    ``reason`` tells the caller whose fault it is: ``empty_question`` is the client's (HTTP 422),
+    the others the server's or its dependencies' (HTTP 503)."""
+
+    message: str
+    question: str = ""
+    reason: ErrorReason = "generation_failed"
+    type: str = "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "question": self.question, "reason": self.reason}
+
+
+AnswerEvent = Union[QueryEvent, SourcesEvent, DeltaEvent, FinalEvent, ErrorEvent]

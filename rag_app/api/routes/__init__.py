@@ -1,0 +1,1 @@
+"""One router per resource: questions (ask, search), documents, and the system routes."""

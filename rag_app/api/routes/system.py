@@ -1,0 +1,42 @@
+"""Health (no login), status, "sync now", and the API docs behind the login."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from ..deps import LOGIN, Service
+
+public = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=LOGIN)
+
+
+@public.get("/health")
+def health() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get("/status")
+def get_status(service: Service) -> dict[str, Any]:
+    return service.status()
+
+
+@router.post("/sync")
+def post_sync(service: Service, wait: bool = False) -> dict[str, Any]:
+    """Run the configured folder sync now; ``wait=true`` returns after it finished."""
+    try:
+        return service.sync(wait=wait, timeout=600 if wait else None)
+    except RuntimeError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi_schema(request: Request) -> dict[str, Any]:
+    return request.app.openapi()  # type: ignore[no-any-return]
+
+
+@router.get("/docs", include_in_schema=False)
+def api_docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/api/openapi.json", title=f"{request.app.title} API")

@@ -1,0 +1,68 @@
+"""What every command shares: the common options, settings and logging, opening the service, and
+progress bars (shown on a terminal, or when ``RAG_PROGRESS=1``)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ingest.indexer import IngestEvent, ProgressCallback
+from ingest.stores.milvus_store import VectorStoreError
+from rag_app.config import Settings, load_settings
+from rag_app.service import RagService
+
+# Third-party chatter would bury the progress bars and the summary.
+_NOISY_LOGGERS = ("jieba", "pymilvus", "httpx", "urllib3", "transformers", "httpcore", "multipart")
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML settings file (default: $RAG_CONFIG or configs/default.yaml)")
+    parser.add_argument("--data-dir", help="data directory (overrides the config)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def load_cli_settings(args: argparse.Namespace) -> Settings:
+    """The settings named by ``--config``/``--data-dir``, with logging set up from them.
+    Raises OSError or ValueError (pydantic's ValidationError) for a bad file."""
+    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    settings = load_settings(args.config, **overrides)
+    level = logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in _NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    return settings
+
+
+def open_service(settings: Settings, prog: str) -> RagService | None:
+    """A service over the warmed knowledge base (no background schedule), or None after printing
+    why it could not be opened."""
+    try:
+        return RagService.open(settings, background=False)
+    except (VectorStoreError, RuntimeError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+
+
+def progress_bar(desc: str, unit: str, total: int | None = None) -> Any:
+    disable = not sys.stderr.isatty() and os.environ.get("RAG_PROGRESS") != "1"
+    return tqdm(desc=desc, unit=unit, total=total, disable=disable)
+
+
+def ingest_progress(bar: Any) -> ProgressCallback:
+    """An indexer progress callback that steps ``bar`` once per file and prints failures."""
+
+    def on_event(event: IngestEvent) -> None:
+        if event.status in ("removed", "renamed"):  # not files of the scan: no bar step
+            return
+        if event.total is not None and bar.total != event.total:
+            bar.total = event.total
+        bar.update(1)
+        if event.status == "failed":
+            bar.write(f"  failed: {event.source}: {event.detail}")
+
+    return on_event

@@ -1,0 +1,147 @@
+"""``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` / ``--check`` / ``--delete SOURCE...``.
+
+Exit status: 0 done, 1 nothing could be indexed (or the sync folder is missing, or the stores
+still disagree after --check), 2 the stores could not be opened (e.g. Milvus down), 3 another sync
+of the same data directory is running.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ingest.beir import is_beir_dir
+from ingest.indexer import ConsistencyReport
+from ingest.stores.milvus_store import VectorStoreError
+from ingest.sync import SyncInProgressError
+from ingest.types import IngestReport
+from rag_app.service import RagService
+
+from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
+
+PROG = "rag-ingest"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Index files or folders (PDF, DOCX, Markdown, HTML, TXT; BEIR corpus folders too).",
+    )
+    parser.add_argument("paths", nargs="*", help="files or folders to index")
+    parser.add_argument("--check", action="store_true", help="verify registry, Milvus and BM25 agree; repair drift")
+    parser.add_argument("--delete", nargs="+", metavar="SOURCE", help="remove these indexed sources")
+    parser.add_argument(
+        "--sync",
+        metavar="FOLDER",
+        help="mirror FOLDER: index new and changed files, follow renames, remove sources whose files are gone",
+    )
+    add_common_options(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not (args.paths or args.check or args.delete or args.sync):
+        parser.error("give at least one PATH, --sync, --check or --delete")
+    service = open_service(load_cli_settings(args), PROG)
+    if service is None:
+        return 2
+    try:
+        return _run(service, args)
+    except VectorStoreError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        service.close()
+
+
+def _run(service: RagService, args: argparse.Namespace) -> int:
+    status = 0
+    if args.delete:
+        n = service.delete_sources(args.delete)
+        print(f"removed {len(args.delete)} source(s), {n} chunks")
+    if args.sync:
+        bar = progress_bar(f"syncing {args.sync}", "file")
+        try:
+            report = service.sync_folder(args.sync, ingest_progress(bar))
+        except SyncInProgressError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 3
+        except NotADirectoryError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            bar.close()
+        print_summary(report)
+    if args.paths:
+        report = _ingest(service, args.paths)
+        print_summary(report)
+        status = 1 if report.failed and not report.indexed and not report.unchanged else 0
+    if args.check:
+        check = service.check(repair=True)
+        _print_check(check)
+        if not check.agree_now:
+            status = 1
+    return status
+
+
+def _ingest(service: RagService, paths: Sequence[str]) -> IngestReport:
+    report = IngestReport()
+    for path in paths:
+        if is_beir_dir(path):
+            bar = progress_bar(f"indexing {Path(path).name}", "doc")
+            part = service.ingest_corpus(path, ingest_progress(bar))
+        else:
+            bar = progress_bar(f"indexing {path}", "file")
+            part = service.ingest_paths([path], ingest_progress(bar))
+        bar.close()
+        _merge(report, part)
+    return report
+
+
+def _merge(into: IngestReport, part: IngestReport) -> None:
+    for name in ("indexed", "unchanged", "duplicates", "failed", "skipped", "removed", "renamed"):
+        getattr(into, name).extend(getattr(part, name))
+    into.chunks_added += part.chunks_added
+    into.chunks_removed += part.chunks_removed
+
+
+def _print_check(check: ConsistencyReport) -> None:
+    print(
+        f"check: registry {check.registry}, Milvus {check.milvus}, BM25 {check.bm25} chunks;"
+        f" orphans removed {check.orphans_removed}, BM25 restored {check.bm25_restored},"
+        f" documents to re-index {len(check.documents_dropped)}, renames finished {check.sources_relabelled}"
+    )
+    if check.consistent:
+        print(f"check: OK, the stores agree ({check.registry} chunks in the registry, Milvus and BM25)")
+    elif check.agree_now:
+        print("check: the stores disagreed and were repaired; they agree now")
+    else:
+        print("check: the stores still DISAGREE after repair; run the check again or re-index")
+
+
+def print_summary(r: IngestReport) -> None:
+    print(
+        f"files: {r.files_seen} seen, {len(r.indexed)} indexed, {len(r.unchanged)} unchanged,"
+        f" {len(r.duplicates)} duplicate, {len(r.skipped)} skipped, {len(r.failed)} failed"
+        + (f", {len(r.renamed)} renamed" if r.renamed else "")
+    )
+    if r.removed:
+        print(f"sources removed: {len(r.removed)}")
+    print(f"chunks: {r.chunks_added} added, {r.chunks_removed} removed")
+    for old, new in r.renamed:
+        print(f"  renamed: {old} -> {new}")
+    for source in r.removed:
+        print(f"  removed: {source}")
+    for source, original in r.duplicates:
+        print(f"  duplicate: {source} (same content as {original})")
+    for source, reason in r.skipped:
+        print(f"  skipped: {source}: {reason}")
+    for source, reason in r.failed:
+        print(f"  failed: {source}: {reason}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

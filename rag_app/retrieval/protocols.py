@@ -1,0 +1,100 @@
+"""What the retrieval stages need from the outside world, as ``typing.Protocol`` s.
+
+The stages are written against these, not against Milvus, the BM25 index or the e5 model, so a
+test (or another store) can stand in with a few lines of numpy and dicts: see
+``tests/test_retrieval_stages.py``. ``MilvusVectorStore``, ``BM25Index``, ``BM25Tokenizer``,
+``Embedder`` and ``CrossEncoderReranker`` satisfy them as they are.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+import numpy as np
+
+from ingest.types import Chunk
+
+if TYPE_CHECKING:
+    from ingest.embedding import Embedder
+    from ingest.stores.bm25_index import BM25Index
+    from ingest.stores.milvus_store import MilvusVectorStore
+    from ingest.text_tokenizer import BM25Tokenizer
+    from rag_app.config import Settings
+    from rag_app.retrieval.pipeline import HybridRetriever
+
+
+class QueryEmbedder(Protocol):
+    """Turns text into vectors in the corpus's space. ``embed_documents`` is only used for the
+    threshold's reference passages (they are passages, so they get the passage prefix)."""
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class VectorStore(Protocol):
+    """Chunk vectors searchable by similarity."""
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
+        """Per query vector, up to ``k`` (chunk, similarity) pairs, best first."""
+        ...
+
+    def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
+        """The stored chunk and vector of each id that exists."""
+        ...
+
+    def sample_vectors(self, n: int) -> np.ndarray:
+        """Up to ``n`` stored vectors spread over the corpus (an ``(m, dim)`` array, m <= n)."""
+        ...
+
+
+class KeywordIndex(Protocol):
+    """A lexical (BM25) index over chunk ids."""
+
+    def search(self, query_tokens: Sequence[str], k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` (chunk_id, score) pairs, best first."""
+        ...
+
+    def get_scores(self, query_tokens: Sequence[str], chunk_ids: Sequence[str]) -> np.ndarray:
+        """The score of each of ``chunk_ids`` (0 for ids the index lacks)."""
+        ...
+
+    def __len__(self) -> int:
+        """Chunks indexed: the corpus size (0 means an empty knowledge base)."""
+        ...
+
+
+class Tokenizer(Protocol):
+    """The keyword index's tokenizer: queries must be cut the way documents were."""
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+
+class PassageScorer(Protocol):
+    """A cross-encoder: relevance of each passage to the query, or None when out of time."""
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray | None: ...
+
+
+class SearchableKnowledgeBase(Protocol):
+    """The parts of a knowledge base that evaluation and tuning read (``rag_app.service.KnowledgeBase``
+    is one): its settings, its embedder and stores, and the retriever over them, after ``warm_up``."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    @property
+    def vectors(self) -> MilvusVectorStore | None: ...
+
+    @property
+    def bm25(self) -> BM25Index | None: ...
+
+    @property
+    def tokenizer(self) -> BM25Tokenizer: ...
+
+    @property
+    def retriever(self) -> HybridRetriever | None: ...
+
+    def warm_up(self) -> object: ...

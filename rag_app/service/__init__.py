@@ -1,0 +1,22 @@
+"""The application layer: one facade (:class:`RagService`) over the knowledge base, its uploads,
+background jobs, folder sync and tuned models. Front ends (``rag_app.api``, ``rag_app.ui``,
+``rag_app.cli``) call only this; it calls the domain packages, which call ``ingest``."""
+from .facade import EmptyQuestionError, RagService, SearchResult
+from .jobs import FileResult, Job
+from .knowledge_base import KnowledgeBase
+from .model_store import ModelStoreError, TunedModelStore
+from .uploads import UploadInput, display_name, sanitize_filename
+
+__all__ = [
+    "EmptyQuestionError",
+    "FileResult",
+    "Job",
+    "KnowledgeBase",
+    "ModelStoreError",
+    "RagService",
+    "SearchResult",
+    "TunedModelStore",
+    "UploadInput",
+    "display_name",
+    "sanitize_filename",
+]

@@ -1,0 +1,64 @@
+"""What runs where and whether the stores agree, for the Status tab and ``/api/status``. Never secrets."""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rag_app.config import Settings
+
+from .knowledge_base import KnowledgeBase
+
+
+def redact_uri(uri: str) -> str:
+    """A URI without user:password (Milvus and LLM URLs are shown in the Status tab)."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def store_counts(kb: KnowledgeBase) -> dict[str, Any]:
+    """Documents and chunks per store; a Milvus server that is down shows as unavailable."""
+    registry, vectors, bm25 = kb.stores()
+    counts: dict[str, Any] = {
+        "documents": len(registry.documents()),
+        "registry_chunks": registry.chunk_count(),
+        "bm25_chunks": len(bm25),
+    }
+    try:
+        counts["milvus_chunks"] = vectors.count()
+    except Exception as exc:  # a Milvus server may be down while the app runs
+        counts["milvus_chunks"] = f"unavailable: {exc}"
+    return counts
+
+
+def build_status(
+    settings: Settings, kb: KnowledgeBase, *, llm_loaded: bool, queued_jobs: int, sync: dict[str, Any]
+) -> dict[str, Any]:
+    llm = settings.llm
+    llm_info: dict[str, Any] = {"backend": llm.backend, "loaded": llm_loaded}
+    if llm.backend == "openai":
+        llm_info.update(model=llm.openai_model, base_url=redact_uri(llm.base_url))
+    else:
+        llm_info.update(model=llm.model)
+    retrieval = settings.retrieval
+    return {
+        "embedder": {"model": settings.embedder.model, "dim": kb.embedder.dim if kb.embedder.is_warm else None},
+        "llm": llm_info,
+        "milvus": {
+            "uri": redact_uri(settings.milvus_uri),
+            "mode": "Milvus Lite (embedded file)" if settings.is_milvus_lite else "Milvus server",
+            "collection": settings.milvus.collection,
+        },
+        "retrieval": {
+            "threshold": f"{retrieval.threshold.score} >= {retrieval.threshold.min_value}",
+            "top_k": retrieval.top_k,
+        },
+        "counts": store_counts(kb),
+        "ingestion_queue": queued_jobs,
+        "sync": sync,
+        "data_dir": str(settings.data_dir),
+    }

@@ -1,0 +1,146 @@
+"""The Knowledge base tab: upload with per-file results, the documents table, re-index, delete."""
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ingest.loaders import SUPPORTED_EXTENSIONS
+from rag_app.service import RagService
+
+from .render import fmt_time, job_status, results_rows
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.3
+Outputs = tuple[Any, ...]
+
+
+def build_documents_tab(service: RagService, demo: gr.Blocks) -> None:
+    """The tab's components and events (inside a ``gr.Tab`` of ``demo``)."""
+    settings = service.settings
+    data_dir = settings.data_dir.resolve()
+
+    def shown_source(source: str) -> str:
+        # Uploads live in the data dir: show "uploads/x.md", not the server's absolute layout.
+        try:
+            return str(Path(source).resolve().relative_to(data_dir))
+        except (ValueError, OSError):
+            return source
+
+    def documents_rows() -> list[list[Any]]:
+        return [
+            [d["file"], d["type"], d["chunks"], fmt_time(d["indexed_at"]), shown_source(d["source"])]
+            for d in service.documents()
+        ]
+
+    def delete_choices() -> Any:
+        # Label with the date too: two uploads may share a file name.
+        choices = [(f"{d['file']} ({fmt_time(d['indexed_at'])})", d["source"]) for d in service.documents()]
+        return gr.Dropdown(choices=choices, value=None)
+
+    def index_files(files: list[str] | None) -> Iterator[Outputs]:
+        paths = [Path(f) for f in (files or [])]
+        if not paths:
+            yield "Choose one or more files first.", gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        # Gradio keeps the client's file name as the temp file's base name; the service sanitises it
+        # and stores the bytes under its own name (the client's name never becomes a path).
+        job = service.upload([(p.name, p) for p in paths])
+        started = time.time()
+        while not job.wait(_POLL_S):
+            yield job_status(job, started), results_rows(job.snapshot()), gr.update(), gr.update(), gr.update()
+        yield job_status(job, started), results_rows(job.snapshot()), documents_rows(), delete_choices(), None
+
+    def reindex() -> Iterator[Outputs]:
+        job = service.reindex()
+        started = time.time()
+        while not job.wait(_POLL_S):
+            yield job_status(job, started), results_rows(job.snapshot()), gr.update(), gr.update()
+        yield job_status(job, started), results_rows(job.snapshot()), documents_rows(), delete_choices()
+
+    def delete_document(source: str | None) -> Outputs:
+        if not source:
+            return "Choose a document to delete.", gr.update(), gr.update()
+        try:
+            removed = service.delete(source)
+        except Exception as exc:
+            log.exception("delete failed")
+            return f"**Could not delete:** {exc}", gr.update(), gr.update()
+        name = html.escape(Path(source).name)
+        msg = f"Deleted **{name}** ({removed} chunks)." if removed is not None else f"{name} is not indexed."
+        return msg, documents_rows(), delete_choices()
+
+    def refresh_documents() -> Outputs:
+        return documents_rows(), delete_choices()
+
+    ui = settings.ui
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            upload = gr.File(
+                label=f"Upload documents ({', '.join(sorted(SUPPORTED_EXTENSIONS))};"
+                f" up to {ui.max_upload_mb} MB each, {ui.max_files_per_request} per batch)",
+                file_count="multiple",
+                file_types=sorted(SUPPORTED_EXTENSIONS),
+                type="filepath",
+                elem_id="kb-upload",
+            )
+            index_btn = gr.Button("Index uploaded files", variant="primary", elem_id="index-btn")
+        with gr.Column(scale=3):
+            ingest_status = gr.Markdown("", elem_id="ingest-status")
+            results = gr.Dataframe(
+                headers=["File", "Status", "Detail"],
+                value=[],
+                interactive=False,
+                label="Ingestion results",
+                elem_id="ingest-results",
+                wrap=True,
+            )
+    gr.Markdown("### Documents")
+    documents = gr.Dataframe(
+        headers=["File", "Type", "Chunks", "Last indexed", "Source"],
+        value=documents_rows,
+        interactive=False,
+        elem_id="documents",
+        wrap=True,
+        column_widths=["22%", "9%", "8%", "17%", "44%"],
+    )
+    with gr.Row():
+        refresh_btn = gr.Button("Refresh", size="sm", elem_id="refresh-docs")
+        reindex_btn = gr.Button("Re-index now", size="sm", elem_id="reindex-btn")
+    with gr.Row():
+        to_delete = gr.Dropdown(
+            # Filled per session on page load (demo.load): choices set here would be published
+            # without a login in the page's API info (document paths).
+            choices=[],
+            value=None,
+            label="Document to delete (removed from Milvus, BM25 and the registry)",
+            elem_id="delete-select",
+            scale=4,
+        )
+        delete_btn = gr.Button("Delete", variant="stop", elem_id="delete-btn", scale=1)
+    delete_status = gr.Markdown("", elem_id="delete-status")
+
+    # Ingestion handlers only poll the worker: their own concurrency group, so uploads and
+    # re-indexing never take a chat slot.
+    index_btn.click(
+        index_files,
+        inputs=[upload],
+        outputs=[ingest_status, results, documents, to_delete, upload],
+        concurrency_id="ingest",
+        concurrency_limit=ui.concurrency_limit,
+    )
+    reindex_btn.click(
+        reindex,
+        outputs=[ingest_status, results, documents, to_delete],
+        concurrency_id="ingest",
+        concurrency_limit=ui.concurrency_limit,
+    )
+    delete_btn.click(delete_document, inputs=[to_delete], outputs=[delete_status, documents, to_delete])
+    refresh_btn.click(refresh_documents, outputs=[documents, to_delete], queue=False)
+    demo.load(refresh_documents, outputs=[documents, to_delete], queue=False)

@@ -1,0 +1,108 @@
+"""HTML and table rendering shared by the tabs. Everything from documents is escaped: uploaded text
+is untrusted."""
+from __future__ import annotations
+
+import html
+import time
+from datetime import datetime
+from typing import Any
+
+from rag_app.answering import NumberedSource
+from rag_app.service import FileResult, Job
+
+_SNIPPET_CHARS = 500
+
+
+def _fmt_score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def render_sources(
+    sources: list[NumberedSource],
+    cited: dict[int, bool] | None = None,  # cited source number -> inferred by the app
+    *,
+    query_note: str = "",
+    no_evidence: str = "",
+    error: str = "",
+) -> str:
+    """The Sources panel: the query used, a no-evidence or error notice, then one card per source."""
+    parts: list[str] = []
+    if query_note:
+        parts.append(f'<div class="query-used">{html.escape(query_note)}</div>')
+    if error:
+        parts.append(f'<div class="llm-error" id="llm-error">{html.escape(error)}</div>')
+    if no_evidence:
+        parts.append(
+            '<div class="no-evidence" id="no-evidence"><b>No evidence found</b> — nothing in the knowledge base '
+            "is relevant enough to this question, so it was not sent to the language model."
+            f"<br><small>{html.escape(no_evidence)}</small></div>"
+        )
+    for s in sources:
+        parts.append(_source_card(s, cited))
+    if not parts:
+        parts.append('<div class="src-empty">Sources for the answer appear here.</div>')
+    return "\n".join(parts)
+
+
+def _source_card(s: NumberedSource, cited: dict[int, bool] | None) -> str:
+    c = s.chunk
+    is_cited = cited is not None and s.number in cited
+    scores = c.to_dict()["scores"]
+    meta = " · ".join(f"{name} {_fmt_score(value)}" for name, value in scores.items() if value is not None)
+    text = " ".join(c.text.split())
+    limit = _SNIPPET_CHARS if is_cited or cited is None else 200
+    snippet = text[:limit] + ("…" if len(text) > limit else "")
+    badge = ""
+    if is_cited:
+        inferred = bool(cited and cited.get(s.number))
+        tip = ' title="The model gave no citation; the app matched the answer to this source."' if inferred else ""
+        badge = f'<span class="badge"{tip}>{"cited (inferred)" if inferred else "cited"}</span>'
+    location = f" — {html.escape(c.location)}" if c.location else ""
+    return (
+        f'<div class="src-card{" cited" if is_cited else ""}" data-source="{html.escape(s.file)}">'
+        f'<div class="src-head">[{s.number}] {html.escape(s.file)}{location}{badge}</div>'
+        f'<div class="src-meta">{html.escape(meta)}</div>'
+        f'<p class="src-snippet">{html.escape(snippet)}</p></div>'
+    )
+
+
+def results_rows(results: list[FileResult]) -> list[list[str]]:
+    return [[r.name, r.status, r.detail] for r in results]
+
+
+def sync_rows(sync: dict[str, Any]) -> list[str]:
+    """Status-table rows for the scheduled folder sync."""
+    if not sync["folder"]:
+        return ["| Folder sync | not configured (`scheduler.folder`, `scheduler.cron`) |"]
+    rows = [f"| Folder sync | `{sync['folder']}` · {sync['schedule']} |"]
+    if sync["running"]:
+        rows.append("| Sync | running now |")
+    if sync["next_run"]:
+        rows.append(f"| Next sync | {sync['next_run']} |")
+    if sync["last_finished"]:
+        outcome = "ok" if sync["last_ok"] else "**failed**"
+        rows.append(f"| Last sync | {sync['last_finished']} · {outcome} · {sync['last_summary']} |")
+    else:
+        rows.append("| Last sync | never ran |")
+    return rows
+
+
+def job_status(job: Job, started: float) -> str:
+    """One line about an ingestion job: waiting, which file it is on, or how it ended."""
+    done, total = job.files_progress
+    current = next((r.name for r in job.snapshot() if r.status == "indexing"), "")
+    if job.state == "queued":
+        return f"Waiting for the ingestion worker… ({total} file(s))"
+    if job.state == "running":
+        return f"Indexing {done + 1} of {total}: {current}…" if current else f"Indexing… {done}/{total}"
+    counts: dict[str, int] = {}
+    for r in job.snapshot():
+        counts[r.status] = counts.get(r.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
+    if job.state == "failed":
+        return f"**Failed** after {time.time() - started:.1f} s: {job.error} ({summary})"
+    return f"**Done** in {time.time() - started:.1f} s: {summary}"
+
+
+def fmt_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,127 @@
+"""The Status tab: models, stores and their counts, the folder sync, and reranker tuning."""
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from rag_app.service import RagService
+
+from .render import sync_rows
+
+_TUNING_STAGES = {
+    "starting": "Starting",
+    "sample": "Sampling chunks",
+    "questions": "Writing questions",
+    "negatives": "Mining hard negatives",
+    "train": "Training",
+    "check": "Checking on held-out questions",
+    "save": "Saving",
+}
+
+
+def status_markdown(service: RagService) -> str:
+    st = service.status()
+    c = st["counts"]
+    llm = st["llm"]
+    llm_line = f"`{llm['backend']}` · model `{llm['model']}`"
+    if llm.get("base_url"):
+        llm_line += f" · endpoint `{llm['base_url']}`"
+    llm_line += " · loaded" if llm["loaded"] else " · not loaded yet (loads on the first question)"
+    agree = c["registry_chunks"] == c["milvus_chunks"] == c["bm25_chunks"]
+    return "\n".join(
+        [
+            "| | |",
+            "|---|---|",
+            f"| Embedding model | `{st['embedder']['model']}` ({st['embedder']['dim']}-d) |",
+            f"| LLM | {llm_line} |",
+            f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}` · collection `{st['milvus']['collection']}` |",
+            f"| Relevance threshold | `{st['retrieval']['threshold']}` · top {st['retrieval']['top_k']} |",
+            f"| Documents (registry) | {c['documents']} |",
+            f"| Chunks: registry / Milvus / BM25 | {c['registry_chunks']} / {c['milvus_chunks']} / {c['bm25_chunks']}"
+            f" {'(consistent)' if agree else '**differ**: run `rag-ingest --check`'} |",
+            f"| Ingestion jobs waiting | {st['ingestion_queue']} |",
+            *sync_rows(st["sync"]),
+        ]
+    )
+
+
+def tuning_markdown(service: RagService) -> str:
+    job = service.tuning
+    active = service.tuned_models.active()
+    on = f"Tuned reranker on: `{active.version}` (blend {active.blend:g})." if active else "No tuned reranker on."
+    if job is None:
+        return on
+    if job.running:
+        minutes = (time.time() - job.created) / 60
+        step = f" {job.done}/{job.total}" if job.total else ""
+        detail = f" ({html.escape(job.detail)})" if job.detail else ""
+        return f"**{_TUNING_STAGES.get(job.stage, job.stage)}**{step}{detail} · {minutes:.0f} min\n\n{on}"
+    if job.state == "failed":
+        return f"**Tuning failed:** {html.escape(job.error)}\n\n{on}"
+    return "\n".join(f"- {html.escape(line)}" for line in job.report) + f"\n\n{on}"
+
+
+def build_status_tab(service: RagService, tab: gr.Tab) -> None:
+    """The tab's components and events (inside ``tab``)."""
+    settings = service.settings
+
+    def show_status() -> str:
+        return status_markdown(service)
+
+    def show_tuning() -> str:
+        return tuning_markdown(service)
+
+    def sync_now() -> str:
+        service.sync(wait=False)
+        return status_markdown(service)
+
+    def tune(generator: str) -> Iterator[str]:
+        try:
+            job = service.tune(generator)
+        except RuntimeError as exc:
+            yield f"**{html.escape(str(exc))}**"
+            return
+        while not job.wait(1.0):
+            yield tuning_markdown(service)
+        yield tuning_markdown(service)
+
+    def rollback_tuned() -> str:
+        try:
+            version = service.rollback_tuning()
+        except Exception as exc:
+            return f"**Could not roll back:** {html.escape(str(exc))}"
+        return f"Rolled back: now `{version}`.\n\n" + tuning_markdown(service)
+
+    status_info = gr.Markdown(show_status, elem_id="status-info")
+    with gr.Accordion("Reranker tuning", open=False, elem_id="tuning"):
+        gr.Markdown(
+            "Train a reranker on this knowledge base's own documents: questions are written for a"
+            " sample of chunks, hard negatives mined, and the model is switched on only if it ranks"
+            " held-out questions better. Takes up to "
+            f"{settings.tuning.max_minutes:g} minutes; questions keep being answered meanwhile."
+        )
+        with gr.Row():
+            tune_generator = gr.Radio(
+                [("LLM-written questions", "llm"), ("Sentences of the chunks (fast, no LLM)", "sentence")],
+                value=settings.tuning.generator,
+                label="Training questions",
+                elem_id="tune-generator",
+            )
+            tune_btn = gr.Button("Tune reranker", elem_id="tune-btn")
+            rollback_btn = gr.Button("Roll back", size="sm", elem_id="tune-rollback")
+        tune_status = gr.Markdown(show_tuning, elem_id="tune-status")
+    with gr.Row():
+        status_btn = gr.Button("Refresh", size="sm", elem_id="refresh-status")
+        sync_btn = gr.Button(
+            "Sync folder now", size="sm", elem_id="sync-now", visible=bool(service.sync_folder_configured)
+        )
+
+    status_btn.click(show_status, outputs=[status_info], queue=False)
+    sync_btn.click(sync_now, outputs=[status_info], concurrency_id="ingest")
+    tab.select(show_status, outputs=[status_info], queue=False)
+    tab.select(show_tuning, outputs=[tune_status], queue=False)
+    tune_btn.click(tune, inputs=[tune_generator], outputs=[tune_status], concurrency_id="tune", concurrency_limit=1)
+    rollback_btn.click(rollback_tuned, outputs=[tune_status], queue=False)

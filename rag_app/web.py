@@ -1,0 +1,31 @@
+"""What ``rag-app`` serves: the JSON API under ``/api`` and the Gradio UI at ``/``, one service."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from rag_app.api import create_api
+from rag_app.config import Settings
+from rag_app.llm import LLMBackend
+from rag_app.service import KnowledgeBase, RagService
+
+
+def create_app(
+    settings: Settings,
+    kb: KnowledgeBase | None = None,
+    *,
+    llm: LLMBackend | None = None,
+    service: RagService | None = None,
+    mount_ui: bool = True,
+) -> FastAPI:
+    """The whole app. ``kb`` defaults to a new, warmed knowledge base over ``settings``; the LLM is
+    built on the first question that needs it unless ``llm`` is given."""
+    service = service or RagService.open(settings, llm=llm, kb=kb)
+    app = create_api(service)
+    if not mount_ui:
+        return app
+    from rag_app.ui.app import build_ui, mount_kwargs  # first: it turns analytics off before gradio loads
+
+    import gradio as gr
+
+    mounted: FastAPI = gr.mount_gradio_app(app, build_ui(service), path="/", **mount_kwargs(service))
+    return mounted
