@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test install-bench browser run test test-slow bench-small bench-1m
+.PHONY: install install-test install-bench browser run test test-unit test-slow lint bench-small bench-1m
 
 install:
 	$(PIP) install -e .
@@ -28,6 +28,15 @@ run: install
 
 test: install-test browser
 	$(PYTHON) -m pytest
+
+# The fast unit layer alone (in-memory fakes, no model, no Milvus): well under a minute.
+test-unit: install-test
+	$(PYTHON) -m pytest -m "not integration and not slow"
+
+# Style and types: ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy (strict for rag_app.service).
+lint: install-test
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 
 # Heavy tests: the real packaged LLM, full benchmarks.
 test-slow: install-test browser

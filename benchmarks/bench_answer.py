@@ -27,8 +27,8 @@ REPO = offline_setup()
 
 from rag_app.answering import Answerer, DeltaEvent, ErrorEvent, FinalEvent, build_prompt  # noqa: E402
 from rag_app.config import load_settings  # noqa: E402
-from rag_app.service import KnowledgeBase  # noqa: E402
 from rag_app.llm import make_llm  # noqa: E402
+from rag_app.service import KnowledgeBase  # noqa: E402
 
 QUESTIONS = [
     ("zh", "入职满五年的正式员工每年有几天带薪年假？"),

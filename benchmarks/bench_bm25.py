@@ -23,16 +23,17 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.stores.bm25_index import BM25Index  # noqa: E402
 from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
 
+from ingest.stores.bm25_index import BM25Index  # noqa: E402
 
 # ---------------------------------------------------------------------------- memory helpers
 

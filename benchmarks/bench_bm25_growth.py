@@ -27,11 +27,11 @@ import tracemalloc
 from typing import Any
 
 import numpy as np
-
 from bench_bm25 import _in_child, _pct, make_corpus, make_queries  # benchmarks/ (run from there)
+from machine import cpu_model
+
 from ingest.stores import bm25_index as bm25_mod
 from ingest.stores.bm25_index import BM25Index
-from machine import cpu_model
 
 UNCAPPED = {"MAX_SEGMENT_POSTINGS": 1 << 62, "MERGE_BLOCK_POSTINGS": 1 << 62}
 

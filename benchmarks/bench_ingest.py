@@ -26,6 +26,7 @@ own process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -248,10 +249,8 @@ def rss_child(folder: Path, data_dir: Path, model: Path, release_heap: bool, pro
 
     def on_event(event: Any) -> None:
         files_done[0] += 1
-        try:
+        with contextlib.suppress(OSError):
             files_done[1] += Path(event.source).stat().st_size
-        except OSError:
-            pass
 
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, embedder=EmbedderSettings(model=str(model), batch_size=32))

@@ -2,7 +2,7 @@
 
 The app is the real ``rag-app`` entry point in its own process (``python -m rag_app.cli.serve``): the 6
 sample documents indexed with e5-small into Milvus Lite + BM25, the Gradio UI mounted, HTTP basic login
-on. Only the LLM is replaced, by the local OpenAI-compatible stub server (``tests/stub_llm_server.py``,
+on. Only the LLM is replaced, by the local OpenAI-compatible stub server (``tests/support/stub_llm_server.py``,
 a few short deltas): the figures are the app's own cost (HTTP, login, question cleaning, embedding,
 hybrid retrieval, prompt building, SSE streaming), not an LLM's.
 
@@ -15,7 +15,7 @@ phase runs first, in the same run, as the baseline that the N-user figures are c
     python benchmarks/bench_load.py                        # 20 users for 60 s (+ 20 s baseline), writes BENCHMARKS.md
     python benchmarks/bench_load.py --users 5 --duration 10 --baseline-duration 0 --no-write
 
-``run_load`` and ``serve_in_thread`` are also used by ``tests/test_load_smoke.py``.
+``run_load`` and ``serve_in_thread`` are also used by ``tests/rag_app/api/test_load_smoke.py``.
 """
 from __future__ import annotations
 
@@ -288,7 +288,7 @@ def section(res: dict[str, Any], command: str) -> str:
         "",
         f"Setup: `rag-app` (uvicorn, the Gradio UI mounted, HTTP basic login on) over the 6 sample documents"
         f" ({res['chunks']} chunks; e5-small on CPU, Milvus Lite, BM25), on loopback. The LLM is the stub server"
-        f" (`tests/stub_llm_server.py`: {res['deltas']} deltas, {res['delay_ms']:.0f} ms apart), so the figures"
+        f" (`tests/support/stub_llm_server.py`: {res['deltas']} deltas, {res['delay_ms']:.0f} ms apart), so the figures"
         " are the app's own cost. Each simulated user loops without pause: 35% `POST /api/ask`, 35% the same"
         " streamed (read to the final event), 30% `GET /api/search`, over 7 questions (Chinese and English;"
         " 2 of them not covered, refused without an LLM call). Latency: request sent to last byte read.",
@@ -335,9 +335,9 @@ def section(res: dict[str, Any], command: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO / "tests"))
-    from app_process import ingest, running_app, write_config
-    from stub_llm_server import DEFAULT_DELTAS, StubLLMServer
+    # REPO is on sys.path (above): the test helpers are the package ``tests.support``.
+    from tests.support.app_process import ingest, running_app, write_config
+    from tests.support.stub_llm_server import DEFAULT_DELTAS, StubLLMServer
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     user, password = "bench", secrets.token_urlsafe(16)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.loaders import DocumentLoader, LoaderSettings, load_bytes  # noqa: E402
 from machine import cpu_model  # benchmarks/machine.py (scripts run from this folder)
+
+from ingest.loaders import DocumentLoader, LoaderSettings, load_bytes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,8 +56,8 @@ def main() -> None:
     total_in = total_iso = 0.0
     docs = []
     for name, data in files:
-        in_ms = _median_ms(lambda: load_bytes(data, name), args.repeats)
-        iso_ms = _median_ms(lambda: isolated(data, name), args.repeats)
+        in_ms = _median_ms(lambda data=data, name=name: load_bytes(data, name), args.repeats)
+        iso_ms = _median_ms(lambda data=data, name=name: isolated(data, name), args.repeats)
         total_in += in_ms
         total_iso += iso_ms
         docs.append(load_bytes(data, name))

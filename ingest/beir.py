@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ingest.types import LoadedDocument, Section, sha256_hex
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from ingest.settings import ChunkerSettings
 from ingest.types import Chunk, LoadedDocument, Section, make_chunk_id

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from ingest.loaders.detect import stem
 from ingest.memory import release_free_heap
 from ingest.registry import DocumentRecord, Registry
 from ingest.stores.bm25_index import BM25Index
-from ingest.stores.milvus_store import MilvusVectorStore
+from ingest.stores.protocols import WritableVectorStore
 from ingest.sync import SyncLock
 from ingest.text_tokenizer import BM25Tokenizer
 from ingest.types import Chunk, IngestReport, LoadedDocument, sha256_hex
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 
 class DocumentEmbedder(Protocol):
+    """What the indexer needs from the embedder (``ingest.embedding.Embedder`` provides it)."""
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
@@ -119,11 +122,17 @@ class ConsistencyReport:
 
 
 class Indexer:
+    """Ingests files, bytes and documents into the vector store, BM25 and the registry in step.
+
+    Every collaborator comes in through the constructor, typed by what the indexer uses of it
+    (``DocumentEmbedder``, ``ingest.stores.protocols.WritableVectorStore``): the application passes
+    the e5 ``Embedder`` and Milvus, a unit test an in-memory embedder and vector store."""
+
     def __init__(
         self,
         embedder: DocumentEmbedder,
         chunker: Chunker,
-        vectors: MilvusVectorStore,
+        vectors: WritableVectorStore,
         bm25: BM25Index,
         tokenizer: BM25Tokenizer,
         registry: Registry,
@@ -175,7 +184,7 @@ class Indexer:
     def ingest_documents(
         self, docs: Iterable[LoadedDocument], progress: ProgressCallback | None = None, total: int | None = None
     ) -> IngestReport:
-        return self.ingest((_Candidate(d.source, d.doc_id, lambda d=d: d) for d in docs), progress, total)
+        return self.ingest((_Candidate(d.source, d.doc_id, _already_loaded(d)) for d in docs), progress, total)
 
     def ingest(
         self,
@@ -435,6 +444,11 @@ class Indexer:
         if ids:
             self.vectors.delete(ids)
             self.bm25.delete(ids)
+
+
+def _already_loaded(doc: LoadedDocument) -> Callable[[], LoadedDocument]:
+    """The loader of a document that needs no loading."""
+    return lambda: doc
 
 
 def _is_under(source: str, root: Path) -> bool:

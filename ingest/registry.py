@@ -8,9 +8,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

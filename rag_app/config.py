@@ -134,7 +134,7 @@ class SchedulerSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _complete_when_enabled(self) -> "SchedulerSettings":
+    def _complete_when_enabled(self) -> SchedulerSettings:
         # Fail at start-up, not silently at the first (never-coming) run.
         if self.enabled:
             if not self.folder.strip():

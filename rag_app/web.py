@@ -23,9 +23,9 @@ def create_app(
     app = create_api(service)
     if not mount_ui:
         return app
-    from rag_app.ui.app import build_ui, mount_kwargs  # first: it turns analytics off before gradio loads
-
     import gradio as gr
+
+    from rag_app.ui.app import build_ui, mount_kwargs  # first: it turns analytics off before gradio loads
 
     mounted: FastAPI = gr.mount_gradio_app(app, build_ui(service), path="/", **mount_kwargs(service))
     return mounted

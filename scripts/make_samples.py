@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent / "samples"
-FIXED_TIME = datetime(2024, 5, 21, 9, 0, 0, tzinfo=timezone.utc)
+FIXED_TIME = datetime(2024, 5, 21, 9, 0, 0, tzinfo=UTC)
 
 EMPLOYEE_HANDBOOK_ZH = """\
 ---

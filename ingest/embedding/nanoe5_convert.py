@@ -282,8 +282,7 @@ def _char_class(codepoints: list[int]) -> str:
 
 def build_tokenizer(e5: E5File):
     """A ``tokenizers.Tokenizer`` that reproduces the engine's token ids."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     vocab = [(p, float(s)) for p, s in zip(e5.pieces, e5.scores)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=e5.unk, byte_fallback=False))

@@ -17,6 +17,7 @@ reported as a refusal, instead of as the OOM killer choosing a victim among the 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -223,10 +224,9 @@ def _set_memory_cap(mb: int) -> None:
     soft = mb * 1024 * 1024 if mb > 0 else hard
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
-    try:
+    # Refused (a hard limit lower than asked): parse with the limit the process has.
+    with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    except (ValueError, OSError):  # below what is already mapped: parse without the cap
-        pass
 
 
 def _out_of_memory(settings: LoaderSettings) -> dict[str, Any]:

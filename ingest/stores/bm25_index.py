@@ -231,7 +231,7 @@ class BM25Index:
         if len(last) != len(chunk_ids):
             keep = sorted(last.values())
             ids = [chunk_ids[i] for i in keep]
-            toks = [token_lists[i] for i in keep]
+            toks: Sequence[Sequence[str]] = [token_lists[i] for i in keep]
         else:
             ids, toks = list(chunk_ids), token_lists
 
@@ -509,12 +509,12 @@ class BM25Index:
         parts = []
         total = np.zeros(V, np.int64)
         for s in segs:
-            keep: np.ndarray | None = live[s.slots]
+            mask: np.ndarray = live[s.slots]
             cnt = np.diff(s.indptr)
-            if keep.all():
-                keep = None
-            else:  # live postings per term via a prefix sum over the keep mask
-                cs = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+            keep: np.ndarray | None = None
+            if not mask.all():  # live postings per term via a prefix sum over the keep mask
+                keep = mask
+                cs = np.concatenate((np.zeros(1, np.int64), np.cumsum(mask, dtype=np.int64)))
                 cnt = cs[s.indptr[1:]] - cs[s.indptr[:-1]]
             total[s.term_ids] += cnt
             parts.append((s, keep, cnt))

@@ -15,18 +15,11 @@ from rag_app.llm.base import ChatMessage, LLMBackend, LLMUnavailableError, appro
 from rag_app.retrieval.protocols import Tokenizer
 from rag_app.retrieval.results import RetrievalResult
 
-# Events, citations and history used to be defined here: still importable from this module.
-from .citations import Citation, infer_citation, map_citations, parse_citation_numbers
-from .events import AnswerEvent, DeltaEvent, ErrorEvent, ErrorReason, FinalEvent, QueryEvent, SourcesEvent
+from .citations import infer_citation, map_citations
+from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, SourcesEvent
 from .language import Language, detect_language
 from .prompt import Prompt, build_prompt, build_rewrite_messages, clean_rewrite
 from .question import BoundedQuestion, History, bound_question, clean_question, normalise_history
-
-__all__ = [
-    "AnswerEvent", "AnswerSource", "Answerer", "Citation", "DeltaEvent", "ErrorEvent", "ErrorReason", "FinalEvent",
-    "History", "QueryEvent", "SourcesEvent", "infer_citation", "map_citations", "normalise_history",
-    "parse_citation_numbers",
-]
 
 log = logging.getLogger(__name__)
 

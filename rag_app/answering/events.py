@@ -3,7 +3,7 @@ one FinalEvent or ErrorEvent. Each has ``type`` and ``to_dict()`` for server-sen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from .citations import Citation
 from .language import Language
@@ -106,4 +106,4 @@ class ErrorEvent:
         return {"message": self.message, "question": self.question, "reason": self.reason}
 
 
-AnswerEvent = Union[QueryEvent, SourcesEvent, DeltaEvent, FinalEvent, ErrorEvent]
+AnswerEvent = QueryEvent | SourcesEvent | DeltaEvent | FinalEvent | ErrorEvent

@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# source_label and chunk_scores used to be defined here: still importable from this module.
 from ingest.types import source_label
 from rag_app.llm.base import ChatMessage
-from rag_app.retrieval.results import RetrievedChunk, chunk_scores  # noqa: F401
+from rag_app.retrieval.results import RetrievedChunk
 
 from .language import Language
 

@@ -85,5 +85,5 @@ def normalise_history(history: History | None, max_turns: int) -> list[ChatMessa
             continue
         text = clean_question(_text_of(m.get("content")))  # the same hygiene as the question itself
         if text:
-            out.append(ChatMessage(role=role, content=text))  # type: ignore[typeddict-item]
+            out.append(ChatMessage(role=role, content=text))
     return out[-2 * max_turns :] if max_turns > 0 else []

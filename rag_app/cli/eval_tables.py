@@ -38,7 +38,8 @@ def calibration_table(rows: list[tuple[str, list[StageCalibration]]]) -> str:
             mark = " (threshold option)" if c.stage in THRESHOLDABLE else ""
             lines.append(
                 f"| {name} | {c.stage}{mark} | {_fmt(c.cutoff, '.4g')} | {_fmt(c.relevant_kept, '.1%')}"
-                f" ({c.questions} q) | {_fmt(c.answer_set_relevant, '.1%')} ({_fmt(c.answer_set_relevant_unthresholded, '.1%')})"
+                f" ({c.questions} q) | {_fmt(c.answer_set_relevant, '.1%')}"
+                f" ({_fmt(c.answer_set_relevant_unthresholded, '.1%')})"
                 f" | {_fmt(c.in_domain_answered, '.1%')} | {_fmt(c.ood_refused, '.1%')} ({c.ood_questions} q)"
                 f" | {_fmt(c.separation_auc)} |"
             )

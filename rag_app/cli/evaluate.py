@@ -19,8 +19,9 @@ import logging
 import math
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ingest.beir import is_beir_dir, load_queries
 from rag_app.config import Settings
@@ -116,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="re-run the queries even if cached candidates exist")
     p.add_argument("--calibrate", action="store_true", help="score distributions per stage and a recommended cutoff")
     p.add_argument("--keep", type=float, default=0.95, help="share of relevant evidence the cutoff must keep")
-    p.add_argument("--ood", type=Path, action="append", default=[], help="BEIR folder whose questions are out of domain")
+    p.add_argument("--ood", type=Path, action="append", default=[],
+                   help="BEIR folder whose questions are out of domain")
     p.add_argument("--ood-max", type=int, default=300, help="out-of-domain questions per set (seeded sample)")
     p.add_argument("--plot-dir", type=Path, help="where the calibration PNGs go (default: the set's data dir)")
     p.add_argument("--tune-fusion", action="store_true", help="grid over fusion method, weights and depth")
@@ -210,10 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shared is not None:
             stage, cutoff = shared
             rows = [
-                (cands.dataset, [calibrate_stage(stage, cands, ood, args.keep, deploy_depth, retrieval.top_k, cutoff)[0]])
+                (cands.dataset,
+                 [calibrate_stage(stage, cands, ood, args.keep, deploy_depth, retrieval.top_k, cutoff)[0]])
                 for cands, ood in zip(sets, oods)
             ]
-            dump["shared_threshold"] = {"score": stage, "min_value": cutoff, "sets": {n: c[0].as_dict() for n, c in rows}}
+            dump["shared_threshold"] = {
+                "score": stage, "min_value": cutoff, "sets": {n: c[0].as_dict() for n, c in rows}
+            }
             print(f"\nAt the shared cutoff {stage} >= {cutoff:.4f} (the configured value is"
                   f" {retrieval.threshold.score} >= {retrieval.threshold.min_value})\n")
             print(calibration_table(rows))

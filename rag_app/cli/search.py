@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ingest.stores.milvus_store import VectorStoreError
-from rag_app.retrieval.hybrid import RetrievedChunk
+from rag_app.retrieval.results import RetrievedChunk
 from rag_app.service import EmptyQuestionError, SearchResult
 
 from .common import add_common_options, load_cli_settings, open_service

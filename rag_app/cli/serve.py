@@ -10,8 +10,8 @@ import fcntl
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ingest.stores.milvus_store import VectorStoreError
 from rag_app.config import Settings

@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import Any
 
 from rag_app.service import ModelStoreError, TunedModelStore

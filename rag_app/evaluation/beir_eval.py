@@ -12,16 +12,16 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ingest.beir import corpus_id_of, load_qrels, load_queries
 from ingest.files import atomic_write_text
-
 from rag_app.config import ThresholdSettings
 from rag_app.evaluation.metrics import evaluate_run, ndcg_query, per_query, recall_at_k
 from rag_app.retrieval.fusion import reciprocal_rank_fusion, weighted_score_sum
@@ -91,7 +91,7 @@ class CandidateSet:
         atomic_write_text(path, json.dumps(data, allow_nan=True))
 
     @classmethod
-    def load(cls, path: str | Path) -> "CandidateSet":
+    def load(cls, path: str | Path) -> CandidateSet:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("version") != _CACHE_VERSION:
             raise ValueError(f"{path}: candidate cache version {data.get('version')}, expected {_CACHE_VERSION}")
@@ -109,7 +109,7 @@ def _candidate_row(c: Candidate) -> list[object]:
 
 
 @contextmanager
-def _evaluation_settings(kb: "SearchableKnowledgeBase", depth: int) -> Iterator[None]:
+def _evaluation_settings(kb: SearchableKnowledgeBase, depth: int) -> Iterator[None]:
     """Temporarily: no threshold (ranking evaluation needs every candidate), ``depth`` per leg."""
     retriever = kb.retriever
     assert retriever is not None, "call kb.warm_up() first"
@@ -124,7 +124,7 @@ def _evaluation_settings(kb: "SearchableKnowledgeBase", depth: int) -> Iterator[
 
 
 def collect_candidates(
-    kb: "SearchableKnowledgeBase",
+    kb: SearchableKnowledgeBase,
     dataset_dir: str | Path,
     max_queries: int | None = None,
     depth: int = DEFAULT_DEPTH,
@@ -149,7 +149,7 @@ def collect_candidates(
 
 
 def collect_for_queries(
-    kb: "SearchableKnowledgeBase",
+    kb: SearchableKnowledgeBase,
     queries: Mapping[str, str],
     depth: int = DEFAULT_DEPTH,
     progress: Callable[[int, int], None] | None = None,
@@ -192,20 +192,26 @@ def collect_for_queries(
 # ------------------------------------------------------------------------------------ rankings
 
 
+def _leg_rank(c: Candidate, leg: Literal["dense", "bm25"]) -> int | None:
+    return c.dense_rank if leg == "dense" else c.bm25_rank
+
+
+def returned_by(chunks: list[Candidate], leg: Literal["dense", "bm25"]) -> list[Candidate]:
+    """The chunks one leg returned, in its rank order."""
+    ranked = [(rank, c) for c in chunks if (rank := _leg_rank(c, leg)) is not None]
+    return [c for _, c in sorted(ranked, key=lambda pair: pair[0])]
+
+
 def leg_order(chunks: list[Candidate], leg: Literal["dense", "bm25"]) -> list[Candidate]:
     """Chunks in one leg's order: its returned ones by rank, then the rest (found only by the other
     leg) by that leg's filled-in score — they rank after, since the leg did not return them."""
-
-    def rank(c: Candidate) -> int | None:
-        return c.dense_rank if leg == "dense" else c.bm25_rank
 
     def score(c: Candidate) -> float:
         s = c.dense_score if leg == "dense" else c.bm25_score
         return -math.inf if math.isnan(s) else s
 
-    returned = sorted((c for c in chunks if rank(c) is not None), key=lambda c: rank(c))  # type: ignore[arg-type, return-value]
-    rest = sorted((c for c in chunks if rank(c) is None), key=lambda c: (-score(c), c.chunk_id))
-    return returned + rest
+    rest = sorted((c for c in chunks if _leg_rank(c, leg) is None), key=lambda c: (-score(c), c.chunk_id))
+    return returned_by(chunks, leg) + rest
 
 
 def to_doc_scores(ordered: list[Candidate]) -> dict[str, float]:
@@ -270,8 +276,8 @@ def fused_order(
     """Re-fuse one query's candidates offline, exactly as HybridRetriever.run does."""
     weights = {"dense": dense_weight, "bm25": bm25_weight}
     if method == "rrf":
-        dense = [c.chunk_id for c in sorted((c for c in chunks if c.dense_rank is not None), key=lambda c: c.dense_rank)]  # type: ignore[arg-type, return-value]
-        bm25 = [c.chunk_id for c in sorted((c for c in chunks if c.bm25_rank is not None), key=lambda c: c.bm25_rank)]  # type: ignore[arg-type, return-value]
+        dense = [c.chunk_id for c in returned_by(chunks, "dense")]
+        bm25 = [c.chunk_id for c in returned_by(chunks, "bm25")]
         fused = reciprocal_rank_fusion({"dense": dense, "bm25": bm25}, weights, rrf_k)
     else:
         # The retriever scores missing dense values as 0.0 (dict.get default): do the same.
@@ -288,7 +294,9 @@ def fusion_run(cands: CandidateSet, **fusion: object) -> dict[str, dict[str, flo
 # ------------------------------------------------------------------------------------ scoring
 
 
-def score_run(run: Mapping[str, Mapping[str, float]], cands: CandidateSet, k_values: tuple[int, ...]) -> dict[str, float]:
+def score_run(
+    run: Mapping[str, Mapping[str, float]], cands: CandidateSet, k_values: tuple[int, ...]
+) -> dict[str, float]:
     return evaluate_run(run, cands.qrels, k_values=k_values, recall_extra=(100,), mrr_k=10)
 
 
@@ -322,11 +330,12 @@ def legs_of(cands: CandidateSet) -> tuple[str, ...]:
 
 
 def evaluate(
-    kb: "SearchableKnowledgeBase",
+    kb: SearchableKnowledgeBase,
     dataset_dir: str | Path,
     k_values: tuple[int, ...] = (10,),
     max_queries: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{"dense"|"bm25"|"hybrid"[|"hybrid+rerank"]: {"ndcg@10", "recall@10", "recall@100", "mrr@10",
-    "recall@100_own", "docs_own", "ms_per_query", "ms_p50", "ms_p95", "queries"}}`` for a warmed ``kb`` that holds the dataset's corpus."""
+    "recall@100_own", "docs_own", "ms_per_query", "ms_p50", "ms_p95", "queries"}}`` for a warmed ``kb``
+    that holds the dataset's corpus."""
     return evaluate_candidates(collect_candidates(kb, dataset_dir, max_queries=max_queries), k_values)

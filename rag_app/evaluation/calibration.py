@@ -12,9 +12,9 @@ then scored on out-of-domain questions (refusal rate) and on the answer set the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -221,7 +221,9 @@ def plot(
             ax.axvline(cal.cutoff, color="black", linestyle="--", linewidth=1)
         thresholdable = " (threshold option)" if cal.stage in THRESHOLDABLE else ""
         ax.set_title(f"{cal.stage}{thresholdable}", fontsize=10)
-        ood = "" if math.isnan(cal.ood_refused) else f", OOD refused {cal.ood_refused:.0%}, AUC {cal.separation_auc:.3f}"
+        ood = (
+            "" if math.isnan(cal.ood_refused) else f", OOD refused {cal.ood_refused:.0%}, AUC {cal.separation_auc:.3f}"
+        )
         ax.set_xlabel(f"cutoff {cal.cutoff:.4g}: keeps {cal.relevant_kept:.0%}{ood}", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(results):]:

@@ -9,8 +9,9 @@ that helps one set by hurting another loses to one that helps both.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from rag_app.evaluation.beir_eval import (
     Candidate,

@@ -15,7 +15,7 @@ Conventions, chosen to match trec_eval / pytrec_eval (and ranx's ``ndcg``, ``rec
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]

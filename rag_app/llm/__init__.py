@@ -20,8 +20,9 @@ from .settings import LLMSettings
 
 if TYPE_CHECKING:
     from .langchain_chat import RagChatModel
+    from .llamacpp_backend import LlamaCppLLM
     from .openai_backend import OpenAICompatibleLLM
-    from .transformers_backend import LlamaCppLLM, TransformersLLM
+    from .transformers_backend import TransformersLLM
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def make_llm(settings: LLMSettings, data_dir: Path) -> LLMBackend:
 
         return OpenAICompatibleLLM(settings)
     if settings.backend == "llamacpp":
-        from .transformers_backend import LlamaCppLLM
+        from .llamacpp_backend import LlamaCppLLM
 
         return LlamaCppLLM(settings, cache_dir)
     raise ValueError(f"Unknown LLM backend {settings.backend!r}")
@@ -64,10 +65,14 @@ def make_llm(settings: LLMSettings, data_dir: Path) -> LLMBackend:
 
 def __getattr__(name: str) -> Any:
     # Lazy re-exports: importing rag_app.llm must not pull in torch or langchain.
-    if name in ("TransformersLLM", "LlamaCppLLM"):
-        from . import transformers_backend
+    if name == "TransformersLLM":
+        from .transformers_backend import TransformersLLM
 
-        return getattr(transformers_backend, name)
+        return TransformersLLM
+    if name == "LlamaCppLLM":
+        from .llamacpp_backend import LlamaCppLLM
+
+        return LlamaCppLLM
     if name == "OpenAICompatibleLLM":
         from .openai_backend import OpenAICompatibleLLM
 

@@ -16,9 +16,11 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
-    ChatMessage as LCChatMessage,
     HumanMessage,
     SystemMessage,
+)
+from langchain_core.messages import (
+    ChatMessage as LCChatMessage,
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 # sha256_file is also this module's public name for it (verify_gguf, callers and tests).
 from ingest.files import atomic_write, atomic_write_text, file_lock, sha256_file, temp_files
@@ -153,7 +153,7 @@ def assemble_gguf(target: Path) -> Path:
         return target
 
 
-def _copy_verified(parts: list[Path], out: BinaryIO) -> None:
+def _copy_verified(parts: list[Path], out: IO[bytes]) -> None:
     """Concatenate ``parts`` into ``out``, hashing while copying (one pass over 491 MB); raise on mismatch."""
     h = hashlib.sha256()
     size = 0

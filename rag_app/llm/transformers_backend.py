@@ -1,6 +1,6 @@
-"""In-process LLM backends: transformers on CPU (default) and, if installed, llama-cpp-python.
+"""The in-process transformers backend on CPU (the default local LLM).
 
-Both run one generation at a time per model (a lock queues concurrent requests): a CPU model
+It runs one generation at a time per model (a lock queues concurrent requests): a CPU model
 decoding two streams at once is no faster overall and doubles memory for the KV caches.
 """
 from __future__ import annotations
@@ -15,33 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop, plain_messages
-from .packaged_qwen import (
-    PACKAGED_NAME,
-    PACKAGED_PREFIX,
-    PackagedModelError,
-    build_hf_model_dir,
-    ensure_packaged_gguf,
-    ensure_packaged_hf_dir,
-)
+from .local_models import check_packaged_name, model_label, resolve_cache_dir
+from .packaged_qwen import PACKAGED_PREFIX, PackagedModelError, build_hf_model_dir, ensure_packaged_hf_dir
 from .settings import LLMSettings
 
 logger = logging.getLogger(__name__)
-
-
-def _check_packaged_name(model: str) -> None:
-    name = model[len(PACKAGED_PREFIX) :]
-    if name != PACKAGED_NAME:
-        raise ValueError(f"Unknown packaged model {model!r}; available: {PACKAGED_PREFIX}{PACKAGED_NAME}")
-
-
-def _model_label(model: str) -> str:
-    """``model`` as backend names show it: a packaged model without its ``packaged:`` prefix."""
-    return model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model
-
-
-def _resolve_cache_dir(settings: LLMSettings, cache_dir: Path | None) -> Path:
-    """Where converted/assembled models go: ``cache_dir`` if given, else the settings' (default ``models``)."""
-    return Path(cache_dir) if cache_dir is not None else Path(settings.cache_dir or "models")
 
 
 def resolve_hf_model(model: str, cache_dir: Path) -> str:
@@ -51,7 +29,7 @@ def resolve_hf_model(model: str, cache_dir: Path) -> str:
     ``cache_dir``; a folder or hub id -> returned unchanged.
     """
     if model.startswith(PACKAGED_PREFIX):
-        _check_packaged_name(model)
+        check_packaged_name(model)
         return str(ensure_packaged_hf_dir(cache_dir))
     path = Path(model).expanduser()
     if path.suffix.lower() == ".gguf" and path.is_file():
@@ -71,7 +49,7 @@ class TransformersLLM(LLMBackend):
 
     def __init__(self, settings: LLMSettings, cache_dir: Path | None = None) -> None:
         self.settings = settings
-        self.cache_dir = _resolve_cache_dir(settings, cache_dir)
+        self.cache_dir = resolve_cache_dir(settings, cache_dir)
         self._model: Any = None
         self._tokenizer: Any = None
         self._model_context: int | None = None
@@ -82,7 +60,7 @@ class TransformersLLM(LLMBackend):
 
     @property
     def name(self) -> str:
-        return "local:" + _model_label(self.settings.model)
+        return "local:" + model_label(self.settings.model)
 
     @property
     def context_window(self) -> int:
@@ -106,8 +84,7 @@ class TransformersLLM(LLMBackend):
                 model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
             except (OSError, PackagedModelError) as exc:
                 raise LLMUnavailableError(f"Local model {self.settings.model!r} could not be loaded: {exc}") from exc
-            model.to("cpu")
-            model.eval()
+            model = model.eval()  # loaded on the CPU already (no device map)
             if not getattr(tokenizer, "chat_template", None):
                 raise LLMUnavailableError(
                     f"Local model {self.settings.model!r} has no chat template; use an instruct/chat model"
@@ -191,7 +168,8 @@ class TransformersLLM(LLMBackend):
                 self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
             ) -> torch.BoolTensor:
                 steps[0] += 1
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+                done = torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+                return done  # type: ignore[return-value]  # a bool tensor; torch's stubs type it Tensor
 
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
@@ -239,97 +217,3 @@ class TransformersLLM(LLMBackend):
                 first or total,
                 (steps[0] - 1) / decode if steps[0] > 1 and decode > 0 else 0.0,
             )
-
-
-class LlamaCppLLM(LLMBackend):
-    """llama-cpp-python on the GGUF directly (Q4_K_M: much faster than fp32 transformers on CPU).
-
-    Optional: used only when ``llama_cpp`` is importable. NOT exercised by the test suite here
-    (the package is not installed in this environment).
-    """
-
-    def __init__(self, settings: LLMSettings, cache_dir: Path | None = None) -> None:
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError as exc:
-            raise ImportError(
-                "The 'llamacpp' LLM backend needs llama-cpp-python: pip install llama-cpp-python "
-                "(or use backend 'local')"
-            ) from exc
-        self.settings = settings
-        self.cache_dir = _resolve_cache_dir(settings, cache_dir)
-        self._llm: Any = None
-        self._load_lock = threading.Lock()
-        self._gen_lock = threading.Lock()  # a Llama context is not thread-safe
-
-    @property
-    def name(self) -> str:
-        return "llamacpp:" + _model_label(self.settings.model)
-
-    @property
-    def context_window(self) -> int:
-        return self.settings.context_window
-
-    def warm_up(self) -> None:
-        if self._llm is not None:
-            return
-        with self._load_lock:
-            if self._llm is not None:
-                return
-            import llama_cpp
-
-            model = self.settings.model
-            try:
-                if model.startswith(PACKAGED_PREFIX):
-                    _check_packaged_name(model)
-                    path = ensure_packaged_gguf(self.cache_dir)
-                else:
-                    path = Path(model).expanduser()
-                    if path.suffix.lower() != ".gguf" or not path.is_file():
-                        raise LLMUnavailableError(f"The llamacpp backend needs a .gguf file, got {model!r}")
-                t0 = time.perf_counter()
-                self._llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.settings.context_window,
-                    n_threads=self.settings.num_threads,
-                    verbose=False,  # llama.cpp prints to stderr otherwise
-                )
-            except (OSError, ValueError, PackagedModelError) as exc:
-                raise LLMUnavailableError(f"llama.cpp could not load {model!r}: {exc}") from exc
-            logger.info("Loaded LLM %s in %.1f s", self.name, time.perf_counter() - t0)
-
-    def count_tokens(self, text: str) -> int:
-        self.warm_up()
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    def stream(
-        self,
-        messages: list[ChatMessage],
-        *,
-        max_new_tokens: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Iterator[str]:
-        return apply_stop(self._raw_stream(messages, max_new_tokens, stop), stop)
-
-    def _raw_stream(
-        self, messages: list[ChatMessage], max_new_tokens: int | None, stop: list[str] | None
-    ) -> Iterator[str]:
-        self.warm_up()
-        with self._gen_lock:
-            chunks = self._llm.create_chat_completion(
-                messages=plain_messages(messages),
-                stream=True,
-                max_tokens=max_new_tokens or self.settings.max_new_tokens,
-                temperature=max(self.settings.temperature, 0.0),  # 0 -> greedy in llama.cpp
-                stop=[s for s in (stop or []) if s] or None,
-            )
-            try:
-                for chunk in chunks:
-                    choices = chunk.get("choices") or []
-                    content = (choices[0].get("delta") or {}).get("content") if choices else None
-                    if content:
-                        yield content
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()  # stops token generation when the consumer leaves early

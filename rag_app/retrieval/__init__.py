@@ -11,7 +11,6 @@
 ``results``               ``RetrievedChunk`` (a ``Chunk`` + scores, ``to_dict``), ``RetrievalResult``
 ``protocols``             what the stages need: ``QueryEmbedder``, ``VectorStore``, ``KeywordIndex``...
 ``langchain_retriever``   the pipeline as a LangChain retriever
-``hybrid``, ``reranker``  old import paths, re-exporting the above
 ========================  ==============================================================
 
 Nothing is imported here, so importing one stage does not load the others.

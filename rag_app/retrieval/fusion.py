@@ -5,7 +5,7 @@ the pipeline stage that applies ``retrieval.fusion`` to a :class:`Candidates` se
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from rag_app.config import FusionSettings
 

@@ -8,7 +8,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag_app.retrieval.hybrid import HybridRetriever
+from rag_app.retrieval.pipeline import HybridRetriever
 
 
 class LangChainHybridRetriever(BaseRetriever):

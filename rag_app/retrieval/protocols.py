@@ -1,27 +1,29 @@
 """What the retrieval stages need from the outside world, as ``typing.Protocol`` s.
 
 The stages are written against these, not against Milvus, the BM25 index or the e5 model, so a
-test (or another store) can stand in with a few lines of numpy and dicts: see
-``tests/test_retrieval_stages.py``. ``MilvusVectorStore``, ``BM25Index``, ``BM25Tokenizer``,
-``Embedder`` and ``CrossEncoderReranker`` satisfy them as they are.
+test (or another store) can stand in with a few lines of numpy and dicts: see ``tests/support/fakes.py``
+and ``tests/rag_app/retrieval/test_retrieval_stages.py``. ``MilvusVectorStore``, ``BM25Index``,
+``BM25Tokenizer``, ``Embedder`` and ``CrossEncoderReranker`` satisfy them as they are.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from ingest.types import Chunk
 
 if TYPE_CHECKING:
-    from ingest.embedding import Embedder
+    from ingest.embedding import TextEmbedder
     from ingest.stores.bm25_index import BM25Index
-    from ingest.stores.milvus_store import MilvusVectorStore
+    from ingest.stores.protocols import SearchableVectorStore
     from ingest.text_tokenizer import BM25Tokenizer
     from rag_app.config import Settings
     from rag_app.retrieval.pipeline import HybridRetriever
 
 
+@runtime_checkable
 class QueryEmbedder(Protocol):
     """Turns text into vectors in the corpus's space. ``embed_documents`` is only used for the
     threshold's reference passages (they are passages, so they get the passage prefix)."""
@@ -31,6 +33,7 @@ class QueryEmbedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+@runtime_checkable
 class VectorStore(Protocol):
     """Chunk vectors searchable by similarity."""
 
@@ -47,6 +50,7 @@ class VectorStore(Protocol):
         ...
 
 
+@runtime_checkable
 class KeywordIndex(Protocol):
     """A lexical (BM25) index over chunk ids."""
 
@@ -63,12 +67,14 @@ class KeywordIndex(Protocol):
         ...
 
 
+@runtime_checkable
 class Tokenizer(Protocol):
     """The keyword index's tokenizer: queries must be cut the way documents were."""
 
     def tokenize(self, text: str) -> list[str]: ...
 
 
+@runtime_checkable
 class PassageScorer(Protocol):
     """A cross-encoder: relevance of each passage to the query, or None when out of time."""
 
@@ -83,10 +89,10 @@ class SearchableKnowledgeBase(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def embedder(self) -> Embedder: ...
+    def embedder(self) -> TextEmbedder: ...
 
     @property
-    def vectors(self) -> MilvusVectorStore | None: ...
+    def vectors(self) -> SearchableVectorStore | None: ...
 
     @property
     def bm25(self) -> BM25Index | None: ...

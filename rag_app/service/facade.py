@@ -16,13 +16,12 @@ from typing import Any
 from ingest.beir import corpus_size, iter_corpus
 from ingest.indexer import ConsistencyReport, ProgressCallback
 from ingest.types import IngestReport
-from rag_app.answering import AnswerEvent, Answerer, ErrorEvent, FinalEvent
-from rag_app.answering.answerer import History
-from rag_app.answering.question import BoundedQuestion
+from rag_app.answering import Answerer, AnswerEvent, ErrorEvent, FinalEvent
+from rag_app.answering.question import BoundedQuestion, History
 from rag_app.config import Settings, TuningSettings
 from rag_app.evaluation.beir_eval import CandidateSet, collect_candidates, collect_for_queries
 from rag_app.llm import LLMBackend, make_llm
-from rag_app.retrieval.hybrid import RetrievalResult
+from rag_app.retrieval.results import RetrievalResult
 from rag_app.tuning.pipeline import Activation, TuneProgress, TuneReport, run_tuning
 
 from .ingestion import IngestionJobs, precheck
@@ -69,7 +68,12 @@ class RagService:
 
     @classmethod
     def open(
-        cls, settings: Settings, *, llm: LLMBackend | None = None, kb: KnowledgeBase | None = None, background: bool = True
+        cls,
+        settings: Settings,
+        *,
+        llm: LLMBackend | None = None,
+        kb: KnowledgeBase | None = None,
+        background: bool = True,
     ) -> RagService:
         """A service over a warmed knowledge base. Without ``llm`` the configured backend is built on
         the first question that needs it, so the service starts without loading a model."""
@@ -97,7 +101,9 @@ class RagService:
         """The question cleaned and cut to ``answer.max_question_tokens``; raises when it is empty."""
         prepared = self.answerer.prepare_question(question)
         if prepared is None:
-            raise EmptyQuestionError("Please enter a question: it is empty (or only whitespace and control characters).")
+            raise EmptyQuestionError(
+                "Please enter a question: it is empty (or only whitespace and control characters)."
+            )
         return prepared
 
     def ask_stream(self, question: str | BoundedQuestion, history: History | None = None) -> Iterator[AnswerEvent]:

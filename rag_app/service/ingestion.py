@@ -10,14 +10,23 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ingest.indexer import IngestEvent, Indexer
+from ingest.indexer import Indexer, IngestEvent
 from ingest.loaders import LoadError, precheck_upload
 from ingest.registry import Registry
 from ingest.types import sha256_hex
 from rag_app.config import Settings
 
 from .jobs import FileResult, Job
-from .uploads import HEAD_BYTES, UploadData, UploadInput, UploadStore, display_name, read_upload, sanitize_filename, upload_size
+from .uploads import (
+    HEAD_BYTES,
+    UploadData,
+    UploadInput,
+    UploadStore,
+    display_name,
+    read_upload,
+    sanitize_filename,
+    upload_size,
+)
 
 log = logging.getLogger(__name__)
 

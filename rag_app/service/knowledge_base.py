@@ -5,16 +5,17 @@ import logging
 import threading
 
 from ingest.chunking import Chunker
-from ingest.embedding import Embedder
+from ingest.embedding import Embedder, TextEmbedder
 from ingest.indexer import Indexer
 from ingest.loaders import DocumentLoader
 from ingest.registry import Registry
 from ingest.stores.bm25_index import BM25Index
 from ingest.stores.milvus_store import MilvusVectorStore
+from ingest.stores.protocols import SearchableVectorStore
 from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
-from rag_app.retrieval.hybrid import HybridRetriever
-from rag_app.retrieval.reranker import CrossEncoderReranker
+from rag_app.retrieval.pipeline import HybridRetriever
+from rag_app.retrieval.rerank import CrossEncoderReranker
 
 from .model_store import apply_active
 
@@ -24,21 +25,33 @@ log = logging.getLogger(__name__)
 class KnowledgeBase:
     """Light to construct; ``warm_up()`` loads the embedder and opens the stores."""
 
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
-        """``embedder``: an already loaded one to share (tests, several knowledge bases in one process)."""
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: TextEmbedder | None = None,
+        vectors: SearchableVectorStore | None = None,
+    ) -> None:
+        """``embedder``: an already loaded one to share (tests, several knowledge bases in one process),
+        or any other ``TextEmbedder`` (a test's in-memory one). ``vectors``: a vector store to use
+        instead of opening Milvus at ``settings.milvus_uri`` (a test's in-memory one); its ``warm_up``
+        is still called, and the knowledge base closes it with itself."""
         self.configured = settings  # as given; ``settings`` adds the reranker rag-tune switched on
         self.settings = apply_active(settings)
         self._warm = False
         self._lock = threading.Lock()
-        self.embedder = embedder or Embedder(settings.embedder, data_dir=settings.data_dir)
+        self.embedder: TextEmbedder = (
+            embedder if embedder is not None else Embedder(settings.embedder, data_dir=settings.data_dir)
+        )
+        self._given_vectors = vectors
         self.tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
         self.registry: Registry | None = None
-        self.vectors: MilvusVectorStore | None = None
+        self.vectors: SearchableVectorStore | None = None
         self.bm25: BM25Index | None = None
         self.indexer: Indexer | None = None
         self.retriever: HybridRetriever | None = None
 
-    def warm_up(self) -> "KnowledgeBase":
+    def warm_up(self) -> KnowledgeBase:
         with self._lock:
             if self._warm:
                 return self
@@ -46,8 +59,11 @@ class KnowledgeBase:
             s.data_dir.mkdir(parents=True, exist_ok=True)
             # Milvus before the model: the dimension needs only the model's config, and an
             # unreachable server should fail in seconds, not after the model has loaded.
-            self.vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim)
-            self.vectors.warm_up()
+            vectors = self._given_vectors
+            if vectors is None:
+                vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim)
+            vectors.warm_up()
+            self.vectors = vectors
             self.embedder.warm_up()
             self.registry = Registry(s.registry_path)
             self.bm25 = BM25Index(s.bm25_dir, k1=s.bm25.k1, b=s.bm25.b, epsilon=s.bm25.epsilon)
@@ -77,8 +93,8 @@ class KnowledgeBase:
             log.info("knowledge base ready: %s, Milvus at %s", s.embedder.model, s.milvus_uri)
             return self
 
-    def stores(self) -> tuple[Registry, MilvusVectorStore, BM25Index]:
-        """The registry, Milvus and BM25 stores of a warmed knowledge base."""
+    def stores(self) -> tuple[Registry, SearchableVectorStore, BM25Index]:
+        """The registry, vector (Milvus) and BM25 stores of a warmed knowledge base."""
         if self.registry is None or self.vectors is None or self.bm25 is None:
             raise RuntimeError("the knowledge base is not warmed up (KnowledgeBase.warm_up)")
         return self.registry, self.vectors, self.bm25

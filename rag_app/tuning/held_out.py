@@ -16,8 +16,8 @@ import numpy as np
 from rag_app.config import RerankerSettings, ThresholdSettings
 from rag_app.evaluation.beir_eval import paired_bootstrap
 from rag_app.evaluation.metrics import ndcg_query
-from rag_app.retrieval.hybrid import RetrievedChunk
-from rag_app.retrieval.reranker import CrossEncoderReranker, rerank_order
+from rag_app.retrieval.rerank import CrossEncoderReranker, rerank_order
+from rag_app.retrieval.results import RetrievedChunk
 from rag_app.tuning.negatives import normalised_text
 from rag_app.tuning.training_data import TrainingExample
 
@@ -60,7 +60,7 @@ def _relevant_docs(ex: TrainingExample, *rankings: Sequence[RetrievedChunk]) -> 
 
 
 def evaluate_held_out(
-    kb: "SearchableKnowledgeBase",
+    kb: SearchableKnowledgeBase,
     examples: Sequence[TrainingExample],
     candidate: RerankerSettings,
     blends: Sequence[float],
@@ -96,6 +96,8 @@ def evaluate_held_out(
     if base_scores:
         result.best_blend = max(blends, key=lambda b: (result.by_blend[b], -b))
         best = dict(enumerate(blend_scores[result.best_blend]))
-        _, lo, hi = paired_bootstrap({str(k): v for k, v in best.items()}, {str(k): v for k, v in enumerate(base_scores)})
+        _, lo, hi = paired_bootstrap(
+            {str(k): v for k, v in best.items()}, {str(k): v for k, v in enumerate(base_scores)}
+        )
         result.gain_ci = (lo, hi)
     return result

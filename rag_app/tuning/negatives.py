@@ -36,7 +36,7 @@ def _interleave(pools: list[list[str]]) -> list[str]:
 
 
 def mine_hard_negatives(
-    kb: "SearchableKnowledgeBase",
+    kb: SearchableKnowledgeBase,
     queries: Sequence[GeneratedQuery],
     negatives: int = 3,
     skip_top: int = 3,

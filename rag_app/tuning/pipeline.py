@@ -29,8 +29,8 @@ from rag_app.tuning.trainer import CrossEncoderTrainer, TrainingSummary
 from rag_app.tuning.training_data import TrainingExample, read_jsonl, split_by_document, write_jsonl
 
 if TYPE_CHECKING:
-    from rag_app.retrieval.protocols import SearchableKnowledgeBase
     from rag_app.llm.base import LLMBackend
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class TuneReport:
         return out
 
 
-def _writer(settings: TuningSettings, llm: Callable[[], "LLMBackend"] | None) -> QueryWriter:
+def _writer(settings: TuningSettings, llm: Callable[[], LLMBackend] | None) -> QueryWriter:
     if settings.generator == "llm":
         if llm is None:
             raise TuningError("tuning.generator is 'llm' but no LLM is configured")
@@ -108,11 +108,11 @@ class VersionStore(Protocol):
 
 
 def run_tuning(
-    kb: "SearchableKnowledgeBase",
+    kb: SearchableKnowledgeBase,
     settings: TuningSettings,
     *,
     store: VersionStore,
-    llm: Callable[[], "LLMBackend"] | None = None,
+    llm: Callable[[], LLMBackend] | None = None,
     data: Path | None = None,
     activation: Activation = "if-better",
     progress: TuneProgress | None = None,

@@ -21,8 +21,8 @@ from rag_app.answering.language import detect_language
 from rag_app.answering.prompt import defuse
 
 if TYPE_CHECKING:
-    from rag_app.retrieval.protocols import SearchableKnowledgeBase
     from rag_app.llm.base import LLMBackend
+    from rag_app.retrieval.protocols import SearchableKnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class QueryWriter(Protocol):
     def write(self, chunk: ChunkSample) -> list[GeneratedQuery]: ...
 
 
-def sample_chunks(kb: "SearchableKnowledgeBase", n: int, seed: int) -> list[ChunkSample]:
+def sample_chunks(kb: SearchableKnowledgeBase, n: int, seed: int) -> list[ChunkSample]:
     """Up to ``n`` chunks drawn at random from the knowledge base, skipping near-empty ones, at
     most two per document while others remain (a long manual must not crowd out the rest)."""
     assert kb.bm25 is not None and kb.vectors is not None, "call kb.warm_up() first"
@@ -112,7 +112,7 @@ def parse_questions(reply: str, passage: str, limit: int) -> list[str]:
 class LLMQuestionWriter:
     name = "llm"
 
-    def __init__(self, llm: "LLMBackend", per_chunk: int = 1, max_new_tokens: int = 96) -> None:
+    def __init__(self, llm: LLMBackend, per_chunk: int = 1, max_new_tokens: int = 96) -> None:
         self.llm = llm
         self.per_chunk = per_chunk
         self.max_new_tokens = max_new_tokens

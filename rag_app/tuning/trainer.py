@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.files import atomic_write, atomic_write_bytes, atomic_write_text
 from rag_app.config import TuningSettings
 from rag_app.tuning.training_data import TrainingExample
 
@@ -178,7 +179,8 @@ class CrossEncoderTrainer:
             if (step + 1) % s.checkpoint_every == 0:
                 log.info("training step %d/%d, loss %.3f (mean of the last 20)", step + 1, len(schedule),
                          sum(losses[-20:]) / len(losses[-20:]))
-                self._checkpoint(model, optimizer, scheduler, step + 1, losses, spent + time.monotonic() - started, fingerprint)
+                elapsed = spent + time.monotonic() - started
+                self._checkpoint(model, optimizer, scheduler, step + 1, losses, elapsed, fingerprint)
         else:
             step = len(schedule)
         seconds = spent + time.monotonic() - started
@@ -208,17 +210,16 @@ class CrossEncoderTrainer:
     def _checkpoint(self, model: Any, optimizer: Any, scheduler: Any, step: int, losses: list[float],
                     seconds: float, fingerprint: str) -> None:
         import torch
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         ckpt = self._checkpoint_dir
-        ckpt.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, ckpt / "model.safetensors.tmp")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, ckpt / "optimizer.pt.tmp")
-        (ckpt / "model.safetensors.tmp").replace(ckpt / "model.safetensors")
-        (ckpt / "optimizer.pt.tmp").replace(ckpt / "optimizer.pt")
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write_bytes(ckpt / "model.safetensors", save(weights), fsync=False)
+        optimizer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        atomic_write(ckpt / "optimizer.pt", lambda out: torch.save(optimizer_state, out), fsync=False)
+        # Last: a checkpoint counts only once its state names the step the files above hold.
         state = {"step": step, "losses": losses, "seconds": seconds, "fingerprint": fingerprint}
-        (ckpt / "state.json.tmp").write_text(json.dumps(state), encoding="utf-8")
-        (ckpt / "state.json.tmp").replace(ckpt / "state.json")
+        atomic_write_text(ckpt / "state.json", json.dumps(state), fsync=False)
 
     def _resume(self, model: Any, optimizer: Any, scheduler: Any, fingerprint: str) -> tuple[int, list[float], float]:
         """(step, losses, seconds) of a checkpoint of this same run, else a fresh start."""

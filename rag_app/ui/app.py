@@ -31,7 +31,7 @@ CSS = """
   padding: 10px 12px; }
 """
 
-_FONTS = [
+_FONTS: list[gr.themes.Font | str] = [
     gr.themes.LocalFont("Source Sans Pro"),
     "PingFang SC",
     "Microsoft YaHei",

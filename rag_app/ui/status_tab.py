@@ -37,7 +37,8 @@ def status_markdown(service: RagService) -> str:
             "|---|---|",
             f"| Embedding model | `{st['embedder']['model']}` ({st['embedder']['dim']}-d) |",
             f"| LLM | {llm_line} |",
-            f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}` · collection `{st['milvus']['collection']}` |",
+            f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}`"
+            f" · collection `{st['milvus']['collection']}` |",
             f"| Relevance threshold | `{st['retrieval']['threshold']}` · top {st['retrieval']['top_k']} |",
             f"| Documents (registry) | {c['documents']} |",
             f"| Chunks: registry / Milvus / BM25 | {c['registry_chunks']} / {c['milvus_chunks']} / {c['bm25_chunks']}"

@@ -1,0 +1,23 @@
+"""Names and places of local models, shared by the in-process backends."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .packaged_qwen import PACKAGED_NAME, PACKAGED_PREFIX
+from .settings import LLMSettings
+
+
+def check_packaged_name(model: str) -> None:
+    name = model[len(PACKAGED_PREFIX) :]
+    if name != PACKAGED_NAME:
+        raise ValueError(f"Unknown packaged model {model!r}; available: {PACKAGED_PREFIX}{PACKAGED_NAME}")
+
+
+def model_label(model: str) -> str:
+    """``model`` as backend names show it: a packaged model without its ``packaged:`` prefix."""
+    return model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model
+
+
+def resolve_cache_dir(settings: LLMSettings, cache_dir: Path | None) -> Path:
+    """Where converted/assembled models go: ``cache_dir`` if given, else the settings' (default ``models``)."""
+    return Path(cache_dir) if cache_dir is not None else Path(settings.cache_dir or "models")

@@ -1,0 +1,96 @@
+"""The real ``rag-app`` in its own process, for tests and benchmarks that drive it over HTTP.
+
+A separate process is what production runs, and it keeps Gradio's process-wide state (upload
+progress tracking, locks bound to an event loop) apart from apps that other tests drive in-process
+through Starlette's TestClient.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.support.paths import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(work: Path, models_dir: Path, stub_url: str, **sections: dict[str, Any]) -> Path:
+    """configs/default.yaml with a data directory under ``work``, the converted e5 in
+    ``models_dir``, the stub server as LLM, and ``sections`` merged over the rest."""
+    config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text(encoding="utf-8"))
+    config["data_dir"] = str(work / "data")
+    config["log_level"] = "WARNING"
+    config.setdefault("embedder", {})["cache_dir"] = str(models_dir)
+    config["llm"] = {**config.get("llm", {}), "backend": "openai", "base_url": stub_url, "openai_model": "stub"}
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("OPENAI_API_KEY", None)
+    return {**env, **(extra or {})}
+
+
+def ingest(config: Path, paths: list[Path], env: dict[str, str] | None = None) -> str:
+    """``rag-ingest`` in its own process (Milvus Lite admits one process per database)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), *map(str, paths)],
+        cwd=REPO, env=_env(env), capture_output=True, text=True, timeout=1800,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"rag-ingest failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+@contextlib.contextmanager
+def running_app(
+    config: Path, log_path: Path, env: dict[str, str] | None = None, timeout_s: float = 300.0
+) -> Iterator[str]:
+    """Start ``rag-app`` on a free loopback port; yield its base URL once /api/health answers;
+    stop it with SIGINT (uvicorn's graceful shutdown, then the app closes its stores)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag_app.cli.serve", "--config", str(config), "--port", str(port)],
+            cwd=REPO, env=_env(env), stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+                raise RuntimeError(f"rag-app exited with {proc.returncode}:\n{tail}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/api/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rag-app not healthy after {timeout_s:.0f} s")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
