@@ -4,6 +4,9 @@ Each query goes once through ``kb.retriever.run`` with the threshold off and eve
 the three rankings are derived from that one candidate set, so the legs are compared on identical
 retrieval work. Per-query candidates (both legs' ranks and scores) are kept so that other fusions
 can be recomputed offline with ``rag_app.retrieval.fusion`` without re-running retrieval.
+
+Over 300 lines on purpose: the candidate record, its collection and the rankings derived from it
+share one cache format (``CandidateSet.save``/``load``), and a change to one must change the others.
 """
 from __future__ import annotations
 

@@ -53,10 +53,9 @@ def test_temp_names_are_recognised(tmp_path: Path) -> None:
 
 def test_file_lock_excludes_a_second_holder_and_frees_on_exit(tmp_path: Path) -> None:
     lock = tmp_path / "x.lock"
-    with file_lock(lock):
-        with pytest.raises(LockBusyError):  # another open file: another holder, even in-process
-            with file_lock(lock, blocking=False):
-                pass
+    # another open file: another holder, even in-process
+    with file_lock(lock), pytest.raises(LockBusyError), file_lock(lock, blocking=False):
+        pass
     with file_lock(lock, blocking=False) as fd:
         assert isinstance(fd, int)
 

@@ -2,6 +2,7 @@
 unreachable Milvus — all on real Milvus Lite, BM25 and registry."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -628,10 +629,8 @@ def _kill_loop(tmp_path: Path, kills: int, seed: int) -> None:
             # Up to 1.25x the expected length: points spread over the whole sync, some past its end.
             delay = rng.uniform(0.0, 1.25 * duration)
             time.sleep(delay)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             line = server.expect("DONE", "EXIT")
             if line[0] == "DONE":  # finished before the kill: fine, but not counted
                 completed += 1

@@ -330,7 +330,7 @@ def test_load_document_path_errors(tmp_path: Path) -> None:
 
 
 def test_supported_extensions() -> None:
-    assert SUPPORTED_EXTENSIONS == frozenset({".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"})
+    assert frozenset({".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"}) == SUPPORTED_EXTENSIONS
 
 
 # --- upload safety: content allow-list, archives and bombs, size limits ------------------------------

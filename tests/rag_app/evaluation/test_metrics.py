@@ -142,7 +142,7 @@ def test_against_pytrec_eval_on_random_runs() -> None:
         per_q = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
         n = len(qrels)  # trec_eval -c: queries missing from the run count as 0
 
-        def mean(measure: str) -> float:
+        def mean(measure: str, per_q: dict = per_q, n: int = n) -> float:
             return sum(v[measure] for v in per_q.values()) / n
 
         for k in (1, 5, 10, 100):
