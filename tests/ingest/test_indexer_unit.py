@@ -15,29 +15,8 @@ from ingest.settings import ChunkerSettings
 from ingest.stores.bm25_index import BM25Index
 from ingest.text_tokenizer import BM25Tokenizer
 from ingest.types import Chunk
+from tests.support.documents import FAQ_EN, HANDBOOK_ZH
 from tests.support.fakes import HashingEmbedder, InMemoryVectorStore
-
-HANDBOOK_ZH = """# 员工手册
-
-## 年假
-
-入职满一年的正式员工每年享有 5 天带薪年假。入职满五年的正式员工每年享有 18 天带薪年假。
-
-## 报销
-
-差旅报销需在出差结束后七天内提交。
-""".encode()
-
-FAQ_EN = b"""# Product FAQ
-
-## Uploads
-
-The maximum upload size is 200 MB per file. Larger files are refused before they are read.
-
-## Languages
-
-Beacon answers questions in Chinese and English.
-"""
 
 NOTES_TXT = b"Release notes.\n\nVersion 2.1 adds a dark mode and fixes the zebra export bug.\n"
 

@@ -118,3 +118,27 @@ def docx_bomb(unpacked_mb: int = 50) -> bytes:
             for _ in range(unpacked_mb):
                 fh.write(block)
     return buf.getvalue()
+
+
+# Two small Markdown documents, one per language, for the unit layer (indexer and service over fakes).
+HANDBOOK_ZH = """# 员工手册
+
+## 年假
+
+入职满一年的正式员工每年享有 5 天带薪年假。入职满五年的正式员工每年享有 18 天带薪年假。
+
+## 报销
+
+差旅报销需在出差结束后七天内提交。
+""".encode()
+
+FAQ_EN = b"""# Product FAQ
+
+## Uploads
+
+The maximum upload size is 200 MB per file. Larger files are refused before they are read.
+
+## Languages
+
+Beacon answers questions in Chinese and English.
+"""

@@ -17,30 +17,9 @@ from ingest.loaders import LoaderSettings
 from rag_app.answering import Answerer, DeltaEvent, FinalEvent, QueryEvent, SourcesEvent
 from rag_app.config import Settings
 from rag_app.service import EmptyQuestionError, KnowledgeBase, RagService
+from tests.support.documents import FAQ_EN, HANDBOOK_ZH
 from tests.support.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedLLM
 from tests.support.knowledge_base import assert_stores_agree
-
-HANDBOOK_ZH = """# 员工手册
-
-## 年假
-
-入职满一年的正式员工每年享有 5 天带薪年假。入职满五年的正式员工每年享有 18 天带薪年假。
-
-## 报销
-
-差旅报销需在出差结束后七天内提交。
-""".encode()
-
-FAQ_EN = b"""# Product FAQ
-
-## Uploads
-
-The maximum upload size is 200 MB per file. Larger files are refused before they are read.
-
-## Languages
-
-Beacon answers questions in Chinese and English.
-"""
 
 ZH_Q = "入职满五年的正式员工每年有几天带薪年假？"
 EN_Q = "What is the maximum upload size?"
