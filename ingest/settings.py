@@ -28,6 +28,14 @@ class EmbedderSettings(BaseModel):
     device: str = "cpu"
     cache_dir: str | None = None  # where a packaged model is rebuilt; defaults to <data_dir>/models
 
+    def prefix(self, kind: Literal["passage", "query"]) -> str:
+        """The text put before an input of this kind (e5: "query: " / "passage: ")."""
+        if kind == "passage":
+            return self.passage_prefix
+        if kind == "query":
+            return self.query_prefix
+        raise ValueError(f"kind must be 'passage' or 'query', not {kind!r}")
+
 
 class ChunkerSettings(BaseModel):
     target_tokens: int = Field(256, gt=8)  # preferred chunk size in embedder tokens

@@ -240,20 +240,13 @@ class Embedder:
             backend.no_padding()
         return backend
 
-    def _prefix(self, kind: Kind) -> str:
-        if kind == "passage":
-            return self.settings.passage_prefix
-        if kind == "query":
-            return self.settings.query_prefix
-        raise ValueError(f"kind must be 'passage' or 'query', not {kind!r}")
-
     def count_tokens(self, texts: Sequence[str], kind: Kind = "passage") -> list[int]:
         """Model input length of each text (prefix and special tokens included, no truncation)."""
         if isinstance(texts, str):
             raise TypeError("expected a sequence of strings, not a str")
         if not texts:
             return []
-        prefix = self._prefix(kind)
+        prefix = self.settings.prefix(kind)
         encodings = self._backend().encode_batch([prefix + t for t in texts], add_special_tokens=True)
         return [len(e.ids) for e in encodings]
 
@@ -293,7 +286,7 @@ class Embedder:
         import torch
 
         backend = self._backend()
-        prefix = self._prefix(kind)
+        prefix = self.settings.prefix(kind)
         encodings = backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)
         # Truncate the content before the special tokens are added, as tokenizers itself does.
         budget = self.max_tokens - backend.num_special_tokens_to_add(False)

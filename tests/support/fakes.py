@@ -103,24 +103,17 @@ class HashingEmbedder:
         return self.settings.model
 
     # --- tokens ------------------------------------------------------------------------------------
-    def _prefix(self, kind: Kind) -> str:
-        if kind == "passage":
-            return self.settings.passage_prefix
-        if kind == "query":
-            return self.settings.query_prefix
-        raise ValueError(f"kind must be 'passage' or 'query', not {kind!r}")
-
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _TOKEN.finditer(text)]
 
     def count_tokens(self, texts: Sequence[str], kind: Kind = "passage") -> list[int]:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of strings, not a str")
-        prefix = self._prefix(kind)
+        prefix = self.settings.prefix(kind)
         return [len(_TOKEN.findall(prefix + t)) + _SPECIAL_TOKENS for t in texts]
 
     def prefix_tokens(self, kind: Kind = "passage") -> int:
-        return len(_TOKEN.findall(self._prefix(kind))) + _SPECIAL_TOKENS
+        return len(_TOKEN.findall(self.settings.prefix(kind))) + _SPECIAL_TOKENS
 
     # --- vectors -----------------------------------------------------------------------------------
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
