@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rag_app.answering import NumberedSource
+from rag_app.retrieval.results import chunk_scores
 from rag_app.service import FileResult, Job
 
 _SNIPPET_CHARS = 500
@@ -47,7 +48,7 @@ def render_sources(
 def _source_card(s: NumberedSource, cited: dict[int, bool] | None) -> str:
     c = s.chunk
     is_cited = cited is not None and s.number in cited
-    scores = c.to_dict()["scores"]
+    scores = chunk_scores(c)
     meta = " · ".join(f"{name} {_fmt_score(value)}" for name, value in scores.items() if value is not None)
     text = " ".join(c.text.split())
     limit = _SNIPPET_CHARS if is_cited or cited is None else 200
