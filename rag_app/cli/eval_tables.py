@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration
-from rag_app.evaluation.fusion_tuning import SettingResult
+from rag_app.evaluation.fusion_tuning import FusionCheck, SettingResult
+from rag_app.evaluation.refusal import RefusalResult
 
 METRICS = (("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10"))
 
@@ -58,4 +59,35 @@ def fusion_table(results: list[SettingResult], top: int) -> str:
             d, lo, hi = r.gain[n]
             cells.append(f"{r.ndcg[n]:.3f} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"| {r.setting.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def refusal_table(rows: list[tuple[str, list[RefusalResult]]]) -> str:
+    lines = [
+        "| set | cutoff | in-domain answered | answer set holds a relevant chunk | off-topic refused | holes refused"
+        " | AUC in-domain vs off-topic | AUC vs holes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, results in rows:
+        for r in results:
+            lines.append(
+                f"| {name} | {r.rule} | {_fmt(r.answered, '.1%')} ({r.questions} q)"
+                f" | {_fmt(r.answer_set_relevant, '.1%')}"
+                f" | {_fmt(r.offtopic_refused, '.1%')} ({r.offtopic_questions} q) | {_fmt(r.holes_refused, '.1%')}"
+                f" ({r.holes} q) | {_fmt(r.auc_offtopic)} | {_fmt(r.auc_holes)} |"
+            )
+    return "\n".join(lines)
+
+
+def kb_fusion_table(rows: list[FusionCheck]) -> str:
+    lines = [
+        "| set | per-knowledge-base fusion | nDCG@10 | better leg | its nDCG@10 | Δ [95% CI] | configured hybrid |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        d, lo, hi = r.gain
+        lines.append(
+            f"| {r.dataset} | {r.chosen.label} | {r.ndcg:.3f} | {r.better_leg} | {r.better_leg_ndcg:.3f}"
+            f" | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] | {r.configured_ndcg:.3f} |"
+        )
     return "\n".join(lines)

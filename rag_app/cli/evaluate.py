@@ -13,6 +13,7 @@ for each one (or give ``--ood FOLDER``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.beir import is_beir_dir, load_queries
-from rag_app.config import Settings
+from rag_app.config import RetrievalSettings, Settings
 from rag_app.evaluation.beir_eval import (
     DEFAULT_DEPTH,
     RERANK_LEG,
@@ -36,11 +37,13 @@ from rag_app.evaluation.beir_eval import (
     per_query_ndcg,
 )
 from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration, calibrate, calibrate_stage, plot
-from rag_app.evaluation.fusion_tuning import best_leg, tune
-from rag_app.service import RagService
+from rag_app.evaluation.fusion_tuning import FusionCheck, FusionSetting, best_leg, check_fusion, tune
+from rag_app.evaluation.refusal import CutoffRule, RefusalResult, holes_of, refusal
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
+from rag_app.service import NotEnoughToCalibrate, RagService
 
 from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
-from .eval_tables import calibration_table, fusion_table, legs_table
+from .eval_tables import calibration_table, fusion_table, kb_fusion_table, legs_table, refusal_table
 
 log = logging.getLogger("rag_app.eval")
 
@@ -122,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ood-max", type=int, default=300, help="out-of-domain questions per set (seeded sample)")
     p.add_argument("--plot-dir", type=Path, help="where the calibration PNGs go (default: the set's data dir)")
     p.add_argument("--tune-fusion", action="store_true", help="grid over fusion method, weights and depth")
+    p.add_argument("--holes", type=float, metavar="FRACTION",
+                   help="refusal check: remove the judged documents of this seeded share of the questions and"
+                        " count how many of those questions are refused")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="re-run the knowledge base's own calibration even if it is current")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --holes sample")
     p.add_argument("--json", type=Path, help="also write every number here")
     add_common_options(p)
     return p
@@ -131,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not 0 < args.keep <= 1:
         print("rag-eval: --keep must be in (0, 1]", file=sys.stderr)
+        return 1
+    if args.holes is not None and not 0 < args.holes <= 1:
+        print("rag-eval: --holes must be in (0, 1]", file=sys.stderr)
         return 1
     bad = [str(d) for d in args.datasets + args.ood if not is_beir_dir(d)]
     if bad:
@@ -148,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cals: list[tuple[str, list[StageCalibration]]] = []
     sets: list[CandidateSet] = []
     oods: list[CandidateSet | None] = []
+    refusals: list[tuple[str, list[RefusalResult]]] = []
+    kb_fusions: list[FusionCheck] = []
+    want_ood = args.calibrate or bool(args.ood)
+    want_refusal = args.holes is not None or bool(args.ood)
     dump: dict[str, Any] = {"settings": retrieval.model_dump(), "sets": {}}
     ood_sources = args.ood or args.datasets
     for folder in args.datasets:
@@ -155,12 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _kb_settings(base, data_root, name)
         key = _candidates_key(settings, args.depth)
         cache = settings.data_dir / f"candidates-{key}-{args.split}-{args.max_queries or 'all'}.json"
-        ood_cache = settings.data_dir / f"candidates-{key}-ood-{args.ood_max}.json"
-        need_kb = args.refresh or not cache.is_file() or (args.calibrate and not ood_cache.is_file())
-        cands = ood = None
+        ood_key = hashlib.sha256("\x00".join(sorted(str(o.resolve()) for o in ood_sources)).encode()).hexdigest()[:8]
+        ood_cache = settings.data_dir / f"candidates-{key}-ood-{ood_key}-{args.ood_max}.json"
+        cands, ood = _load_cached(cache), (_load_cached(ood_cache) if want_ood else None)
+        cal = KnowledgeBaseCalibration.load(settings.calibration_path)
+        need_kb = (args.refresh or cands is None or (want_ood and ood is None) or args.recalibrate
+                   or (cal is None and (want_refusal or args.tune_fusion)))
         if not need_kb:
-            cands = CandidateSet.load(cache)
-            ood = CandidateSet.load(ood_cache) if args.calibrate else None
             print(f"{name}: using cached candidates {cache} (--refresh to re-run the queries)")
         else:
             service = open_service(settings, "rag-eval")
@@ -168,9 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             try:
                 _ingest(service, folder)
-                cands = _collect(service, folder, args)
-                cands.save(cache)
-                if args.calibrate:
+                cal = _calibrate(service, name, force=args.recalibrate)
+                if args.refresh or cands is None:
+                    cands = _collect(service, folder, args)
+                    cands.save(cache)
+                if want_ood and (args.refresh or ood is None):
                     queries = _ood_queries(folder, ood_sources, args.ood_max)
                     if queries:
                         ood = service.evaluate_queries(queries, args.depth)
@@ -178,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ood.save(ood_cache)
             finally:
                 service.close()
+        assert cands is not None
         sets.append(cands)
         oods.append(ood if ood is not None and ood.queries else None)
         result = evaluate_candidates(cands)
@@ -191,6 +211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry["rerank_gain"] = gain
             print(f"{name}: reranker ({settings.retrieval.reranker.model}, blend {settings.retrieval.reranker.blend:g})"
                   f" nDCG@10 over hybrid {gain[0]:+.3f}, 95% interval [{gain[1]:+.3f}, {gain[2]:+.3f}]")
+        if cal is not None:
+            kb_fusions.append(_kb_fusion_check(cands, cal, retrieval, deploy_depth))
+            entry["kb_calibration"] = cal.model_dump()
+            entry["kb_fusion"] = dataclasses.asdict(kb_fusions[-1])
+        if want_refusal:
+            holes = holes_of(cands, args.holes, deploy_depth, args.seed) if args.holes else None
+            rules = [CutoffRule.fixed(retrieval.threshold.score, retrieval.threshold.min_value, retrieval.fusion)]
+            if cal is not None:
+                rules.append(CutoffRule.calibrated(cal, retrieval.fusion))
+            refused = [refusal(r, cands, ood, holes, deploy_depth, retrieval.top_k) for r in rules]
+            refusals.append((name, refused))
+            entry["refusal"] = [r.as_dict() for r in refused]
         if args.calibrate:
             if ood is None or not ood.queries:
                 print(f"{name}: no out-of-domain questions (give --ood or a second set); refusal not measured")
@@ -222,6 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nAt the shared cutoff {stage} >= {cutoff:.4f} (the configured value is"
                   f" {retrieval.threshold.score} >= {retrieval.threshold.min_value})\n")
             print(calibration_table(rows))
+    if kb_fusions:
+        print("\nFusion per knowledge base (chosen by its calibration from probe questions; replayed on the"
+              " labelled questions at the configured depth)\n")
+        print(kb_fusion_table(kb_fusions))
+    if refusals:
+        print(f"\nRefusal: shipped threshold and each knowledge base's own cutoff (answer set = top"
+              f" {retrieval.top_k} above the cutoff; holes = --holes {args.holes})\n")
+        print(refusal_table(refusals))
     if args.tune_fusion:
         results = tune(sets)
         dump["fusion"] = [
@@ -235,6 +275,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dump, indent=2, default=float), encoding="utf-8")
     return 0
+
+
+def _load_cached(path: Path) -> CandidateSet | None:
+    """Cached candidates, or None when missing or written by another version (collected again)."""
+    try:
+        return CandidateSet.load(path) if path.is_file() else None
+    except (ValueError, KeyError, TypeError) as exc:
+        log.info("ignoring %s: %s", path, exc)
+        return None
+
+
+def _calibrate(service: RagService, name: str, *, force: bool) -> KnowledgeBaseCalibration | None:
+    """The knowledge base's own calibration: re-run when forced or stale, else the stored one."""
+    try:
+        cal = service.calibrate() if force else service.calibrate_if_stale()
+    except NotEnoughToCalibrate as exc:
+        print(f"{name}: not calibrated ({exc})")
+        return None
+    if cal is not None:
+        print(f"{name}: calibrated in {cal.seconds:.0f} s: {cal.score_label} >= {cal.min_value:.4g}; {cal.fusion_note}")
+    return service.calibration.current
+
+
+def _kb_fusion_check(cands: CandidateSet, cal: KnowledgeBaseCalibration, retrieval: RetrievalSettings,
+                     depth: int) -> FusionCheck:
+    """The calibrated fusion on the labelled questions against the better single leg."""
+    f, c = cal.fusion or retrieval.fusion, retrieval.fusion
+    return check_fusion(cands, FusionSetting(f.method, f.dense_weight, f.bm25_weight, depth, f.rrf_k),
+                        FusionSetting(c.method, c.dense_weight, c.bm25_weight, depth, c.rrf_k))
 
 
 def _print_recommendation(cals: list[tuple[str, list[StageCalibration]]], configured: str) -> tuple[str, float] | None:

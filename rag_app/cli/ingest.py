@@ -1,4 +1,9 @@
-"""``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` / ``--check`` / ``--delete SOURCE...``.
+"""``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` / ``--check`` / ``--delete SOURCE...`` / ``--calibrate``.
+
+After a change that moved more than ``calibration.recalibrate_share`` of the chunks (or on a knowledge
+base never calibrated), the refusal cutoff and fusion are re-calibrated before it exits
+(``--no-calibrate`` leaves that to the app, which does it in the background on start-up);
+``--calibrate`` calibrates whatever changed.
 
 Exit status: 0 done, 1 nothing could be indexed (or the sync folder is missing, or the stores
 still disagree after --check), 2 the stores could not be opened (e.g. Milvus down), 3 another sync
@@ -16,7 +21,7 @@ from ingest.indexer import ConsistencyReport
 from ingest.stores.milvus_store import VectorStoreError
 from ingest.sync import SyncInProgressError
 from ingest.types import IngestReport
-from rag_app.service import RagService
+from rag_app.service import NotEnoughToCalibrate, RagService
 
 from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
 
@@ -36,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="mirror FOLDER: index new and changed files, follow renames, remove sources whose files are gone",
     )
+    parser.add_argument("--calibrate", action="store_true",
+                        help="calibrate the refusal cutoff and fusion on this knowledge base now")
+    parser.add_argument("--no-calibrate", action="store_true",
+                        help="do not re-calibrate after a material change (the app will, on start-up)")
     add_common_options(parser)
     return parser
 
@@ -43,8 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not (args.paths or args.check or args.delete or args.sync):
-        parser.error("give at least one PATH, --sync, --check or --delete")
+    if not (args.paths or args.check or args.delete or args.sync or args.calibrate):
+        parser.error("give at least one PATH, --sync, --check, --delete or --calibrate")
+    if args.calibrate and args.no_calibrate:
+        parser.error("--calibrate and --no-calibrate contradict each other")
     service = open_service(load_cli_settings(args), PROG)
     if service is None:
         return 2
@@ -84,7 +95,35 @@ def _run(service: RagService, args: argparse.Namespace) -> int:
         _print_check(check)
         if not check.agree_now:
             status = 1
+    if args.calibrate or not args.no_calibrate:
+        _calibrate(service, force=args.calibrate)
     return status
+
+
+def _calibrate(service: RagService, *, force: bool) -> None:
+    bar = progress_bar("calibrating", "q")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.set_description(f"calibrating: {stage}")
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        cal = service.calibrate(progress) if force else service.calibrate_if_stale(progress)
+    except NotEnoughToCalibrate as exc:
+        print(f"calibration: not calibrated ({exc}); the fallback threshold stays in use")
+        return
+    finally:
+        bar.close()
+    if cal is None:
+        return
+    print(
+        f"calibration: relevance = {cal.score_label} >= {cal.min_value:.4g}; on this knowledge base it answers"
+        f" {cal.probes_answered:.0%} of {cal.probes} probe questions and refuses {cal.offtopic_refused:.0%} of"
+        f" {cal.offtopic} off-topic questions ({cal.seconds:.0f} s)"
+    )
+    print(f"calibration: fusion {cal.fusion_note}")
 
 
 def _ingest(service: RagService, paths: Sequence[str]) -> IngestReport:

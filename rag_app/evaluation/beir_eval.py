@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 LEGS = ("dense", "bm25", "hybrid")
 RERANK_LEG = "hybrid+rerank"
 DEFAULT_DEPTH = 100  # per-leg candidates: enough for Recall@100 at document level
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: bm25_coverage
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Candidate:
     dense_margin: float = math.nan
     dense_z: float = math.nan
     rerank_score: float | None = None
+    bm25_coverage: float = math.nan  # bm25_score / the query's highest possible BM25 score
 
 
 @dataclass
@@ -113,12 +114,19 @@ def _candidate_row(c: Candidate) -> list[object]:
 
 @contextmanager
 def _evaluation_settings(kb: SearchableKnowledgeBase, depth: int) -> Iterator[None]:
-    """Temporarily: no threshold (ranking evaluation needs every candidate), ``depth`` per leg."""
+    """Temporarily: no threshold (ranking evaluation needs every candidate), ``depth`` per leg, the
+    configured fusion (a knowledge base's calibrated one is replayed offline from the candidates,
+    and might switch a leg off)."""
     retriever = kb.retriever
     assert retriever is not None, "call kb.warm_up() first"
     original = retriever.settings
     retriever.settings = original.model_copy(
-        update={"dense_top_k": depth, "bm25_top_k": depth, "threshold": ThresholdSettings(score="none")}
+        update={
+            "dense_top_k": depth,
+            "bm25_top_k": depth,
+            "threshold": ThresholdSettings(score="none"),
+            "fusion": original.fusion.model_copy(update={"per_knowledge_base": False}),
+        }
     )
     try:
         yield
@@ -183,7 +191,7 @@ def collect_for_queries(
                 chunks.append(
                     Candidate(
                         c.chunk_id, cid, c.dense_rank, c.bm25_rank, c.dense_score, c.bm25_score, c.fused_score,
-                        c.dense_margin, c.dense_z, c.rerank_score,
+                        c.dense_margin, c.dense_z, c.rerank_score, c.bm25_coverage,
                     )
                 )
             out.queries.append(QueryCandidates(qid, chunks, latency))

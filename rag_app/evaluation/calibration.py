@@ -139,10 +139,10 @@ def calibrate_stage(
     ceiling, _ = _answer_set_has_relevant(cands, score, math.nan, depth, top_k)
     ood_best = sc.ood_best
     if ood is None or not usable:
-        refused, auc = math.nan, math.nan
+        refused, separation = math.nan, math.nan
     else:
         refused = float(np.mean(~(ood_best >= t)))  # NaN best (no candidates) counts as refused
-        auc = _auc(sc.best_relevant, np.nan_to_num(ood_best, nan=-np.inf))
+        separation = auc(sc.best_relevant, np.nan_to_num(ood_best, nan=-np.inf))
     kept = float(np.mean(sc.best_relevant >= t)) if usable and sc.best_relevant.size else math.nan
     return (
         StageCalibration(
@@ -156,13 +156,13 @@ def calibrate_stage(
             in_domain_answered=answered,
             ood_questions=0 if ood is None else len(ood.queries),
             ood_refused=refused,
-            separation_auc=auc,
+            separation_auc=separation,
         ),
         sc,
     )
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """P(pos > neg) + 0.5 P(tie) (the Mann-Whitney U statistic, normalised)."""
     if pos.size == 0 or neg.size == 0:
         return math.nan

@@ -121,3 +121,28 @@ def tune(sets: Sequence[CandidateSet], grid: Sequence[FusionSetting] | None = No
         results.append(SettingResult(s, ndcg, gain))
     results.sort(key=lambda r: (-round(r.worst_gain, 4), -r.mean_ndcg, r.setting.label))
     return results
+
+
+@dataclass
+class FusionCheck:
+    """A chosen fusion on labelled questions, against the better single leg and the configured one."""
+
+    dataset: str
+    chosen: FusionSetting
+    ndcg: float
+    better_leg: str
+    better_leg_ndcg: float
+    gain: tuple[float, float, float]  # chosen - better leg: mean, 95% interval
+    configured_ndcg: float
+
+
+def check_fusion(cands: CandidateSet, chosen: FusionSetting, configured: FusionSetting) -> FusionCheck:
+    per_q = per_query_ndcg(setting_run(cands, chosen), cands)
+    leg, leg_q = best_leg(cands)
+    conf_q = per_query_ndcg(setting_run(cands, configured), cands)
+
+    def mean(values: dict[str, float]) -> float:
+        return sum(values.values()) / max(len(values), 1)
+
+    return FusionCheck(cands.dataset, chosen, mean(per_q), leg, mean(leg_q), paired_bootstrap(per_q, leg_q),
+                       mean(conf_q))

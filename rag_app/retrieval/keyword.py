@@ -33,3 +33,7 @@ class KeywordSearch:
         if not tokens or not chunk_ids:
             return {}
         return {cid: float(score) for cid, score in zip(chunk_ids, self.index.get_scores(tokens, chunk_ids))}
+
+    def max_score(self, tokens: Sequence[str]) -> float:
+        """The query's highest possible BM25 score (0 without tokens): ``bm25_coverage`` divides by it."""
+        return self.index.max_score(tokens) if tokens else 0.0

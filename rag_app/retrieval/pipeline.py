@@ -19,6 +19,7 @@ from rag_app.config import RetrievalSettings
 from .candidates import Candidates
 from .dense import DenseSearch
 from .fusion import Fusion
+from .kb_calibration import KnowledgeBaseCalibration
 from .keyword import KeywordSearch
 from .protocols import KeywordIndex, PassageScorer, QueryEmbedder, Tokenizer, VectorStore
 from .rerank import Rerank
@@ -53,6 +54,7 @@ class HybridRetriever:
         tokenizer: Tokenizer,
         reranker: PassageScorer | None = None,
         reference_cache_dir: Path | None = None,
+        kb_calibration: KnowledgeBaseCalibration | None = None,
     ) -> None:
         self.dense = DenseSearch(embedder, vectors)
         self.keyword = KeywordSearch(bm25, tokenizer)
@@ -60,6 +62,7 @@ class HybridRetriever:
             embedder, vectors, bm25, settings.background_sample, reference_cache_dir=reference_cache_dir
         )
         self._reranker = reranker if settings.reranker.enabled else None
+        self._kb_calibration = kb_calibration
         self.settings = settings  # builds fusion, threshold and rerank
 
     # --- configuration ----------------------------------------------------------------------------
@@ -71,9 +74,25 @@ class HybridRetriever:
     def settings(self, settings: RetrievalSettings) -> None:
         self._settings = settings
         self.calibration.sample_size = settings.background_sample
-        self.fusion = Fusion(settings.fusion)
-        self.threshold = Threshold(settings.threshold)
+        self._build_calibrated_stages()
         self.rerank = self._rerank_stage()
+
+    @property
+    def kb_calibration(self) -> KnowledgeBaseCalibration | None:
+        """This knowledge base's calibrated relevance cutoff and fusion (None: the configured ones)."""
+        return self._kb_calibration
+
+    @kb_calibration.setter
+    def kb_calibration(self, calibration: KnowledgeBaseCalibration | None) -> None:
+        # Swapped whole while serving: a query in flight keeps the stages it started with.
+        self._kb_calibration = calibration
+        self._build_calibrated_stages()
+
+    def _build_calibrated_stages(self) -> None:
+        s, cal = self._settings, self._kb_calibration
+        fusion = cal.fusion if cal is not None and cal.fusion is not None and s.fusion.per_knowledge_base else None
+        self.fusion = Fusion(fusion or s.fusion)
+        self.threshold = Threshold(s.threshold, cal)
 
     @property
     def reranker(self) -> PassageScorer | None:
@@ -98,6 +117,7 @@ class HybridRetriever:
             self.keyword.tokenizer,
             reranker,
             reference_cache_dir=self.calibration.reference_cache_dir,
+            kb_calibration=self._kb_calibration,
         )
         other.calibration = self.calibration.variant(settings.background_sample)
         return other
@@ -111,10 +131,11 @@ class HybridRetriever:
         self.calibration.invalidate()
 
     # --- retrieval --------------------------------------------------------------------------------
-    def run(self, query: str, top_k: int | None = None) -> RetrievalResult:
+    def run(self, query: str, top_k: int | None = None, query_vector: np.ndarray | None = None) -> RetrievalResult:
         """The best ``top_k`` (default ``settings.top_k``) chunks that pass the threshold, the best
         rejected ones for display, and per-stage timings in ms (embed, dense, bm25, merge, rerank
-        when on, total)."""
+        when on, total). ``query_vector``: the cleaned query's embedding, when the caller embedded
+        many queries in one batch (calibration)."""
         s = self.settings
         fusion, threshold, rerank = self.fusion, self.threshold, self.rerank
         top_k = top_k or s.top_k
@@ -126,16 +147,16 @@ class HybridRetriever:
             return RetrievalResult(query=q, chunks=[], candidates=0, note="the knowledge base is empty")
 
         t0 = time.perf_counter()
-        qvec = self.dense.embed(q)
+        qvec = self.dense.embed(q) if query_vector is None else query_vector
         timings["embed"] = _ms(t0)
 
         t = time.perf_counter()
-        dense_hits = self.dense.run(qvec, s.dense_top_k) if s.fusion.dense_weight > 0 else []
+        dense_hits = self.dense.run(qvec, s.dense_top_k) if fusion.settings.dense_weight > 0 else []
         timings["dense"] = _ms(t)
 
         t = time.perf_counter()
         tokens = self.keyword.tokenize(q)
-        bm25_hits = self.keyword.run(tokens, s.bm25_top_k) if s.fusion.bm25_weight > 0 else []
+        bm25_hits = self.keyword.run(tokens, s.bm25_top_k) if fusion.settings.bm25_weight > 0 else []
         timings["bm25"] = _ms(t)
 
         t = time.perf_counter()
@@ -145,7 +166,7 @@ class HybridRetriever:
         found.add_bm25(self.keyword.fill(tokens, found.dense_only()))
         timings["merge"] = _ms(t)
 
-        candidates = self._score(found, fusion.run(found), qvec)
+        candidates = self._score(found, fusion.run(found), qvec, self.keyword.max_score(tokens), threshold)
         if rerank is not None:
             t = time.perf_counter()
             candidates = rerank.run(q, candidates)
@@ -163,7 +184,9 @@ class HybridRetriever:
             note=note,
         )
 
-    def _score(self, found: Candidates, fused: dict[str, float], qvec: np.ndarray) -> list[RetrievedChunk]:
+    def _score(
+        self, found: Candidates, fused: dict[str, float], qvec: np.ndarray, bm25_max: float, threshold: Threshold
+    ) -> list[RetrievedChunk]:
         """Every candidate with its evidence, calibrated, in fused order (ties by chunk id)."""
         ids = found.ids
         cosines = np.array([found.dense_scores.get(c, -1.0) for c in ids], dtype=np.float32)
@@ -178,9 +201,13 @@ class HybridRetriever:
                 dense_rank=found.dense_rank(c),
                 bm25_rank=found.bm25_rank(c),
                 fused_score=float(fused.get(c, 0.0)),
+                bm25_coverage=found.bm25_scores.get(c, 0.0) / bm25_max if bm25_max > 0 else 0.0,
             )
             for c, zc, mc in zip(ids, z, margins)
         ]
+        if threshold.calibration is not None:
+            for r in candidates:
+                r.relevance = threshold.calibration.relevance(r)
         candidates.sort(key=lambda r: (-r.fused_score, r.chunk_id))
         return candidates
 

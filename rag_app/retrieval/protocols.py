@@ -62,6 +62,10 @@ class KeywordIndex(Protocol):
         """The score of each of ``chunk_ids`` (0 for ids the index lacks)."""
         ...
 
+    def max_score(self, query_tokens: Sequence[str]) -> float:
+        """An upper bound of any chunk's score for the query (tokens the index lacks count too)."""
+        ...
+
     def __len__(self) -> int:
         """Chunks indexed: the corpus size (0 means an empty knowledge base)."""
         ...

@@ -14,7 +14,10 @@ from typing import Any
 from ingest.types import Chunk, source_label
 
 # The scores shown with a chunk, in display order; keys drop the "_score" suffix.
-SCORE_FIELDS = ("fused_score", "dense_score", "dense_margin", "dense_z", "bm25_score", "rerank_score")
+SCORE_FIELDS = (
+    "relevance", "fused_score", "dense_score", "dense_margin", "dense_z", "bm25_score", "bm25_coverage",
+    "rerank_score",
+)
 
 
 @dataclass
@@ -32,6 +35,8 @@ class RetrievedChunk:
     bm25_rank: int | None
     fused_score: float
     rerank_score: float | None = None
+    bm25_coverage: float = math.nan  # bm25_score / the query's highest possible BM25 score, in [0, 1)
+    relevance: float | None = None  # the knowledge base's calibrated score, when it has one
 
     # Read-only views of the chunk, so callers written against the old flat record keep working.
     @property
@@ -85,7 +90,8 @@ class RetrievedChunk:
 
 
 def chunk_scores(c: Any) -> dict[str, float | None]:
-    """``{"fused": 0.8123, "dense": ..., "dense_margin", "dense_z", "bm25", "rerank"}``, rounded to
+    """``{"relevance": ..., "fused": 0.8123, "dense": ..., "dense_margin", "dense_z", "bm25",
+    "bm25_coverage", "rerank"}``, rounded to
     4 places. NaN (e.g. dense_z on a corpus too small to calibrate) and "not reranked" are None:
     NaN is not JSON."""
     out: dict[str, float | None] = {}

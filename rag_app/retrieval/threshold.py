@@ -12,7 +12,6 @@ cosine is read against two references:
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sized
 from pathlib import Path
@@ -21,6 +20,8 @@ import numpy as np
 
 from rag_app.config import ThresholdSettings
 
+from .embedding_cache import cached_embeddings
+from .kb_calibration import KnowledgeBaseCalibration
 from .protocols import QueryEmbedder, VectorStore
 from .results import RetrievedChunk
 
@@ -110,50 +111,45 @@ class ScoreCalibration:
     def reference_vectors(self) -> np.ndarray:
         """Embeddings of the generic reference passages, computed once per model and cached."""
         with self._lock:
-            if self._reference is not None:
-                return self._reference
-            texts = load_reference_passages()
-            cache = self._cache_file(texts)
-            if cache is not None and cache.is_file():
-                self._reference = np.load(cache, allow_pickle=False)
-                return self._reference
-            vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp.npy")
-                np.save(tmp, vectors, allow_pickle=False)
-                tmp.replace(cache)  # atomic: a concurrent reader never sees half a file
-            self._reference = vectors
-            return vectors
-
-    def _cache_file(self, texts: list[str]) -> Path | None:
-        """``reference-<key>.npy``, the key hashing the model, its passage prefix and the passages:
-        any of them changing makes a new file rather than reusing stale vectors."""
-        if self.reference_cache_dir is None:
-            return None
-        settings = getattr(self.embedder, "settings", None)
-        model = getattr(settings, "model", "embedder")
-        prefix = getattr(settings, "passage_prefix", "")
-        key = hashlib.sha256("\x00".join([model, prefix, *texts]).encode("utf-8")).hexdigest()[:16]
-        return self.reference_cache_dir / f"reference-{key}.npy"
+            if self._reference is None:
+                self._reference = cached_embeddings(
+                    self.embedder, load_reference_passages(), "passage", self.reference_cache_dir, "reference"
+                )
+            return self._reference
 
 
 class Threshold:
-    """Splits ranked candidates into (passed, rejected) by ``settings.score >= settings.min_value``,
-    keeping their order. A missing score (NaN, or not reranked) never passes; ``score: none``
-    passes everything."""
+    """Splits ranked candidates into (passed, rejected), keeping their order.
 
-    def __init__(self, settings: ThresholdSettings) -> None:
+    With ``settings.per_knowledge_base`` and a calibration for this knowledge base, a candidate
+    passes when its calibrated ``relevance`` reaches the calibration's cutoff; otherwise (no
+    calibration yet, or a knowledge base too small to calibrate) by the fallback rule
+    ``settings.score >= settings.min_value``. A missing score (NaN, or not reranked) never passes;
+    ``score: none`` passes everything."""
+
+    def __init__(self, settings: ThresholdSettings, calibration: KnowledgeBaseCalibration | None = None) -> None:
         self.settings = settings
+        self.calibration = calibration if settings.per_knowledge_base and settings.score != "none" else None
+
+    def describe(self) -> str:
+        if self.calibration is not None:
+            return f"{self.calibration.score_label} >= {self.calibration.min_value:.4g} (calibrated)"
+        th = self.settings
+        return "none" if th.score == "none" else f"{th.score} >= {th.min_value} (fallback)"
 
     def run(self, candidates: list[RetrievedChunk]) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
         th = self.settings
         if th.score == "none":
             return candidates, []
+        cal = self.calibration
         passed: list[RetrievedChunk] = []
         rejected: list[RetrievedChunk] = []
         for c in candidates:
-            value = {"dense_margin": c.dense_margin, "dense_z": c.dense_z, "rerank": c.rerank_score}[th.score]
-            ok = value is not None and not np.isnan(value) and value >= th.min_value
+            if cal is not None:
+                value, cutoff = c.relevance, cal.min_value
+            else:
+                value = {"dense_margin": c.dense_margin, "dense_z": c.dense_z, "rerank": c.rerank_score}[th.score]
+                cutoff = th.min_value
+            ok = value is not None and not np.isnan(value) and value >= cutoff
             (passed if ok else rejected).append(c)
         return passed, rejected

@@ -1,6 +1,8 @@
 """The application layer: one facade (:class:`RagService`) over the knowledge base, its uploads,
 background jobs, folder sync and tuned models. Front ends (``rag_app.api``, ``rag_app.ui``,
 ``rag_app.cli``) call only this; it calls the domain packages, which call ``ingest``."""
+from rag_app.calibration.calibrate import NotEnoughToCalibrate
+
 from .facade import EmptyQuestionError, RagService, SearchResult
 from .jobs import FileResult, Job
 from .knowledge_base import KnowledgeBase
@@ -13,6 +15,7 @@ __all__ = [
     "Job",
     "KnowledgeBase",
     "ModelStoreError",
+    "NotEnoughToCalibrate",
     "RagService",
     "SearchResult",
     "TunedModelStore",

@@ -18,12 +18,15 @@ from ingest.indexer import ConsistencyReport, ProgressCallback
 from ingest.types import IngestReport
 from rag_app.answering import Answerer, AnswerEvent, ErrorEvent, FinalEvent
 from rag_app.answering.question import BoundedQuestion, History
+from rag_app.calibration.collect import Progress
 from rag_app.config import Settings, TuningSettings
 from rag_app.evaluation.beir_eval import CandidateSet, collect_candidates, collect_for_queries
 from rag_app.llm import LLMBackend, make_llm
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.retrieval.results import RetrievalResult
 from rag_app.tuning.pipeline import Activation, TuneProgress, TuneReport, run_tuning
 
+from .calibration import CalibrationKeeper
 from .ingestion import IngestionJobs, precheck
 from .jobs import Job, JobWorker, start_in_thread
 from .knowledge_base import KnowledgeBase
@@ -62,9 +65,11 @@ class RagService:
         self._tuning: Job | None = None
         self._tuning_lock = threading.Lock()
         # The folder sync runs in this process (Milvus Lite admits one process per file).
-        self.scheduler = SyncScheduler(kb, settings.scheduler)
+        self.calibration = CalibrationKeeper(kb, settings, background=background)
+        self.scheduler = SyncScheduler(kb, settings.scheduler, on_change=self._corpus_changed)
         if background and self.scheduler.folder:
             self.scheduler.start()
+        self.calibration.start_if_stale()
 
     @classmethod
     def open(
@@ -93,6 +98,9 @@ class RagService:
         ``stores=False`` leaves a knowledge base that others share open (tests)."""
         self.scheduler.shutdown()
         self.worker.stop()
+        job = self.calibration.job
+        if job is not None and job.running:
+            job.wait(120)  # it reads the stores about to close
         if stores:
             self.kb.close()
 
@@ -163,32 +171,44 @@ class RagService:
     # --- synchronous indexing (the CLIs) -------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None) -> IngestReport:
         report = self.kb.ready_indexer().ingest_paths(paths, progress)
-        self._corpus_changed()
+        self._corpus_changed(report.chunks_added + report.chunks_removed)
         return report
 
     def ingest_corpus(self, folder: str | Path, progress: ProgressCallback | None = None) -> IngestReport:
         """Index a BEIR-format corpus folder (corpus.jsonl), one document per line."""
         report = self.kb.ready_indexer().ingest_documents(iter_corpus(folder), progress, total=corpus_size(folder))
-        self._corpus_changed()
+        self._corpus_changed(report.chunks_added + report.chunks_removed)
         return report
 
     def delete_sources(self, sources: Iterable[str]) -> int:
         removed = self.kb.ready_indexer().delete_sources(sources)
-        self._corpus_changed()
+        self._corpus_changed(removed)
         return removed
 
     def sync_folder(self, folder: str | Path, progress: ProgressCallback | None = None) -> IngestReport:
         report = self.kb.ready_indexer().sync_folder(folder, progress)
-        self._corpus_changed()
+        self._corpus_changed(report.chunks_added + report.chunks_removed)
         return report
 
     def check(self, repair: bool = True) -> ConsistencyReport:
         """Whether the registry, Milvus and BM25 agree; with ``repair``, fix the drift."""
         return self.kb.ready_indexer().check(repair=repair)
 
-    def _corpus_changed(self) -> None:
-        # Retrieval calibrates on a sample of the corpus: resample after the corpus changed.
+    def _corpus_changed(self, chunks: int) -> None:
+        """After ``chunks`` chunks were added or removed: the dense scores' corpus sample is redrawn,
+        and the knowledge base re-calibrated in the background if that changed it materially."""
         self.kb.ready_retriever().invalidate_calibration()
+        if chunks:
+            self.calibration.corpus_changed(chunks)
+
+    # --- calibration --------------------------------------------------------------------------------
+    def calibrate(self, progress: Progress | None = None) -> KnowledgeBaseCalibration:
+        """Calibrate the refusal cutoff and fusion now (blocking); raises NotEnoughToCalibrate."""
+        return self.calibration.run(progress)
+
+    def calibrate_if_stale(self, progress: Progress | None = None) -> KnowledgeBaseCalibration | None:
+        """Calibrate now when there is no calibration or the corpus changed materially since."""
+        return self.calibration.run(progress) if self.calibration.is_stale() else None
 
     # --- scheduled folder sync ----------------------------------------------------------------------
     @property
@@ -269,4 +289,5 @@ class RagService:
     def status(self) -> dict[str, Any]:
         """What runs where, and whether the three stores agree. Never secrets."""
         return build_status(self.settings, self.kb, llm_loaded=self.answerer.llm_built,
-                            queued_jobs=self.worker.pending, sync=self.scheduler.status().as_dict())
+                            queued_jobs=self.worker.pending, sync=self.scheduler.status().as_dict(),
+                            calibration=self.calibration.status())

@@ -73,7 +73,8 @@ def precheck(job: Job, files: Sequence[UploadInput], settings: Settings) -> list
 class IngestionJobs:
     """Job bodies over one knowledge base's indexer, registry and upload store.
 
-    ``on_change`` runs after a job changed the corpus (retrieval resamples its calibration)."""
+    ``on_change(chunks)`` runs after a job added or removed chunks (retrieval resamples its dense
+    calibration, and the knowledge base is re-calibrated if that changed it materially)."""
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class IngestionJobs:
         registry: Registry,
         uploads: UploadStore,
         max_upload_mb: int,
-        on_change: Callable[[], None],
+        on_change: Callable[[int], None],
     ) -> None:
         self.indexer = indexer
         self.registry = registry
@@ -97,7 +98,7 @@ class IngestionJobs:
 
     def _run_uploads(self, job: Job, accepted: list[AcceptedUpload]) -> None:
         max_bytes = self.max_upload_mb * _MB
-        changed = False
+        changed = 0  # chunks added or removed
         for index, name, data in accepted:
             job.set_result(index, status="indexing")
             try:
@@ -123,10 +124,10 @@ class IngestionJobs:
                 job.set_result(index, status=status, detail=detail)
             else:
                 job.set_result(index, status=status, detail=detail, source=str(path))
-            changed |= status == "indexed"
+            changed += report.chunks_added + report.chunks_removed
             log.info("upload %s -> %s (%s)", name, status, detail)
         if changed:
-            self.on_change()
+            self.on_change(changed)
 
     def run_reindex(self, job: Job) -> None:
         """Re-ingest every indexed file source that still exists on disk."""
@@ -146,8 +147,8 @@ class IngestionJobs:
 
         if present:
             report = self.indexer.ingest_paths(present, on_event)
-            if report.indexed or report.removed:
-                self.on_change()
+            if report.chunks_added or report.chunks_removed:
+                self.on_change(report.chunks_added + report.chunks_removed)
 
     def _run_delete(self, job: Job, source: str) -> None:
         if self.registry.get(source) is None:
@@ -157,5 +158,5 @@ class IngestionJobs:
         self.uploads.remove(source)  # only ever deletes inside <data_dir>/uploads
         job.value = removed
         job.add_result(FileResult(display_name(source), "removed", f"{removed} chunks", source))
-        self.on_change()
+        self.on_change(removed)
         log.info("deleted %s (%d chunks)", source, removed)

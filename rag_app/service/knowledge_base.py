@@ -14,6 +14,7 @@ from ingest.stores.milvus_store import MilvusVectorStore
 from ingest.stores.protocols import SearchableVectorStore
 from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.retrieval.pipeline import HybridRetriever
 from rag_app.retrieval.rerank import CrossEncoderReranker
 
@@ -87,6 +88,8 @@ class KnowledgeBase:
                 self.tokenizer,
                 reranker,
                 reference_cache_dir=s.embedder_cache_dir / "calibration",
+                # This knowledge base's own cutoff and fusion, if calibrated (service.calibration).
+                kb_calibration=KnowledgeBaseCalibration.load(s.calibration_path),
             )
             self.retriever.warm_up()
             self._warm = True

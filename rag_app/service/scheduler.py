@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -94,9 +95,13 @@ def summarize(report: IngestReport) -> str:
 
 
 class SyncScheduler:
-    def __init__(self, kb: KnowledgeBase, settings: SchedulerSettings) -> None:
+    def __init__(
+        self, kb: KnowledgeBase, settings: SchedulerSettings, on_change: Callable[[int], None] | None = None
+    ) -> None:
+        """``on_change(chunks)`` runs after a sync that added or removed chunks."""
         self.kb = kb
         self.settings = settings
+        self.on_change = on_change
         self.folder = str(Path(settings.folder).expanduser().resolve()) if settings.folder.strip() else ""
         self._scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()  # guards the state below and start/shutdown
@@ -231,6 +236,9 @@ class SyncScheduler:
             self.kb.warm_up()
             assert self.kb.indexer is not None
             report = self.kb.indexer.sync_folder(self.folder)
+            changed = report.chunks_added + report.chunks_removed
+            if changed and self.on_change is not None:
+                self.on_change(changed)
         except SyncInProgressError as exc:  # expected now and then: no traceback
             error = str(exc)
             log.warning("scheduled sync skipped: %s", exc)

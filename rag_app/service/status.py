@@ -35,8 +35,19 @@ def store_counts(kb: KnowledgeBase) -> dict[str, Any]:
     return counts
 
 
+def _fusion(kb: KnowledgeBase) -> str:
+    f = kb.ready_retriever().fusion.settings
+    return f"{f.method}, dense {f.dense_weight:g} / bm25 {f.bm25_weight:g}"
+
+
 def build_status(
-    settings: Settings, kb: KnowledgeBase, *, llm_loaded: bool, queued_jobs: int, sync: dict[str, Any]
+    settings: Settings,
+    kb: KnowledgeBase,
+    *,
+    llm_loaded: bool,
+    queued_jobs: int,
+    sync: dict[str, Any],
+    calibration: dict[str, Any],
 ) -> dict[str, Any]:
     llm = settings.llm
     llm_info: dict[str, Any] = {"backend": llm.backend, "loaded": llm_loaded}
@@ -45,6 +56,7 @@ def build_status(
     else:
         llm_info.update(model=llm.model)
     retrieval = settings.retrieval
+    calibration = dict(calibration)
     return {
         "embedder": {"model": settings.embedder.model, "dim": kb.embedder.dim if kb.embedder.is_warm else None},
         "llm": llm_info,
@@ -54,9 +66,11 @@ def build_status(
             "collection": settings.milvus.collection,
         },
         "retrieval": {
-            "threshold": f"{retrieval.threshold.score} >= {retrieval.threshold.min_value}",
+            "threshold": calibration.pop("threshold"),
+            "fusion": _fusion(kb),
             "top_k": retrieval.top_k,
         },
+        "calibration": calibration,
         "counts": store_counts(kb),
         "ingestion_queue": queued_jobs,
         "sync": sync,

@@ -1,4 +1,4 @@
-"""The Status tab: models, stores and their counts, the folder sync, and reranker tuning."""
+"""The Status tab: models, stores and their counts, the calibrated cutoff, the folder sync, and reranker tuning."""
 from __future__ import annotations
 
 import html
@@ -40,6 +40,8 @@ def status_markdown(service: RagService) -> str:
             f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}`"
             f" · collection `{st['milvus']['collection']}` |",
             f"| Relevance threshold | `{st['retrieval']['threshold']}` · top {st['retrieval']['top_k']} |",
+            *calibration_rows(st["calibration"]),
+            f"| Fusion | `{st['retrieval']['fusion']}` |",
             f"| Documents (registry) | {c['documents']} |",
             f"| Chunks: registry / Milvus / BM25 | {c['registry_chunks']} / {c['milvus_chunks']} / {c['bm25_chunks']}"
             f" {'(consistent)' if agree else '**differ**: run `rag-ingest --check`'} |",
@@ -47,6 +49,27 @@ def status_markdown(service: RagService) -> str:
             *sync_rows(st["sync"]),
         ]
     )
+
+
+def calibration_rows(cal: dict) -> list[str]:
+    """The knowledge base's own cutoff: what it is, when and on what it was computed, what it does."""
+    if cal.get("state") != "calibrated":
+        rows = [f"| Calibration | {html.escape(str(cal.get('state', '')))} |"]
+    else:
+        rows = [
+            f"| Calibration | {cal['computed_at']} on {cal['chunks']} chunks, {html.escape(cal['probes'])}"
+            f" and {cal['offtopic_questions']} off-topic questions ({cal['seconds']:.0f} s) |",
+            f"| Expected on this knowledge base | answers {cal['expected_answered']:.0%} of in-domain questions,"
+            f" refuses {cal['expected_offtopic_refused']:.0%} of off-topic ones and"
+            f" {cal['expected_holes_refused']:.0%} of questions whose document is missing (AUC {cal['auc']:.3f}) |",
+        ]
+        if cal.get("changed_since"):
+            rows.append(f"| Changed since calibration | {cal['changed_since']} |")
+    if cal.get("running"):
+        rows.append(f"| Calibrating now | {html.escape(cal['running'])} (questions use the previous cutoff) |")
+    if cal.get("last_run"):
+        rows.append(f"| Last calibration | {html.escape(cal['last_run'])} |")
+    return rows
 
 
 def tuning_markdown(service: RagService) -> str:

@@ -309,6 +309,9 @@ class TermCountIndex:
         self.score_calls += 1
         return np.array([self._score(query_tokens, c) for c in chunk_ids])
 
+    def max_score(self, query_tokens: Sequence[str]) -> float:
+        return float(len(query_tokens))
+
     def __len__(self) -> int:
         return len(self.docs)
 

@@ -524,3 +524,31 @@ def test_memory_bytes_agrees_with_what_tracemalloc_sees_the_index_allocate() -> 
     parts = idx.memory_bytes()
     assert parts["total"] == parts["postings"] + parts["arrays"] + parts["ids"] + parts["vocab"]
     assert 0.8 * held <= parts["total"] <= 1.2 * held, (parts, held)
+
+
+def test_score_tokens_scores_an_unindexed_document_as_if_it_were_indexed() -> None:
+    """The oracle: rank_bm25 over the corpus scores an indexed document the same as score_tokens
+    scores its tokens (the statistics come from the index, the document from the caller)."""
+    rng = np.random.default_rng(7)
+    docs = _zipf_corpus(rng, 60, 40, 3, 20)
+    idx = BM25Index()
+    idx.add([f"d{i}" for i in range(len(docs))], docs)
+    oracle = BM25Okapi(docs)
+    for query in (docs[3][:3], ["t1", "t2", "t2", "absent"], docs[10][-2:]):
+        expected = oracle.get_scores(query)
+        for i in (0, 3, 10, 59):
+            assert idx.score_tokens(query, docs[i]) == pytest.approx(expected[i], rel=1e-9, abs=1e-12)
+    assert BM25Index().score_tokens(["a"], ["a"]) == 0.0
+
+
+def test_max_score_bounds_every_score_and_counts_unseen_tokens() -> None:
+    rng = np.random.default_rng(8)
+    docs = _zipf_corpus(rng, 80, 30, 3, 25)
+    idx = BM25Index()
+    idx.add([f"d{i}" for i in range(len(docs))], docs)
+    for query in (docs[0][:4], ["t0", "t0", "t5"], docs[7]):
+        top = idx.search(query, 1)
+        assert top and top[0][1] < idx.max_score(query)
+    # An unseen token makes the bound larger: a query asking for it is covered less by any chunk.
+    assert idx.max_score(["t0", "never-seen"]) > idx.max_score(["t0"]) > 0
+    assert idx.max_score([]) == 0.0

@@ -18,7 +18,7 @@ from rag_app.evaluation.beir_eval import (
     collect_candidates,
     fused_order,
 )
-from rag_app.evaluation.calibration import _auc, calibrate, calibrate_stage, recommend_cutoff
+from rag_app.evaluation.calibration import auc, calibrate, calibrate_stage, recommend_cutoff
 from rag_app.evaluation.fusion_tuning import FusionSetting, setting_run, tune, within_depth
 
 EN_DOCS = {
@@ -140,13 +140,14 @@ def _c(cid: str, doc: str, margin: float, fused: float, dr: int | None = 1, br: 
 
 def test_candidate_set_round_trips_through_json_with_nan_and_none(tmp_path: Path) -> None:
     chunks = [Candidate("c", "d", None, 2, math.nan, 1.5, 0.1, 0.02, math.nan, None),
-              Candidate("e", "f", 1, None, 0.9, 0.0, 0.2, 0.05, 1.2, -3.5)]
+              Candidate("e", "f", 1, None, 0.9, 0.0, 0.2, 0.05, 1.2, -3.5, 0.25)]
     cs = CandidateSet("set", [QueryCandidates("q", chunks, 12.5)], {"q": {"d": 1}}, depth=30)
     cs.save(tmp_path / "c.json")
     back = CandidateSet.load(tmp_path / "c.json")
     assert back.dataset == "set" and back.depth == 30 and back.qrels == {"q": {"d": 1}}
     a, b = back.queries[0].chunks
     assert math.isnan(a.dense_score) and a.rerank_score is None and a.dense_rank is None
+    assert math.isnan(a.bm25_coverage)
     assert b == chunks[1] and back.reranked
 
 
@@ -169,7 +170,7 @@ def test_auc_matches_brute_force() -> None:
     pos = np.array([rng.choice([0.1, 0.2, 0.3, 0.5]) for _ in range(40)])
     neg = np.array([rng.choice([0.0, 0.2, 0.3]) for _ in range(30)])
     brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
-    assert _auc(pos, neg) == pytest.approx(brute)
+    assert auc(pos, neg) == pytest.approx(brute)
 
 
 def test_calibration_numbers_on_hand_made_candidates() -> None:

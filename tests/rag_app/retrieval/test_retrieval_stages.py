@@ -6,6 +6,7 @@ numpy and dicts, which is all a stage may rely on.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rag_app.config import FusionSettings, RerankerSettings, RetrievalSettings, 
 from rag_app.retrieval.candidates import Candidates
 from rag_app.retrieval.dense import DenseSearch
 from rag_app.retrieval.fusion import Fusion, reciprocal_rank_fusion, weighted_score_sum
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.retrieval.keyword import KeywordSearch
 from rag_app.retrieval.pipeline import HybridRetriever, clean_query
 from rag_app.retrieval.rerank import Rerank
@@ -87,7 +89,8 @@ def test_retrieved_chunk_delegates_to_its_chunk_and_serialises_once() -> None:
     assert hit.to_dict() == {
         "source": chunk.source, "file": "c1.md", "page": 2, "section": "Leave", "location": "p. 2, Leave",
         "chunk_id": "c1", "text": "some text",
-        "scores": {"fused": 0.9, "dense": 0.8123, "dense_margin": 0.05, "dense_z": None, "bm25": 3.0, "rerank": None},
+        "scores": {"relevance": None, "fused": 0.9, "dense": 0.8123, "dense_margin": 0.05, "dense_z": None,
+                   "bm25": 3.0, "bm25_coverage": None, "rerank": None},
     }
     cut = hit.with_text("some …")
     assert cut.text == "some …" and hit.text == "some text" and cut.dense_score == hit.dense_score
@@ -273,3 +276,46 @@ def test_settings_and_reranker_can_be_swapped_while_serving(world) -> None:
     variant = retriever.variant(RetrievalSettings(threshold=ThresholdSettings(score="none")), None)
     assert variant.rerank is None and variant.calibration is not retriever.calibration
     assert [c.chunk_id for c in variant.run("alpha t1", top_k=3).chunks]
+
+
+def _calibration(**changes: object) -> KnowledgeBaseCalibration:
+    values: dict[str, object] = dict(
+        weights={"dense_score": 1.0, "bm25_coverage": 1.0}, min_value=1.2, fusion=None,
+        computed_at="2026-12-03T00:00:00+00:00", seconds=1.0, chunks=10, probes=30, probe_kind="test", offtopic=20,
+        keep_target=0.95, probes_answered=0.95, offtopic_refused=0.9, holes_refused=0.5, auc=0.9,
+    )
+    values.update(changes)
+    return KnowledgeBaseCalibration(**values)  # type: ignore[arg-type]
+
+
+def test_a_knowledge_base_calibration_replaces_the_fallback_threshold_and_fusion(world) -> None:
+    embedder, _, _, _ = world
+    embedder.queries["t5 t0"] = _axis(0)
+    retriever = _retriever(world, dense_top_k=2, bm25_top_k=3)
+    assert retriever.threshold.describe() == "dense_margin >= 0.023 (fallback)"
+    retriever.kb_calibration = _calibration()
+    result = retriever.run("t5 t0", top_k=10)
+    # relevance = cosine + coverage (TermCountIndex: matched tokens / query tokens).
+    by_id = {c.chunk_id: c for c in result.chunks + result.below_threshold}
+    assert by_id["c0"].bm25_coverage == pytest.approx(0.5) and by_id["c0"].relevance == pytest.approx(1.5, abs=1e-5)
+    assert [c.chunk_id for c in result.chunks] == ["c0"]  # c5: 0 + 0.5, c7: ~1 + 0 < 1.2
+    assert "(calibrated)" in retriever.threshold.describe()
+    # Its fusion too: BM25 alone ranks c5 before c7, which has no BM25 score.
+    retriever.kb_calibration = _calibration(min_value=-1.0, fusion=FusionSettings(dense_weight=0.0))
+    assert [c.chunk_id for c in retriever.run("t5 t0", top_k=10).chunks][:2] == ["c0", "c5"]
+    # Switched off in the settings: the configured threshold and fusion again.
+    off = _retriever(world, dense_top_k=2, bm25_top_k=3,
+                     threshold=ThresholdSettings(per_knowledge_base=False),
+                     fusion=FusionSettings(per_knowledge_base=False))
+    off.kb_calibration = _calibration(fusion=FusionSettings(dense_weight=0.0))
+    assert off.threshold.describe() == "dense_margin >= 0.023 (fallback)" and off.fusion.settings.dense_weight == 1.0
+
+
+def test_a_stored_calibration_round_trips_and_a_broken_file_is_ignored(tmp_path: Path) -> None:
+    cal = _calibration(fusion=FusionSettings(bm25_weight=0.5))
+    cal.save(tmp_path / "calibration.json")
+    assert KnowledgeBaseCalibration.load(tmp_path / "calibration.json") == cal
+    assert KnowledgeBaseCalibration.load(tmp_path / "missing.json") is None
+    (tmp_path / "broken.json").write_text('{"weights": ', encoding="utf-8")
+    assert KnowledgeBaseCalibration.load(tmp_path / "broken.json") is None
+    assert cal.summary()["fusion"] == "weighted_sum, dense 1 / bm25 0.5"

@@ -1,0 +1,125 @@
+"""Run probe and off-topic questions through the knowledge base's own retriever and keep every
+candidate's scores (the evaluation's :class:`Candidate` record), for the cutoff and fusion choices.
+
+A probe's sentence is still in the index (in its chunk, and in any overlapping or duplicate chunk):
+every candidate containing it is dropped and the edited chunk (the context without the sentence) is
+scored in its place, exactly as the retriever would score it (cosine, calibrated dense scores, BM25
+under the index's statistics). Its "hole" twin drops the probe's whole document instead.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag_app.config import FusionSettings, ThresholdSettings
+from rag_app.evaluation.beir_eval import Candidate, CandidateSet, QueryCandidates
+from rag_app.evaluation.refusal import reranked
+from rag_app.retrieval.embedding_cache import cached_embeddings
+from rag_app.retrieval.pipeline import HybridRetriever, clean_query
+from rag_app.retrieval.results import RetrievedChunk
+
+from .probes import Probe
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_EXTRA_DEPTH = 10  # collected beyond the deployed depth, so dropping a few chunks leaves a full list
+
+
+def scoring_retriever(retriever: HybridRetriever) -> HybridRetriever:
+    """The live retriever's stores and dense calibration with the threshold off, the configured
+    legs both searched (never a calibrated fusion that might switch one off) and no reranker."""
+    s = retriever.settings
+    depth = max(s.dense_top_k, s.bm25_top_k) + _EXTRA_DEPTH
+    settings = s.model_copy(update={
+        "dense_top_k": depth,
+        "bm25_top_k": depth,
+        "threshold": ThresholdSettings(score="none"),
+        "fusion": FusionSettings(per_knowledge_base=False),
+    })
+    scorer = retriever.variant(settings, None)
+    scorer.kb_calibration = None
+    scorer.calibration = retriever.calibration  # the same corpus sample: the same dense_z as served
+    return scorer
+
+
+def deployed_depth(retriever: HybridRetriever) -> int:
+    return max(retriever.settings.dense_top_k, retriever.settings.bm25_top_k)
+
+
+def as_candidate(c: RetrievedChunk) -> Candidate:
+    """A retrieved chunk as an evaluation candidate, identified by chunk (probes' evidence is a chunk)."""
+    return Candidate(
+        c.chunk_id, c.chunk_id, c.dense_rank, c.bm25_rank, c.dense_score, c.bm25_score, c.fused_score,
+        c.dense_margin, c.dense_z, None, c.bm25_coverage,
+    )
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+@dataclass
+class ProbeSets:
+    probes: CandidateSet  # qrels: each probe's edited chunk
+    holes: CandidateSet  # the same questions with their document removed (no qrels)
+
+
+def probe_candidates(
+    retriever: HybridRetriever, probes: Sequence[Probe], progress: Progress | None = None
+) -> ProbeSets:
+    scorer = scoring_retriever(retriever)
+    depth = deployed_depth(retriever)
+    embedder, index = scorer.dense.embedder, scorer.keyword.index
+    if progress:
+        progress("embedding probe questions and evidence", 0, len(probes))
+    texts = [clean_query(p.question, scorer.settings.max_query_chars) for p in probes]
+    query_vectors = cached_embeddings(embedder, texts, "query", None, "probes")
+    evidence_vectors = cached_embeddings(embedder, [p.context for p in probes], "passage", None, "probes")
+    out = ProbeSets(CandidateSet("probes", depth=depth), CandidateSet("holes", depth=depth))
+    for i, (probe, q, qvec, ctx_vec) in enumerate(zip(probes, texts, query_vectors, evidence_vectors), start=1):
+        result = scorer.run(q, top_k=4 * depth, query_vector=qvec)
+        tokens = scorer.keyword.tokenize(q)
+        bound = scorer.keyword.max_score(tokens)
+        cosine = float(ctx_vec @ qvec)
+        z, margin = scorer.calibration.run(qvec, np.array([cosine], dtype=np.float32))
+        bm25 = index.score_tokens(tokens, scorer.keyword.tokenizer.tokenize(probe.context)) if tokens else 0.0  # type: ignore[attr-defined]
+        target = Candidate(
+            # Rank 0: "in the leg's list"; ``reranked`` gives the real rank. BM25 lists only
+            # chunks sharing a query term.
+            f"{probe.probe_id}:evidence", f"{probe.probe_id}:evidence", 0, 0 if bm25 > 0 else None, cosine, bm25,
+            math.nan,
+            float(margin[0]), float(z[0]), None, bm25 / bound if bound > 0 else 0.0,
+        )
+        sentence = _squash(probe.question)
+        others = [c for c in result.chunks if sentence not in _squash(c.text)]
+        in_domain = reranked([as_candidate(c) for c in others] + [target], depth)
+        hole = reranked([as_candidate(c) for c in others if c.doc_id != probe.chunk.doc_id], depth)
+        out.probes.queries.append(QueryCandidates(probe.probe_id, in_domain, 0.0))
+        out.probes.qrels[probe.probe_id] = {target.corpus_id: 1}
+        out.holes.queries.append(QueryCandidates(probe.probe_id, hole, 0.0))
+        if progress:
+            progress("probe questions", i, len(probes))
+    return out
+
+
+def question_candidates(
+    retriever: HybridRetriever, questions: Mapping[str, str], progress: Progress | None = None, stage: str = "questions"
+) -> CandidateSet:
+    """Candidates of unjudged questions (the off-topic pool), at the deployed depth."""
+    scorer = scoring_retriever(retriever)
+    depth = deployed_depth(retriever)
+    out = CandidateSet(stage, depth=depth)
+    if progress:
+        progress(f"embedding {stage}", 0, len(questions))
+    texts = [clean_query(t, scorer.settings.max_query_chars) for t in questions.values()]
+    # The shipped pool is the same every time: its vectors are cached per embedder model.
+    vectors = cached_embeddings(scorer.dense.embedder, texts, "query", scorer.calibration.reference_cache_dir, stage)
+    for i, (qid, text, qvec) in enumerate(zip(questions, texts, vectors), start=1):
+        result = scorer.run(text, top_k=4 * depth, query_vector=qvec)
+        out.queries.append(QueryCandidates(qid, reranked([as_candidate(c) for c in result.chunks], depth), 0.0))
+        if progress:
+            progress(stage, i, len(questions))
+    return out

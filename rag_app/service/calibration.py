@@ -1,0 +1,142 @@
+"""Keeps the knowledge base's calibration current: loads it, re-runs it when the corpus changed
+materially (in the background: questions keep the previous cutoff until the new one is swapped
+in), runs it by hand, and reports it for the Status tab.
+
+"Materially" is ``calibration.recalibrate_share`` of the chunks the calibration saw, counting
+chunks added and removed since (and, across restarts, the change in the chunk count).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from rag_app.calibration.calibrate import NotEnoughToCalibrate, calibrate_knowledge_base
+from rag_app.calibration.collect import Progress
+from rag_app.config import Settings
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
+
+from .jobs import Job, start_in_thread
+from .knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+
+class CalibrationKeeper:
+    def __init__(self, kb: KnowledgeBase, settings: Settings, *, background: bool) -> None:
+        self.kb = kb
+        self.settings = settings.calibration
+        self.threshold = settings.retrieval.threshold
+        self.path = settings.calibration_path
+        self.automatic = background and self.settings.automatic
+        self._changed = 0  # chunks added + removed since the calibration in use
+        self._job: Job | None = None
+        self._lock = threading.Lock()
+        self.last_error = ""
+
+    # --- state ------------------------------------------------------------------------------------
+    @property
+    def current(self) -> KnowledgeBaseCalibration | None:
+        return self.kb.ready_retriever().kb_calibration
+
+    @property
+    def job(self) -> Job | None:
+        """The latest calibration job of this process, running or finished."""
+        return self._job
+
+    def _chunks(self) -> int:
+        _, _, bm25 = self.kb.stores()
+        return len(bm25)
+
+    def changed_share(self) -> float | None:
+        """Chunks changed since the calibration in use, as a share of what it saw (None: none yet)."""
+        cal = self.current
+        if cal is None:
+            return None
+        changed = max(self._changed, abs(self._chunks() - cal.chunks))
+        return changed / max(cal.chunks, 1)
+
+    def is_stale(self) -> bool:
+        """No calibration yet (and enough chunks for one), or the corpus changed materially."""
+        if self._chunks() < self.settings.min_chunks:
+            return False
+        share = self.changed_share()
+        return share is None or share > self.settings.recalibrate_share
+
+    # --- changes ----------------------------------------------------------------------------------
+    def start_if_stale(self) -> Job | None:
+        """On start-up: calibrate in the background when there is none or it is stale."""
+        if self.automatic and self.is_stale():
+            return self.start()
+        return None
+
+    def corpus_changed(self, chunks: int) -> Job | None:
+        """After an upload, sync or delete that added or removed ``chunks`` chunks."""
+        with self._lock:
+            self._changed += max(chunks, 0)
+        return self.start_if_stale()
+
+    # --- running ----------------------------------------------------------------------------------
+    def run(self, progress: Progress | None = None) -> KnowledgeBaseCalibration:
+        """Calibrate now (blocking), store the result beside the index and start using it.
+        Raises :class:`NotEnoughToCalibrate` (the fallback threshold stays) for a tiny corpus."""
+        _, _, bm25 = self.kb.stores()
+        with self._lock:
+            changed_before = self._changed
+        calibration = calibrate_knowledge_base(self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress)
+        calibration.save(self.path)
+        self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole
+        with self._lock:
+            self._changed -= changed_before  # changes made while it ran still count
+        return calibration
+
+    def start(self) -> Job:
+        """Calibrate in a background thread (one at a time: a running job is returned instead)."""
+        with self._lock:
+            if self._job is not None and self._job.running:
+                return self._job
+            job = self._job = Job("calibration", stage="starting")
+
+        def body(job: Job) -> None:
+            def progress(stage: str, done: int, total: int) -> None:
+                job.progress(stage, done, total)
+
+            try:
+                cal = self.run(progress)
+            except NotEnoughToCalibrate as exc:
+                job.report = [f"not calibrated: {exc}; the fallback threshold stays in use"]
+                self.last_error = str(exc)
+                return
+            self.last_error = ""
+            job.value = cal
+            job.report = [f"{cal.score_label} >= {cal.min_value:.4g}", cal.fusion_note]
+
+        return start_in_thread(job, body, "calibration")
+
+    # --- reporting --------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What the Status tab and ``/api/status`` show about the refusal cutoff."""
+        cal = self.current
+        th = self.threshold
+        fallback = f"{th.score} >= {th.min_value}"
+        out: dict[str, Any] = {"threshold": self.kb.ready_retriever().threshold.describe()}
+        if not th.per_knowledge_base:
+            out["state"] = "off (retrieval.threshold.per_knowledge_base is false): using " + fallback
+        elif cal is not None:
+            out["state"] = "calibrated"
+            out.update(cal.summary())
+            share = self.changed_share()
+            out["changed_since"] = f"{share:.0%} of its chunks" if share is not None else ""
+        else:
+            chunks = self._chunks()
+            reason = (
+                f"{chunks} chunks, fewer than calibration.min_chunks ({self.settings.min_chunks})"
+                if chunks < self.settings.min_chunks else (self.last_error or "not calibrated yet")
+            )
+            out["state"] = f"fallback threshold {fallback}: {reason}"
+        job = self._job
+        if job is not None and job.running:
+            out["running"] = f"{job.stage} {job.done}/{job.total}".strip()
+        elif job is not None and job.state == "failed":
+            out["last_run"] = f"failed: {job.error}"
+        return out

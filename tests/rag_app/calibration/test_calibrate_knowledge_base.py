@@ -1,0 +1,148 @@
+"""Per-knowledge-base calibration on real components: the samples in Milvus Lite + BM25 with e5.
+
+One calibration of the six sample documents (about 30 chunks) takes tens of seconds on 2 cores;
+the trigger test uses fewer probes and off-topic questions to stay quick.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag_app.calibration.offtopic import load_pool
+from rag_app.config import CalibrationSettings
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
+from rag_app.service import NotEnoughToCalibrate, RagService
+from tests.support.fakes import ScriptedLLM
+from tests.support.paths import SAMPLES
+
+ANSWERABLE = [
+    "入职满五年的正式员工每年有几天带薪年假？",
+    "报销需要什么审批？",
+    "新加坡数据中心什么时候上线？",
+    "When do new hires pick up their laptop?",
+    "What is the maximum upload size per file in Lumen Beacon 3.2?",
+    "Is there a free trial?",
+]
+# Off-topic for the samples, in both languages, and not in the shipped pool (asserted below).
+OFFTOPIC = [
+    "How do I bake a chocolate cake?",
+    "Who won the football match last night?",
+    "What is the tallest mountain in Africa?",
+    "How many legs does a spider have?",
+    "如何更换自行车内胎？",
+    "长城有多长？",
+    "周末去哪里爬山比较好？",
+]
+
+
+def _service(kb, **calibration: object) -> RagService:
+    settings = kb.settings.model_copy(update={"calibration": CalibrationSettings(**calibration)})
+    return RagService.open(settings, kb=kb, llm=ScriptedLLM(["unused"]), background=bool(calibration.get("automatic")))
+
+
+@pytest.fixture
+def samples_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    shutil.copytree(SAMPLES, folder)
+    return folder
+
+
+def test_calibration_on_the_samples_refuses_offtopic_and_answers_their_questions(make_kb, samples_copy) -> None:
+    kb = make_kb()
+    service = _service(kb)
+    service.ingest_paths([samples_copy])
+    assert kb.ready_retriever().kb_calibration is None
+    assert kb.ready_retriever().threshold.describe().endswith("(fallback)")
+
+    cal = service.calibrate()
+    assert KnowledgeBaseCalibration.load(kb.settings.calibration_path) == cal  # stored with the index
+    assert kb.ready_retriever().kb_calibration == cal  # and in use at once
+    assert cal.probes >= 30 and cal.offtopic >= 1000 and cal.chunks == len(kb.stores()[2])
+    assert cal.probes_answered >= 0.9 and cal.offtopic_refused >= 0.7 and cal.auc > 0.8
+    assert cal.fusion is not None and cal.fusion_note.startswith("probe nDCG@10")
+
+    pool = set(load_pool("zh")) | set(load_pool("en"))
+    assert not pool.intersection(OFFTOPIC), "the calibration must not have seen the test's questions"
+    retriever = kb.ready_retriever()
+    for question in ANSWERABLE:
+        result = retriever.run(question)
+        assert result.has_evidence, question
+        assert all(c.relevance is not None and c.relevance >= cal.min_value for c in result.chunks)
+    refused = [q for q in OFFTOPIC if not retriever.run(q).has_evidence]
+    assert refused == OFFTOPIC
+
+    status = service.status()
+    assert status["calibration"]["state"] == "calibrated"
+    assert status["calibration"]["cutoff"] == round(cal.min_value, 4) and status["calibration"]["computed_at"]
+    assert "(calibrated)" in status["retrieval"]["threshold"]
+    service.close(stores=False)
+
+    # A restart reads it back: same cutoff, no new calibration needed.
+    reopened = make_kb(kb.settings.data_dir)
+    assert reopened.ready_retriever().kb_calibration == cal
+
+
+def test_a_knowledge_base_too_small_to_calibrate_keeps_the_fallback_and_says_so(make_kb, tmp_path: Path) -> None:
+    note = tmp_path / "note.md"
+    note.write_text("# Parking\n\nVisitors park on level two. Staff park on level three.\n", encoding="utf-8")
+    kb = make_kb()
+    service = _service(kb)
+    service.ingest_paths([note])
+    with pytest.raises(NotEnoughToCalibrate, match="chunks"):
+        service.calibrate()
+    state = service.status()["calibration"]["state"]
+    assert state.startswith("fallback threshold dense_margin >= 0.023") and "min_chunks" in state
+    assert kb.ready_retriever().threshold.describe() == "dense_margin >= 0.023 (fallback)"
+    assert service.calibrate_if_stale() is None  # too small is not stale: nothing to do
+    service.close(stores=False)
+
+
+def _long_document(path: Path, sections: int) -> None:
+    animals = ["otter", "heron", "badger", "lynx", "marten", "vole", "kestrel", "newt", "stoat", "wren", "beaver",
+               "osprey"]
+    parts = ["# Field survey of the northern wetlands\n"]
+    for i in range(sections):
+        a = animals[i % len(animals)]
+        parts.append(
+            f"## Site {i + 1}: the {a} colony\n\n"
+            + " ".join(
+                f"Observation {j + 1} at site {i + 1} counted {3 + (i * 7 + j) % 11} {a}s near the reed beds"
+                f" during the {['morning', 'evening', 'night'][j % 3]} watch, with water at {10 + j} cm."
+                for j in range(14)
+            )
+            + "\n"
+        )
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def test_a_large_sync_recalibrates_in_the_background_and_a_one_file_change_does_not(
+    make_kb, samples_copy: Path
+) -> None:
+    kb = make_kb()
+    service = _service(kb, automatic=True, probes=40, min_probes=10, offtopic_per_language=40,
+                       recalibrate_share=0.25)
+    assert service.calibration.job is None  # empty: nothing to calibrate
+    service.sync_folder(samples_copy)
+    first = service.calibration.job
+    assert first is not None and first.wait(300) and first.state == "done", first.error if first else ""
+    cal = kb.ready_retriever().kb_calibration
+    assert cal is not None and cal.chunks == len(kb.stores()[2])
+
+    (samples_copy / "parking.md").write_text("# Parking\n\nVisitors park on level two.\n", encoding="utf-8")
+    report = service.sync_folder(samples_copy)
+    assert report.chunks_added == 1
+    assert service.calibration.job is first  # 1 chunk of ~30: not material, no new run
+    assert kb.ready_retriever().kb_calibration is cal
+
+    _long_document(samples_copy / "survey.md", sections=12)
+    report = service.sync_folder(samples_copy)
+    assert report.chunks_added >= 0.25 * cal.chunks
+    second = service.calibration.job
+    assert second is not None and second is not first
+    assert second.wait(300) and second.state == "done", second.error
+    new = kb.ready_retriever().kb_calibration
+    assert new is not None and new is not cal and new.chunks == len(kb.stores()[2])
+    assert KnowledgeBaseCalibration.load(kb.settings.calibration_path) == new
+    service.close(stores=False)
