@@ -79,7 +79,7 @@ def _stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
-def _is_cjk(ch: str) -> bool:
+def is_cjk_char(ch: str) -> bool:
     cp = ord(ch)
     return (
         0x4E00 <= cp <= 0x9FFF  # CJK unified ideographs
@@ -93,7 +93,7 @@ def _is_cjk(ch: str) -> bool:
 
 def _has_word_char(tok: str) -> bool:
     # str.isalnum covers latin, digits and CJK ideographs (category Lo); CJK check is a safety net.
-    return any(ch.isalnum() or _is_cjk(ch) for ch in tok)
+    return any(ch.isalnum() or is_cjk_char(ch) for ch in tok)
 
 
 class BM25Tokenizer:
@@ -122,7 +122,7 @@ class BM25Tokenizer:
             tok = tok.strip()
             if not tok or not _has_word_char(tok) or tok in stop:
                 continue
-            if self.stem_english and not any(_is_cjk(ch) for ch in tok) and any(
+            if self.stem_english and not any(is_cjk_char(ch) for ch in tok) and any(
                 ch.isalpha() for ch in tok
             ):
                 tok = _stem(tok)

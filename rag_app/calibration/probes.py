@@ -10,16 +10,11 @@ gone, which the cutoff should refuse.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ingest.sentences import cut_out, question_sized, split_sentences, text_length
 from ingest.types import Chunk
-from rag_app.answering.language import cjk_share
-
-# Sentence ends: CJK full stops, or latin ones followed by whitespace; line breaks always.
-_SENTENCE_END = re.compile(r"(?<=[。！？；!?])|(?<=[.;])\s+|\n+")
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -30,41 +25,16 @@ class Probe:
     context: str  # the chunk's text without the sentence: the evidence the probe must find
 
 
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
-
-
-def _size(text: str) -> int:
-    """Characters for CJK text, words otherwise: how long a sentence "reads"."""
-    return len(re.sub(r"\s+", "", text)) if cjk_share(text) > 0.3 else len(_WORD.findall(text))
-
-
-def _question_like(sentence: str) -> bool:
-    """Long enough to ask something, short enough to be one question, not a table row or a title."""
-    cjk = cjk_share(sentence) > 0.3
-    n = _size(sentence)
-    lo, hi = (10, 80) if cjk else (6, 40)
-    letters = sum(ch.isalpha() for ch in sentence)
-    return lo <= n <= hi and letters >= 0.5 * len(sentence.replace(" ", ""))
-
-
-def _context_ok(context: str, sentence: str) -> bool:
-    """Enough left of the chunk to be evidence: at least as long as the sentence, and 8 units."""
-    n = _size(context)
-    return n >= max(8, _size(sentence))
-
-
 def probe_candidates(chunk: Chunk) -> list[tuple[str, str]]:
-    """Every (sentence, context) pair one chunk offers."""
-    parts = sentences(chunk.text)
+    """Every (sentence, context) pair one chunk offers: the context must be at least as long as
+    the sentence (and 8 words or characters) to be evidence for it."""
     out = []
-    for s in parts:
-        if not _question_like(s):
+    for sentence in split_sentences(chunk.text):
+        if not question_sized(sentence):
             continue
-        context = chunk.text.replace(s, " ", 1)
-        context = " ".join(context.split())
-        if _context_ok(context, s):
-            out.append((s, context))
+        context = cut_out(chunk.text, sentence)
+        if text_length(context) >= max(8, text_length(sentence)):
+            out.append((sentence, context))
     return out
 
 

@@ -1,9 +1,9 @@
 """``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` / ``--check`` / ``--delete SOURCE...`` / ``--calibrate``.
 
 After a change that moved more than ``calibration.recalibrate_share`` of the chunks (or on a knowledge
-base never calibrated), the refusal cutoff and fusion are re-calibrated before it exits
-(``--no-calibrate`` leaves that to the app, which does it in the background on start-up);
-``--calibrate`` calibrates whatever changed.
+base never calibrated), the refusal cutoff and fusion are re-calibrated before it exits, unless
+``calibration.automatic`` is off or ``--no-calibrate`` is given (the app then does it in the
+background on start-up); ``--calibrate`` calibrates whatever changed.
 
 Exit status: 0 done, 1 nothing could be indexed (or the sync folder is missing, or the stores
 still disagree after --check), 2 the stores could not be opened (e.g. Milvus down), 3 another sync
@@ -95,7 +95,7 @@ def _run(service: RagService, args: argparse.Namespace) -> int:
         _print_check(check)
         if not check.agree_now:
             status = 1
-    if args.calibrate or not args.no_calibrate:
+    if args.calibrate or (service.settings.calibration.automatic and not args.no_calibrate):
         _calibrate(service, force=args.calibrate)
     return status
 

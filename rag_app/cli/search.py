@@ -64,10 +64,11 @@ def _print_chunk(rank: int, c: RetrievedChunk, *, below: bool) -> None:
     loc = f" [{c.location}]" if c.location else ""
     print(f"{rank}. {c.source}{loc}{' (below threshold)' if below else ''}")
     rerank = f" rerank={c.rerank_score:.3f}" if c.rerank_score is not None else ""
+    relevance = f"relevance={c.relevance:.3f} " if c.relevance is not None else ""
     print(
-        f"   fused={c.fused_score:.4f} dense={c.dense_score:.3f} (margin={c.dense_margin:+.3f},"
+        f"   {relevance}fused={c.fused_score:.4f} dense={c.dense_score:.3f} (margin={c.dense_margin:+.3f},"
         f" z={c.dense_z:.2f}, rank {c.dense_rank})"
-        f" bm25={c.bm25_score:.2f} (rank {c.bm25_rank}){rerank}"
+        f" bm25={c.bm25_score:.2f} (coverage {c.bm25_coverage:.2f}, rank {c.bm25_rank}){rerank}"
     )
     snippet = " ".join(c.text.split())
     print(f"   {snippet[:240]}{'…' if len(snippet) > 240 else ''}")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ingest.sentences import cut_out, question_sized, split_sentences
 from rag_app.answering.language import detect_language
 from rag_app.answering.prompt import defuse
 
@@ -133,14 +134,6 @@ class LLMQuestionWriter:
         return [GeneratedQuery(q, chunk.chunk_id, chunk.doc_id, chunk.text, self.name) for q in questions]
 
 
-# Latin stops need a space after them ("it.example.com" is one sentence); CJK ones do not.
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
-
-
 class SentenceQueryWriter:
     """Inverse cloze task: a mid-length sentence becomes the query and is removed from the
     positive, so the model must match meaning and context, not copy a string."""
@@ -155,23 +148,14 @@ class SentenceQueryWriter:
         sentences = split_sentences(chunk.text)
         if len(sentences) < 3:
             return []
-
-        def usable(s: str) -> bool:  # Chinese in characters, other languages in words
-            zh = detect_language(s) == "zh"
-            low, high = (10, 80) if zh else (6, 45)
-            return low <= (len(s) if zh else len(s.split())) <= high
-
-        picks = [i for i, s in enumerate(sentences) if usable(s)]
+        picks = [i for i, s in enumerate(sentences) if question_sized(s)]
         self.rng.shuffle(picks)
-        out = []
-        for i in picks[: self.per_chunk]:
-            # Cut the sentence out of the text as it is: re-joining the sentences would change the
-            # spacing ("。 " in Chinese), a mark only positives carry, and the model learns that mark
-            # instead of relevance (on CMRC the training loss fell to 0 with no held-out gain).
-            start = chunk.text.find(sentences[i])
-            rest = (chunk.text[:start] + chunk.text[start + len(sentences[i]) :]).strip()
-            out.append(GeneratedQuery(sentences[i], chunk.chunk_id, chunk.doc_id, rest, self.name))
-        return out
+        # cut_out keeps the spacing: with re-joined sentences ("。 " in Chinese) the model learned
+        # that mark instead of relevance (on CMRC the training loss fell to 0, no held-out gain).
+        return [
+            GeneratedQuery(sentences[i], chunk.chunk_id, chunk.doc_id, cut_out(chunk.text, sentences[i]), self.name)
+            for i in picks[: self.per_chunk]
+        ]
 
 
 def generate_queries(

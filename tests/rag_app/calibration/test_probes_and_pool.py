@@ -4,7 +4,7 @@ from __future__ import annotations
 from ingest.types import Chunk
 from rag_app.answering.language import cjk_share
 from rag_app.calibration.offtopic import POOLS, load_pool, offtopic_questions
-from rag_app.calibration.probes import make_probes, probe_candidates, sentences
+from rag_app.calibration.probes import make_probes, probe_candidates
 
 EN = (
     "The Team plan has a thirty day free trial and no credit card is required. Enterprise customers get"
@@ -16,11 +16,6 @@ ZH = "入职不满五年的正式员工每年享有十二天带薪年假。入�
 
 def _chunk(cid: str, text: str) -> Chunk:
     return Chunk(cid, f"doc-{cid}", f"/docs/{cid}.md", text, 0, None, "")
-
-
-def test_sentences_split_latin_and_cjk_text() -> None:
-    assert len(sentences(EN)) == 3
-    assert sentences(ZH)[0] == "入职不满五年的正式员工每年享有十二天带薪年假。" and len(sentences(ZH)) == 3
 
 
 def test_a_probe_is_a_sentence_and_its_evidence_is_the_rest_of_the_chunk() -> None:

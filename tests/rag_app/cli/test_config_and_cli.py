@@ -77,3 +77,18 @@ def test_cli_reports_a_missing_path(tmp_path: Path, e5_model_dir: Path, capsys: 
     status = ingest_cli.main([str(tmp_path / "nope"), "--data-dir", str(tmp_path / "data")])
     out = capsys.readouterr().out
     assert status == 1 and "no such file or folder" in out
+
+
+def test_cli_calibrate_says_when_a_knowledge_base_is_too_small(
+    tmp_path: Path, e5_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_EMBEDDER__CACHE_DIR", str(e5_model_dir.parent))
+    note = tmp_path / "note.md"
+    note.write_text("# Parking\n\nVisitors park on level two. Staff park on level three.\n", encoding="utf-8")
+    data = str(tmp_path / "data")
+    assert ingest_cli.main([str(note), "--data-dir", data, "--calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration: not calibrated (1 chunks, calibration needs at least 8)" in out
+    assert "fallback threshold stays in use" in out
+    with pytest.raises(SystemExit):
+        ingest_cli.main(["--calibrate", "--no-calibrate", "--data-dir", data])
