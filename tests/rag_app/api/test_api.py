@@ -117,8 +117,11 @@ def test_upload_list_ask_delete(kb, stub: StubLLMServer) -> None:
         assert resp.status_code == 200 and resp.json()["chunks_removed"] == by_file["employee_handbook_zh.md"]["chunks"]
         assert "employee_handbook_zh.md" not in [d["file"] for d in client.get("/api/documents").json()["documents"]]
         assert not Path(source).exists()
-        counts = client.get("/api/status").json()["counts"]
+        status = client.get("/api/status").json()
+        counts = status["counts"]
         assert counts["registry_chunks"] == counts["milvus_chunks"] == counts["bm25_chunks"]
+        assert status["calibration"]["state"].startswith("fallback threshold")  # tests switch calibration off
+        assert status["retrieval"]["threshold"] == "dense_margin >= 0.023 (fallback)"
         assert client.delete("/api/documents", params={"source": source}).status_code == 404
         after = client.post("/api/ask", json={"question": ZH_Q}).json()
         assert after["refused"] and after["answer"] == kb.settings.answer.refusal_zh

@@ -194,6 +194,8 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     # --- status tab: counts agree, no secrets ---------------------------------------------------------
     page.get_by_role("tab", name="Status").click()
     _wait_text(page, "#status-info", "consistent")
+    # Calibration is off in tests (conftest): the row says which fallback cutoff is used and why.
+    _wait_text(page, "#status-info", "fallback threshold dense_margin >= 0.023")
 
     # Everything the page loaded came from the app itself (no CDN, no analytics).
     origin = urlsplit(server).netloc
