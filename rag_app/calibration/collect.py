@@ -85,13 +85,13 @@ def probe_candidates(
         bound = scorer.keyword.max_score(tokens)
         cosine = float(ctx_vec @ qvec)
         z, margin = scorer.calibration.run(qvec, np.array([cosine], dtype=np.float32))
-        bm25 = index.score_tokens(tokens, scorer.keyword.tokenizer.tokenize(probe.context)) if tokens else 0.0  # type: ignore[attr-defined]
+        bm25 = index.score_tokens(tokens, scorer.keyword.tokenizer.tokenize(probe.context)) if tokens else 0.0
+        evidence_id = f"{probe.probe_id}:evidence"
+        # Rank 0 means "in the leg's list" until ``reranked`` ranks it; BM25 lists only chunks
+        # sharing a query term.
         target = Candidate(
-            # Rank 0: "in the leg's list"; ``reranked`` gives the real rank. BM25 lists only
-            # chunks sharing a query term.
-            f"{probe.probe_id}:evidence", f"{probe.probe_id}:evidence", 0, 0 if bm25 > 0 else None, cosine, bm25,
-            math.nan,
-            float(margin[0]), float(z[0]), None, bm25 / bound if bound > 0 else 0.0,
+            evidence_id, evidence_id, 0, 0 if bm25 > 0 else None, cosine, bm25, math.nan, float(margin[0]),
+            float(z[0]), None, bm25 / bound if bound > 0 else 0.0,
         )
         sentence = _squash(probe.question)
         others = [c for c in result.chunks if sentence not in _squash(c.text)]

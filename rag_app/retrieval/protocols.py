@@ -66,6 +66,10 @@ class KeywordIndex(Protocol):
         """An upper bound of any chunk's score for the query (tokens the index lacks count too)."""
         ...
 
+    def score_tokens(self, query_tokens: Sequence[str], doc_tokens: Sequence[str]) -> float:
+        """The score a document of these tokens would get, without indexing it."""
+        ...
+
     def __len__(self) -> int:
         """Chunks indexed: the corpus size (0 means an empty knowledge base)."""
         ...

@@ -32,6 +32,7 @@ class CalibrationKeeper:
         self._changed = 0  # chunks added + removed since the calibration in use
         self._job: Job | None = None
         self._lock = threading.Lock()
+        self._running = threading.Lock()  # one calibration at a time, by hand or in the background
         self.last_error = ""
 
     # --- state ------------------------------------------------------------------------------------
@@ -81,14 +82,17 @@ class CalibrationKeeper:
         """Calibrate now (blocking), store the result beside the index and start using it.
         Raises :class:`NotEnoughToCalibrate` (the fallback threshold stays) for a tiny corpus."""
         _, _, bm25 = self.kb.stores()
-        with self._lock:
-            changed_before = self._changed
-        calibration = calibrate_knowledge_base(self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress)
-        calibration.save(self.path)
-        self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole
-        with self._lock:
-            self._changed -= changed_before  # changes made while it ran still count
-        return calibration
+        with self._running:
+            with self._lock:
+                changed_before = self._changed
+            calibration = calibrate_knowledge_base(
+                self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress
+            )
+            calibration.save(self.path)
+            self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole
+            with self._lock:
+                self._changed -= changed_before  # changes made while it ran still count
+            return calibration
 
     def start(self) -> Job:
         """Calibrate in a background thread (one at a time: a running job is returned instead)."""

@@ -312,6 +312,9 @@ class TermCountIndex:
     def max_score(self, query_tokens: Sequence[str]) -> float:
         return float(len(query_tokens))
 
+    def score_tokens(self, query_tokens: Sequence[str], doc_tokens: Sequence[str]) -> float:
+        return float(sum(t in doc_tokens for t in query_tokens))
+
     def __len__(self) -> int:
         return len(self.docs)
 
