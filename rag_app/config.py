@@ -157,6 +157,10 @@ class CalibrationSettings(BaseModel):
     off-topic questions. No labels, no LLM needed."""
 
     probes: int = Field(240, ge=10)  # probe questions drawn from the chunks (at most)
+    # sentences: a sentence taken out of its chunk (no LLM, seconds); llm: the configured LLM
+    # writes llm_probes questions (closer to real questions, seconds each on a CPU).
+    probe_writer: Literal["sentences", "llm"] = "sentences"
+    llm_probes: int = Field(80, ge=10)
     keep: float = Field(0.95, gt=0, le=1)  # share of probe questions the cutoff must still answer
     offtopic_per_language: int = Field(600, ge=10)  # generic questions scored per language (at most)
     min_chunks: int = Field(8, ge=2)  # fewer chunks: keep the fallback threshold and say so

@@ -20,11 +20,12 @@ from rag_app.retrieval.pipeline import HybridRetriever
 from .collect import Progress, deployed_depth, probe_candidates, question_candidates
 from .fusion_choice import choose_fusion
 from .offtopic import offtopic_questions
-from .probes import make_probes
+from .probes import QuestionWriter, make_probes, written_probes
 from .relevance import choose_score
 
 log = logging.getLogger(__name__)
 PROBE_KIND = "inverse cloze: a sentence taken out of its chunk"
+LLM_PROBE_KIND = "questions written by the LLM"
 
 
 class NotEnoughToCalibrate(ValueError):
@@ -48,8 +49,10 @@ def calibrate_knowledge_base(
     chunk_ids: Sequence[str],
     settings: CalibrationSettings,
     progress: Progress | None = None,
+    write_question: QuestionWriter | None = None,
 ) -> KnowledgeBaseCalibration:
-    """Probe, score, choose. Raises :class:`NotEnoughToCalibrate` for a knowledge base too small."""
+    """Probe, score, choose. Raises :class:`NotEnoughToCalibrate` for a knowledge base too small.
+    ``write_question``: the configured LLM's question writer, for ``probe_writer: llm``."""
     t0 = time.perf_counter()
     if len(chunk_ids) < settings.min_chunks:
         raise NotEnoughToCalibrate(
@@ -57,7 +60,14 @@ def calibrate_knowledge_base(
         )
     # Twice as many chunks as probes wanted: some have no sentence fit to ask.
     chunks = sample_chunks(retriever, chunk_ids, 2 * settings.probes, settings.seed)
-    probes = make_probes(chunks, settings.probes, settings.seed)
+    if settings.probe_writer == "llm" and write_question is not None:
+        probes = written_probes(chunks, settings.llm_probes, write_question, settings.seed, progress)
+        kind = LLM_PROBE_KIND
+    else:
+        if settings.probe_writer == "llm":
+            log.warning("calibration.probe_writer is llm but no LLM was given: sentence probes instead")
+        probes = make_probes(chunks, settings.probes, settings.seed)
+        kind = PROBE_KIND
     if len(probes) < settings.min_probes:
         raise NotEnoughToCalibrate(
             f"{len(probes)} probe questions could be made from {len(chunks)} chunks,"
@@ -76,7 +86,7 @@ def calibrate_knowledge_base(
         seconds=time.perf_counter() - t0,
         chunks=len(chunk_ids),
         probes=len(probes),
-        probe_kind=PROBE_KIND,
+        probe_kind=kind,
         offtopic=len(pool),
         keep_target=settings.keep,
         probes_answered=choice.probes_answered,

@@ -72,37 +72,54 @@ def probe_candidates(
 ) -> ProbeSets:
     scorer = scoring_retriever(retriever)
     depth = deployed_depth(retriever)
-    embedder, index = scorer.dense.embedder, scorer.keyword.index
+    embedder = scorer.dense.embedder
     if progress:
         progress("embedding probe questions and evidence", 0, len(probes))
     texts = [clean_query(p.question, scorer.settings.max_query_chars) for p in probes]
     query_vectors = cached_embeddings(embedder, texts, "query", None, "probes")
-    evidence_vectors = cached_embeddings(embedder, [p.context for p in probes], "passage", None, "probes")
+    edited = [p for p in probes if p.context is not None]
+    evidence_vectors = dict(zip(
+        (p.probe_id for p in edited),
+        cached_embeddings(embedder, [p.context or "" for p in edited], "passage", None, "probes"),
+    ))
     out = ProbeSets(CandidateSet("probes", depth=depth), CandidateSet("holes", depth=depth))
-    for i, (probe, q, qvec, ctx_vec) in enumerate(zip(probes, texts, query_vectors, evidence_vectors), start=1):
+    for i, (probe, q, qvec) in enumerate(zip(probes, texts, query_vectors), start=1):
         result = scorer.run(q, top_k=4 * depth, query_vector=qvec)
-        tokens = scorer.keyword.tokenize(q)
-        bound = scorer.keyword.max_score(tokens)
-        cosine = float(ctx_vec @ qvec)
-        z, margin = scorer.calibration.run(qvec, np.array([cosine], dtype=np.float32))
-        bm25 = index.score_tokens(tokens, scorer.keyword.tokenizer.tokenize(probe.context)) if tokens else 0.0
-        evidence_id = f"{probe.probe_id}:evidence"
-        # Rank 0 means "in the leg's list" until ``reranked`` ranks it; BM25 lists only chunks
-        # sharing a query term.
-        target = Candidate(
-            evidence_id, evidence_id, 0, 0 if bm25 > 0 else None, cosine, bm25, math.nan, float(margin[0]),
-            float(z[0]), None, bm25 / bound if bound > 0 else 0.0,
-        )
-        sentence = _squash(probe.question)
-        others = [c for c in result.chunks if sentence not in _squash(c.text)]
-        in_domain = reranked([as_candidate(c) for c in others] + [target], depth)
-        hole = reranked([as_candidate(c) for c in others if c.doc_id != probe.chunk.doc_id], depth)
+        if probe.context is None:  # a written question: the chunk as indexed is its evidence
+            in_domain = reranked([as_candidate(c) for c in result.chunks], depth)
+            evidence_id = probe.chunk.chunk_id
+        else:
+            target = _edited_evidence(scorer, probe, probe.context, q, qvec, evidence_vectors[probe.probe_id])
+            sentence = _squash(probe.question)
+            others = [c for c in result.chunks if sentence not in _squash(c.text)]
+            in_domain = reranked([as_candidate(c) for c in others] + [target], depth)
+            evidence_id = target.corpus_id
+        hole = [as_candidate(c) for c in result.chunks if c.doc_id != probe.chunk.doc_id
+                and (probe.context is None or _squash(probe.question) not in _squash(c.text))]
         out.probes.queries.append(QueryCandidates(probe.probe_id, in_domain, 0.0))
-        out.probes.qrels[probe.probe_id] = {target.corpus_id: 1}
-        out.holes.queries.append(QueryCandidates(probe.probe_id, hole, 0.0))
+        out.probes.qrels[probe.probe_id] = {evidence_id: 1}
+        out.holes.queries.append(QueryCandidates(probe.probe_id, reranked(hole, depth), 0.0))
         if progress:
             progress("probe questions", i, len(probes))
     return out
+
+
+def _edited_evidence(
+    scorer: HybridRetriever, probe: Probe, context: str, query: str, qvec: np.ndarray, evidence_vector: np.ndarray
+) -> Candidate:
+    """The probe's chunk without its sentence, scored as the retriever would score it."""
+    tokens = scorer.keyword.tokenize(query)
+    bound = scorer.keyword.max_score(tokens)
+    cosine = float(evidence_vector @ qvec)
+    z, margin = scorer.calibration.run(qvec, np.array([cosine], dtype=np.float32))
+    bm25 = scorer.keyword.index.score_tokens(tokens, scorer.keyword.tokenizer.tokenize(context)) if tokens else 0.0
+    evidence_id = f"{probe.probe_id}:evidence"
+    # Rank 0 means "in the leg's list" until ``reranked`` ranks it; BM25 lists only chunks sharing
+    # a query term.
+    return Candidate(
+        evidence_id, evidence_id, 0, 0 if bm25 > 0 else None, cosine, bm25, math.nan, float(margin[0]),
+        float(z[0]), None, bm25 / bound if bound > 0 else 0.0,
+    )
 
 
 def question_candidates(

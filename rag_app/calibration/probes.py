@@ -1,28 +1,42 @@
-"""In-domain probe questions made from a knowledge base's own chunks, without labels or an LLM.
+"""In-domain probe questions made from a knowledge base's own chunks, without labels.
 
-Inverse cloze: a sentence is taken out of its chunk and becomes the question; the rest of the
-chunk is its evidence. Answering the probe means finding the chunk *without* that sentence, so a
-probe is not solved by matching its own words (the chunk still in the index is replaced by the
-edited one when the probe is scored, ``collect.probe_candidates``). The same probe with its
-whole document removed is a "hole": a question on the knowledge base's topic whose evidence is
-gone, which the cutoff should refuse.
+Two kinds (``calibration.probe_writer``):
+
+* ``sentences`` (inverse cloze, no LLM, milliseconds): a sentence is taken out of its chunk and
+  becomes the question; the rest of the chunk is its evidence. Answering the probe means finding
+  the chunk *without* that sentence, so a probe is not solved by matching its own words (the chunk
+  still in the index is replaced by the edited one when the probe is scored,
+  ``collect.probe_candidates``).
+* ``llm``: the configured LLM writes a question each sampled chunk answers; the chunk as indexed
+  is its evidence. Closer to what people ask, seconds per question on a CPU.
+
+The same probe with its whole document removed is a "hole": a question on the knowledge base's
+topic whose evidence is gone, which the cutoff should refuse.
 """
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ingest.sentences import cut_out, question_sized, split_sentences, text_length
 from ingest.types import Chunk
 
+log = logging.getLogger(__name__)
+
+QuestionWriter = Callable[[Chunk], "str | None"]  # one question the chunk answers, or None
+MIN_WRITTEN_CHARS = 80  # headings and stubs make questions about nothing
+
 
 @dataclass(frozen=True)
 class Probe:
     probe_id: str
-    question: str  # the sentence taken out
+    question: str  # the sentence taken out, or the written question
     chunk: Chunk  # where it came from
-    context: str  # the chunk's text without the sentence: the evidence the probe must find
+    # The evidence the probe must find: the chunk's text without the sentence, or None when the
+    # chunk as indexed is the evidence (a written question).
+    context: str | None
 
 
 def probe_candidates(chunk: Chunk) -> list[tuple[str, str]]:
@@ -61,4 +75,26 @@ def make_probes(chunks: Iterable[Chunk], limit: int, seed: int = 0) -> list[Prob
                 seen.add(question)
                 probes.append(Probe(f"probe-{len(probes)}", question, chunk, context))
         round_ += 1
+    return probes
+
+
+def written_probes(
+    chunks: Iterable[Chunk], limit: int, write: QuestionWriter, seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[Probe]:
+    """Up to ``limit`` questions written for distinct chunks (seeded order, stubs skipped). A chunk
+    whose question cannot be written (an LLM error, an empty reply) is skipped with a warning."""
+    usable = [c for c in sorted(chunks, key=lambda c: c.chunk_id) if len(c.text.strip()) >= MIN_WRITTEN_CHARS]
+    random.Random(seed).shuffle(usable)
+    probes: list[Probe] = []
+    for i, chunk in enumerate(usable[:limit], start=1):
+        try:
+            question = write(chunk)
+        except Exception as exc:  # one bad reply must not lose the questions already written
+            log.warning("no probe question for chunk %s: %s", chunk.chunk_id, exc)
+            question = None
+        if question:
+            probes.append(Probe(f"probe-{len(probes)}", question, chunk, None))
+        if progress:
+            progress("writing probe questions", i, min(limit, len(usable)))
     return probes

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from rag_app.calibration.calibrate import NotEnoughToCalibrate, calibrate_knowledge_base
 from rag_app.calibration.collect import Progress
+from rag_app.calibration.probes import QuestionWriter
 from rag_app.config import Settings
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 
@@ -23,8 +25,17 @@ log = logging.getLogger(__name__)
 
 
 class CalibrationKeeper:
-    def __init__(self, kb: KnowledgeBase, settings: Settings, *, background: bool) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        settings: Settings,
+        *,
+        background: bool,
+        question_writer: Callable[[], QuestionWriter] | None = None,
+    ) -> None:
+        """``question_writer`` builds the LLM's question writer when ``probe_writer: llm`` needs it."""
         self.kb = kb
+        self.question_writer = question_writer
         self.settings = settings.calibration
         self.threshold = settings.retrieval.threshold
         self.path = settings.calibration_path
@@ -85,8 +96,11 @@ class CalibrationKeeper:
         with self._running:
             with self._lock:
                 changed_before = self._changed
+            writer = (
+                self.question_writer() if self.settings.probe_writer == "llm" and self.question_writer else None
+            )
             calibration = calibrate_knowledge_base(
-                self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress
+                self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress, writer
             )
             calibration.save(self.path)
             self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole

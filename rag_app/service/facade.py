@@ -15,16 +15,18 @@ from typing import Any
 
 from ingest.beir import corpus_size, iter_corpus
 from ingest.indexer import ConsistencyReport, ProgressCallback
-from ingest.types import IngestReport
+from ingest.types import Chunk, IngestReport
 from rag_app.answering import Answerer, AnswerEvent, ErrorEvent, FinalEvent
 from rag_app.answering.question import BoundedQuestion, History
 from rag_app.calibration.collect import Progress
+from rag_app.calibration.probes import QuestionWriter
 from rag_app.config import Settings, TuningSettings
 from rag_app.evaluation.beir_eval import CandidateSet, collect_candidates, collect_for_queries
 from rag_app.llm import LLMBackend, make_llm
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.retrieval.results import RetrievalResult
 from rag_app.tuning.pipeline import Activation, TuneProgress, TuneReport, run_tuning
+from rag_app.tuning.questions import ChunkSample, LLMQuestionWriter
 
 from .calibration import CalibrationKeeper
 from .ingestion import IngestionJobs, precheck
@@ -65,7 +67,8 @@ class RagService:
         self._tuning: Job | None = None
         self._tuning_lock = threading.Lock()
         # The folder sync runs in this process (Milvus Lite admits one process per file).
-        self.calibration = CalibrationKeeper(kb, settings, background=background)
+        self.calibration = CalibrationKeeper(kb, settings, background=background,
+                                             question_writer=self._llm_question_writer)
         self.scheduler = SyncScheduler(kb, settings.scheduler, on_change=self._corpus_changed)
         if background and self.scheduler.folder:
             self.scheduler.start()
@@ -202,6 +205,16 @@ class RagService:
             self.calibration.corpus_changed(chunks)
 
     # --- calibration --------------------------------------------------------------------------------
+    def _llm_question_writer(self) -> QuestionWriter:
+        """The configured LLM writing one question a chunk answers (``calibration.probe_writer: llm``)."""
+        writer = LLMQuestionWriter(self.answerer.get_llm())
+
+        def write(chunk: Chunk) -> str | None:
+            written = writer.write(ChunkSample(chunk.chunk_id, chunk.doc_id, chunk.text))
+            return written[0].query if written else None
+
+        return write
+
     def calibrate(self, progress: Progress | None = None) -> KnowledgeBaseCalibration:
         """Calibrate the refusal cutoff and fusion now (blocking); raises NotEnoughToCalibrate."""
         return self.calibration.run(progress)

@@ -146,3 +146,25 @@ def test_a_large_sync_recalibrates_in_the_background_and_a_one_file_change_does_
     assert new is not None and new is not cal and new.chunks == len(kb.stores()[2])
     assert KnowledgeBaseCalibration.load(kb.settings.calibration_path) == new
     service.close(stores=False)
+
+
+def test_llm_written_probes_are_wired_through_the_service(make_kb, samples_copy: Path) -> None:
+    """The LLM here is scripted (it asks about the passage's first words): this proves the wiring,
+    not the questions' quality (BENCHMARKS.md measures the packaged model's)."""
+
+    def ask_about_the_passage(messages: list[dict[str, str]]) -> list[str]:
+        passage = messages[-1]["content"].split("<<<", 1)[1].split(">>>", 1)[0].strip()
+        if any("\u4e00" <= ch <= "\u9fff" for ch in passage):
+            return [f"{passage.replace(' ', '')[:12]}是什么意思？"]
+        return [f"What does it say about {' '.join(passage.split()[:6])}?"]
+
+    kb = make_kb()
+    settings = kb.settings.model_copy(update={"calibration": CalibrationSettings(
+        probe_writer="llm", llm_probes=12, min_probes=10, offtopic_per_language=40)})
+    llm = ScriptedLLM(responder=ask_about_the_passage)
+    service = RagService.open(settings, kb=kb, llm=llm, background=False)
+    service.ingest_paths([samples_copy])
+    cal = service.calibrate()
+    assert cal.probe_kind == "questions written by the LLM" and cal.probes == len(llm.calls) == 12
+    assert cal.probes_answered >= 0.9 and kb.ready_retriever().kb_calibration == cal
+    service.close(stores=False)
