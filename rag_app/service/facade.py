@@ -68,7 +68,7 @@ class RagService:
         self._tuning_lock = threading.Lock()
         # The folder sync runs in this process (Milvus Lite admits one process per file).
         self.calibration = CalibrationKeeper(kb, settings, background=background,
-                                             question_writer=self._llm_question_writer)
+                                             question_writer=self.llm_question_writer)
         self.scheduler = SyncScheduler(kb, settings.scheduler, on_change=self._corpus_changed)
         if background and self.scheduler.folder:
             self.scheduler.start()
@@ -205,7 +205,7 @@ class RagService:
             self.calibration.corpus_changed(chunks)
 
     # --- calibration --------------------------------------------------------------------------------
-    def _llm_question_writer(self) -> QuestionWriter:
+    def llm_question_writer(self) -> QuestionWriter:
         """The configured LLM writing one question a chunk answers (``calibration.probe_writer: llm``)."""
         writer = LLMQuestionWriter(self.answerer.get_llm())
 
