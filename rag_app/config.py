@@ -154,11 +154,12 @@ class SchedulerSettings(BaseModel):
 class CalibrationSettings(BaseModel):
     """Per-knowledge-base calibration of the refusal cutoff and the fusion (``rag_app.calibration``):
     probe questions made from the knowledge base's own chunks against a shipped pool of generic
-    off-topic questions. No labels, no LLM needed."""
+    off-topic questions. No labels; no LLM unless ``probe_writer: llm``."""
 
     probes: int = Field(240, ge=10)  # probe questions drawn from the chunks (at most)
     # sentences: a sentence taken out of its chunk (no LLM, seconds); llm: the configured LLM
-    # writes llm_probes questions (closer to real questions, seconds each on a CPU).
+    # writes llm_probes questions (closer to fact questions in the documents' own words, seconds
+    # each on a CPU; BENCHMARKS.md "Refusal on the same language" compares them).
     probe_writer: Literal["sentences", "llm"] = "sentences"
     llm_probes: int = Field(80, ge=10)
     keep: float = Field(0.95, gt=0, le=1)  # share of probe questions the cutoff must still answer
