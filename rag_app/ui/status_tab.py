@@ -57,8 +57,9 @@ def calibration_rows(cal: dict) -> list[str]:
         rows = [f"| Calibration | {html.escape(str(cal.get('state', '')))} |"]
     else:
         rows = [
-            f"| Calibration | {cal['computed_at']} on {cal['chunks']} chunks, {html.escape(cal['probes'])}"
-            f" and {cal['offtopic_questions']} off-topic questions ({cal['seconds']:.0f} s) |",
+            f"| Calibration | {cal['computed_at']} on {cal['chunks']} chunks: {cal['probes']} probe questions"
+            f" ({html.escape(cal['probe_kind'])}) and {cal['offtopic_questions']} off-topic questions"
+            f" ({cal['seconds']:.0f} s) |",
             f"| Expected on this knowledge base | answers {cal['expected_answered']:.0%} of in-domain questions,"
             f" refuses {cal['expected_offtopic_refused']:.0%} of off-topic ones and"
             f" {cal['expected_holes_refused']:.0%} of questions whose document is missing (AUC {cal['auc']:.3f}) |",
