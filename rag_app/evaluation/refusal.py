@@ -50,9 +50,8 @@ class CutoffRule:
 
     @classmethod
     def calibrated(cls, cal: KnowledgeBaseCalibration, configured: FusionSettings) -> CutoffRule:
-        fusion = cal.fusion if cal.fusion is not None and configured.per_knowledge_base else configured
         return cls(f"per knowledge base: {cal.score_label} >= {cal.min_value:.4g}",
-                   lambda c: relevance_of(cal.weights, c), cal.min_value, fusion)
+                   lambda c: relevance_of(cal.weights, c), cal.min_value, cal.fusion_for(configured))
 
     @classmethod
     def fixed(cls, score: str, min_value: float, fusion: FusionSettings) -> CutoffRule:

@@ -82,6 +82,11 @@ class KnowledgeBaseCalibration(BaseModel):
     def relevance(self, candidate: HasScores) -> float:
         return relevance_of(self.weights, candidate)
 
+    def fusion_for(self, configured: FusionSettings) -> FusionSettings:
+        """The fusion retrieval uses: this calibration's, unless the configured fusion opts out
+        (``per_knowledge_base: false``) or none was chosen."""
+        return self.fusion if self.fusion is not None and configured.per_knowledge_base else configured
+
     def summary(self) -> dict[str, object]:
         """The figures the Status tab and ``/api/status`` show."""
         fusion = self.fusion

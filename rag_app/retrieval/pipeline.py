@@ -90,8 +90,7 @@ class HybridRetriever:
 
     def _build_calibrated_stages(self) -> None:
         s, cal = self._settings, self._kb_calibration
-        fusion = cal.fusion if cal is not None and cal.fusion is not None and s.fusion.per_knowledge_base else None
-        self.fusion = Fusion(fusion or s.fusion)
+        self.fusion = Fusion(cal.fusion_for(s.fusion) if cal is not None else s.fusion)
         self.threshold = Threshold(s.threshold, cal)
 
     @property
