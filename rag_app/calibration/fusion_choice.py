@@ -23,10 +23,6 @@ def fusion_grid(depth: int) -> list[FusionSetting]:
     return grid
 
 
-def _as_settings(s: FusionSetting) -> FusionSettings:
-    return FusionSettings(method=s.method, rrf_k=s.rrf_k, dense_weight=s.dense_weight, bm25_weight=s.bm25_weight)
-
-
 def choose_fusion(probes: CandidateSet, depth: int) -> tuple[FusionSettings, str, list[SettingResult]]:
     """The setting with the best mean nDCG@10 on the probes, a one-line account, every result."""
     results = tune([probes], fusion_grid(depth))
@@ -40,4 +36,4 @@ def choose_fusion(probes: CandidateSet, depth: int) -> tuple[FusionSettings, str
         f"probe nDCG@10: chosen {best.mean_ndcg:.3f} ({best.setting.label}); dense alone {dense:.3f},"
         f" BM25 alone {bm25:.3f}, equal weighted sum {equal:.3f}"
     )
-    return _as_settings(best.setting), note, results
+    return best.setting.as_settings(), note, results

@@ -301,9 +301,8 @@ def _calibrate(service: RagService, name: str, *, force: bool) -> KnowledgeBaseC
 def _kb_fusion_check(cands: CandidateSet, cal: KnowledgeBaseCalibration, retrieval: RetrievalSettings,
                      depth: int) -> FusionCheck:
     """The calibrated fusion on the labelled questions against the better single leg."""
-    f, c = cal.fusion or retrieval.fusion, retrieval.fusion
-    return check_fusion(cands, FusionSetting(f.method, f.dense_weight, f.bm25_weight, depth, f.rrf_k),
-                        FusionSetting(c.method, c.dense_weight, c.bm25_weight, depth, c.rrf_k))
+    chosen = cal.fusion or retrieval.fusion
+    return check_fusion(cands, FusionSetting.of(chosen, depth), FusionSetting.of(retrieval.fusion, depth))
 
 
 def _print_recommendation(cals: list[tuple[str, list[StageCalibration]]], configured: str) -> tuple[str, float] | None:

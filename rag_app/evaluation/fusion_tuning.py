@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from rag_app.config import FusionSettings
 from rag_app.evaluation.beir_eval import (
     Candidate,
     CandidateSet,
@@ -36,6 +37,15 @@ class FusionSetting:
     def label(self) -> str:
         k = f" k={self.rrf_k}" if self.method == "rrf" else ""
         return f"{self.method}{k}, dense {self.dense_weight:g} / bm25 {self.bm25_weight:g}, depth {self.depth}"
+
+    @classmethod
+    def of(cls, settings: FusionSettings, depth: int) -> FusionSetting:
+        """The configured (or calibrated) fusion at ``depth`` per leg, as a grid point."""
+        return cls(settings.method, settings.dense_weight, settings.bm25_weight, depth, settings.rrf_k)
+
+    def as_settings(self) -> FusionSettings:
+        return FusionSettings(method=self.method, rrf_k=self.rrf_k, dense_weight=self.dense_weight,
+                              bm25_weight=self.bm25_weight)
 
     def as_config(self) -> dict[str, object]:
         """The matching ``retrieval`` section of the YAML settings."""
