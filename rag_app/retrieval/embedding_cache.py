@@ -10,6 +10,8 @@ from typing import Literal
 
 import numpy as np
 
+from ingest.files import atomic_write
+
 from .protocols import QueryEmbedder
 
 
@@ -44,7 +46,6 @@ def cached_embeddings(
     vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vectors, allow_pickle=False)
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        # Atomic: a concurrent reader never sees half a file.
+        atomic_write(path, lambda out: np.save(out, vectors, allow_pickle=False))
     return vectors
