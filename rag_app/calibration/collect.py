@@ -86,16 +86,16 @@ def probe_candidates(
     for i, (probe, q, qvec) in enumerate(zip(probes, texts, query_vectors), start=1):
         result = scorer.run(q, top_k=4 * depth, query_vector=qvec)
         if probe.context is None:  # a written question: the chunk as indexed is its evidence
-            in_domain = reranked([as_candidate(c) for c in result.chunks], depth)
+            others = result.chunks
+            in_domain = reranked([as_candidate(c) for c in others], depth)
             evidence_id = probe.chunk.chunk_id
-        else:
-            target = _edited_evidence(scorer, probe, probe.context, q, qvec, evidence_vectors[probe.probe_id])
+        else:  # the indexed chunks holding the sentence give way to the edited one
             sentence = _squash(probe.question)
             others = [c for c in result.chunks if sentence not in _squash(c.text)]
+            target = _edited_evidence(scorer, probe, probe.context, q, qvec, evidence_vectors[probe.probe_id])
             in_domain = reranked([as_candidate(c) for c in others] + [target], depth)
             evidence_id = target.corpus_id
-        hole = [as_candidate(c) for c in result.chunks if c.doc_id != probe.chunk.doc_id
-                and (probe.context is None or _squash(probe.question) not in _squash(c.text))]
+        hole = [as_candidate(c) for c in others if c.doc_id != probe.chunk.doc_id]
         out.probes.queries.append(QueryCandidates(probe.probe_id, in_domain, 0.0))
         out.probes.qrels[probe.probe_id] = {evidence_id: 1}
         out.holes.queries.append(QueryCandidates(probe.probe_id, reranked(hole, depth), 0.0))
