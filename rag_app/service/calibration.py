@@ -137,7 +137,7 @@ class CalibrationKeeper:
         cal = self.current
         th = self.threshold
         fallback = f"{th.score} >= {th.min_value}"
-        out: dict[str, Any] = {"threshold": self.kb.ready_retriever().threshold.describe()}
+        out: dict[str, Any] = {}
         if not th.per_knowledge_base:
             out["state"] = "off (retrieval.threshold.per_knowledge_base is false): using " + fallback
         elif cal is not None:

@@ -35,9 +35,15 @@ def store_counts(kb: KnowledgeBase) -> dict[str, Any]:
     return counts
 
 
-def _fusion(kb: KnowledgeBase) -> str:
-    f = kb.ready_retriever().fusion.settings
-    return f"{f.method}, dense {f.dense_weight:g} / bm25 {f.bm25_weight:g}"
+def _retrieval(kb: KnowledgeBase, top_k: int) -> dict[str, Any]:
+    """The threshold and fusion the retriever applies now (calibrated or configured)."""
+    retriever = kb.ready_retriever()
+    f = retriever.fusion.settings
+    return {
+        "threshold": retriever.threshold.describe(),
+        "fusion": f"{f.method}, dense {f.dense_weight:g} / bm25 {f.bm25_weight:g}",
+        "top_k": top_k,
+    }
 
 
 def build_status(
@@ -55,8 +61,6 @@ def build_status(
         llm_info.update(model=llm.openai_model, base_url=redact_uri(llm.base_url))
     else:
         llm_info.update(model=llm.model)
-    retrieval = settings.retrieval
-    calibration = dict(calibration)
     return {
         "embedder": {"model": settings.embedder.model, "dim": kb.embedder.dim if kb.embedder.is_warm else None},
         "llm": llm_info,
@@ -65,11 +69,7 @@ def build_status(
             "mode": "Milvus Lite (embedded file)" if settings.is_milvus_lite else "Milvus server",
             "collection": settings.milvus.collection,
         },
-        "retrieval": {
-            "threshold": calibration.pop("threshold"),
-            "fusion": _fusion(kb),
-            "top_k": retrieval.top_k,
-        },
+        "retrieval": _retrieval(kb, settings.retrieval.top_k),
         "calibration": calibration,
         "counts": store_counts(kb),
         "ingestion_queue": queued_jobs,
