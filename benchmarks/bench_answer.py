@@ -1,13 +1,14 @@
-"""Answer latency with the default models: time to first token and total answer time.
+"""Answer latency with the packaged LLM: time to first token and total answer time, side by side
+for several backends and with the answer check on and off, in one run on the same questions.
 
-The samples corpus is indexed into a temporary data directory (e5-small + Milvus Lite + BM25), the
-default LLM (packaged Qwen2.5-Coder-0.5B-Instruct, fp32 on CPU through transformers) is loaded once,
-then each question goes through the full answerer (retrieval, prompt, streamed generation, citation
-parsing), as in the app. Results are printed and written to BENCHMARKS.md under "## Answer latency"
-(only that section is replaced).
+The samples corpus is indexed into a temporary data directory (e5-small + Milvus Lite + BM25), each
+LLM setup (packaged Qwen2.5-Coder-0.5B-Instruct through llama.cpp, the default; the same model fp32
+through transformers) is loaded once, then each question goes through the full answerer (retrieval,
+answer check, prompt, streamed generation, citation parsing), as in the app. Results are printed and
+written to BENCHMARKS.md under "## Answer latency" (only that section is replaced).
 
-    python benchmarks/bench_answer.py                 # 5 questions, settings from configs/default.yaml
-    python benchmarks/bench_answer.py --threads 1 --repeat 2 --no-write
+    python benchmarks/bench_answer.py                 # 5 questions x (llamacpp check on/off, local)
+    python benchmarks/bench_answer.py --setups llamacpp:on --threads 1 --repeat 2 --no-write
 """
 from __future__ import annotations
 
@@ -51,27 +52,38 @@ def gpu_note() -> str:
     return "no GPU"
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> list[dict]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-answer-"))
     models = Path(args.models_dir).resolve()
     settings = load_settings(args.config, data_dir=data_dir)
     # Reuse the converted packaged models (e5 and Qwen) instead of rebuilding them per run.
     settings.embedder = settings.embedder.model_copy(update={"cache_dir": str(models)})
-    llm_update: dict = {"cache_dir": str(models)}
-    if args.threads:
-        llm_update["num_threads"] = args.threads
-    settings.llm = settings.llm.model_copy(update=llm_update)
-
     t0 = time.perf_counter()
     kb = KnowledgeBase(settings).warm_up()
     assert kb.indexer is not None
     report = kb.indexer.ingest_paths([REPO / "samples"])
     index_s = time.perf_counter() - t0
-    llm = make_llm(settings.llm, data_dir)
+    results = []
+    for setup in args.setups.split(","):
+        backend, check = setup.split(":")
+        llm_update: dict = {"cache_dir": str(models), "backend": backend}
+        if args.threads:
+            llm_update["num_threads"] = args.threads
+        llm_settings = settings.llm.model_copy(update=llm_update)
+        answer_settings = settings.answer.model_copy(
+            update={"check": settings.answer.check.model_copy(update={"enabled": check == "on"})})
+        res = run_setup(args, kb, llm_settings, answer_settings, data_dir)
+        results.append({**res, "setup": setup, "index_s": index_s, "chunks": report.chunks_added})
+    kb.close()
+    return results
+
+
+def run_setup(args: argparse.Namespace, kb: KnowledgeBase, llm_settings, answer_settings, data_dir: Path) -> dict:
+    llm = make_llm(llm_settings, data_dir)
     t0 = time.perf_counter()
     llm.warm_up()
     load_s = time.perf_counter() - t0
-    answerer = Answerer(kb, llm, settings.answer)
+    answerer = Answerer(kb, llm, answer_settings)
 
     rows = []
     for lang, question in QUESTIONS:
@@ -105,6 +117,7 @@ def run(args: argparse.Namespace) -> dict:
                     "prompt_tokens": prompt_tokens,
                     "tok_s": (n_tokens - 1) / decode if decode > 0 and n_tokens > 1 else 0.0,
                     "refused": final.refused,
+                    "check_s": final.timings.get("check_s"),
                     "cited": ", ".join(
                         dict.fromkeys(f"{c.source.file}{' (inferred)' if c.inferred else ''}" for c in final.citations)
                     ) or "-",
@@ -112,41 +125,53 @@ def run(args: argparse.Namespace) -> dict:
                 }
             )
             logging.info("%s -> %.1f s: %s", question, total, final.answer.replace("\n", " ")[:200])
-    kb.close()
     return {
         "rows": rows,
-        "index_s": index_s,
-        "chunks": report.chunks_added,
         "load_s": load_s,
         "llm": llm.name,
-        "threads": settings.llm.num_threads,
-        "max_new_tokens": settings.llm.max_new_tokens,
-        "temperature": settings.llm.temperature,
+        "check": answer_settings.check.enabled,
+        "threads": llm_settings.num_threads,
+        "max_new_tokens": llm_settings.max_new_tokens,
+        "temperature": llm_settings.temperature,
     }
 
 
-def table(res: dict) -> str:
+def table(results: list[dict]) -> str:
     lines = [
-        "| lang | question | retrieval s | prompt tokens | first token s | total s | answer tokens | decode tok/s | cited |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| LLM | answer check | lang | question | prompt tokens | check s | first token s | total s | answer tokens"
+        " | decode tok/s | cited |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in res["rows"]:
-        cited = "refused" if r["refused"] else r["cited"]
-        lines.append(
-            f"| {r['lang']} | {r['question']} | {r['retrieval_s']:.2f} | {r['prompt_tokens']} | {r['ttft_s']:.2f}"
-            f" | {r['total_s']:.2f}"
-            f" | {r['tokens']} | {r['tok_s']:.1f} | {cited} |"
-        )
-    ttft = [r["ttft_s"] for r in res["rows"]]
-    total = [r["total_s"] for r in res["rows"]]
-    lines.append(
-        f"| | **median** | | | **{statistics.median(ttft):.2f}** | **{statistics.median(total):.2f}** | | | |"
-    )
+    for res in results:
+        check = "on" if res["check"] else "off"
+        for r in res["rows"]:
+            cited = "refused" if r["refused"] else r["cited"]
+            check_s = "–" if r["check_s"] is None else f"{r['check_s']:.2f}"
+            lines.append(
+                f"| {res['llm']} | {check} | {r['lang']} | {r['question']} | {r['prompt_tokens']} | {check_s}"
+                f" | {r['ttft_s']:.2f} | {r['total_s']:.2f} | {r['tokens']} | {r['tok_s']:.1f} | {cited} |"
+            )
     return "\n".join(lines)
 
 
-def section(res: dict, command: str) -> str:
-    p = [r["prompt_tokens"] for r in res["rows"] if r["prompt_tokens"]] or [0]
+def summary(results: list[dict]) -> str:
+    lines = [
+        "| LLM | answer check | load s | median first token s | median total s | median decode tok/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        rows = res["rows"]
+        lines.append(
+            f"| {res['llm']} | {'on' if res['check'] else 'off'} | {res['load_s']:.1f}"
+            f" | {statistics.median(r['ttft_s'] for r in rows):.2f} | {statistics.median(r['total_s'] for r in rows):.2f}"
+            f" | {statistics.median(r['tok_s'] for r in rows):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def section(results: list[dict], command: str) -> str:
+    first = results[0]
+    p = [r["prompt_tokens"] for res in results for r in res["rows"] if r["prompt_tokens"]] or [0]
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_model()}), {gpu_note()}"
     return "\n".join(
         [
@@ -154,23 +179,26 @@ def section(res: dict, command: str) -> str:
             "",
             f"Command: `{command}`",
             "",
-            f"Machine: {machine}; Python {platform.python_version()}, torch CPU"
-            f" ({res['threads'] or 'default'} threads for the LLM). Measured {time.strftime('%Y-%m-%d')};"
-            " other jobs were running on the machine, so treat the figures as an upper bound.",
+            f"Machine: {machine}; Python {platform.python_version()}"
+            f" ({first['threads'] or 'default'} threads for the LLM). Measured {time.strftime('%Y-%m-%d')}.",
             "",
-            f"Setup: the 6 sample documents ({res['chunks']} chunks) indexed into a fresh data directory"
-            f" ({res['index_s']:.0f} s including the embedder load); LLM `{res['llm']}`, fp32 on CPU, loaded once"
-            f" beforehand ({res['load_s']:.0f} s, not counted below); temperature {res['temperature']},"
-            f" at most {res['max_new_tokens']} new tokens. Each question runs the full answerer: retrieval,"
-            " prompt with up to 1500 tokens of quoted sources, streamed generation, citation parsing."
-            " \"First token\" and \"total\" are measured from the question, so they include retrieval.",
+            f"Setup: the 6 sample documents ({first['chunks']} chunks) indexed into a fresh data directory"
+            f" ({first['index_s']:.0f} s including the embedder load); each LLM setup loaded once beforehand"
+            f" (load time below, not counted in the answers); temperature {first['temperature']},"
+            f" at most {first['max_new_tokens']} new tokens. Each question runs the full answerer: retrieval,"
+            " the answer check when on, prompt with up to 1500 tokens of quoted sources, streamed generation,"
+            " citation parsing. \"First token\" and \"total\" are measured from the question, so they include"
+            " retrieval and the check.",
             "",
-            table(res),
+            summary(results),
             "",
-            f"Most of the time to first token is prompt prefill on CPU ({min(p)}-{max(p)} prompt tokens with the"
-            " quoted sources); a GPU server (`llm.backend: openai` with vLLM) or llama.cpp removes most of it."
-            " \"(inferred)\": the model wrote no [n] marker and the app attributed the answer to the source"
-            " holding its terms and numbers (`answer.infer_citations`).",
+            table(results),
+            "",
+            f"Most of the time to first token is prompt prefill on CPU ({min(p)}-{max(p)} prompt tokens by the"
+            " tokenizer-free estimate). With llama.cpp the answer check reads the prompt first and the answer"
+            " then reuses it from the cache, so the check's own cost is the first-token difference between"
+            " check on and off. \"(inferred)\": the model wrote no [n] marker and the app matched the answer to"
+            " the source holding its terms and numbers (`answer.infer_citations`).",
             "",
         ]
     )
@@ -180,7 +208,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
     parser.add_argument("--models-dir", default=str(REPO / "data" / "models"), help="where packaged models are cached")
-    parser.add_argument("--threads", type=int, default=None, help="LLM torch threads (default: from the config)")
+    parser.add_argument("--threads", type=int, default=None, help="LLM threads (default: from the config)")
+    parser.add_argument("--setups", default="llamacpp:on,llamacpp:off,local:off",
+                        help="comma-separated BACKEND:CHECK (check on/off), measured in this order")
     parser.add_argument("--repeat", type=int, default=1, help="runs per question")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update BENCHMARKS.md")
     args = parser.parse_args()
@@ -188,16 +218,18 @@ def main() -> None:
     for noisy in ("jieba", "pymilvus", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    res = run(args)
+    results = run(args)
     command = "python benchmarks/bench_answer.py" + "".join(
         f" {flag}" for flag, on in (
-            (f"--threads {args.threads}", args.threads), (f"--repeat {args.repeat}", args.repeat != 1)
+            (f"--threads {args.threads}", args.threads), (f"--repeat {args.repeat}", args.repeat != 1),
+            (f"--setups {args.setups}", args.setups != parser.get_default("setups")),
         ) if on
     )
-    text = section(res, command)
+    text = section(results, command)
     sys.stdout.write(text + "\n")
-    for r in res["rows"]:
-        sys.stdout.write(f"\n[{r['lang']}] {r['question']}\n  -> {r['answer']}\n")
+    for res in results:
+        for r in res["rows"]:
+            sys.stdout.write(f"\n[{res['setup']}] [{r['lang']}] {r['question']}\n  -> {r['answer']}\n")
     if not args.no_write:
         write_section(REPO / "BENCHMARKS.md", SECTION, text)
         sys.stdout.write(f"\nwrote {SECTION!r} to {REPO / 'BENCHMARKS.md'}\n")

@@ -93,11 +93,30 @@ class UISettings(BaseModel):
         return bool(self.auth_user and self.auth_password.get_secret_value())
 
 
+class AnswerCheckSettings(BaseModel):
+    """"The documents don't say": the LLM's own yes/no verdict on whether the quoted sources contain
+    the answer (``rag_app.answering.answer_check``), read before it answers.
+
+    The cutoffs were placed on development questions (answerable ones, and ones whose evidence was
+    removed), never on the sets the answer quality is reported on: BENCHMARKS.md, "Answer quality".
+    Backends that cannot read token probabilities skip the check (never a refusal)."""
+
+    enabled: bool = True
+    min_yes_zh: float = Field(0.15, ge=0, le=1)  # P(是) / (P(是) + P(否)) below this: "the documents don't say"
+    min_yes_en: float = Field(0.05, ge=0, le=1)  # P(Yes) / (P(Yes) + P(No)) likewise
+
+
 class AnswerSettings(BaseModel):
     """How retrieved chunks become a cited answer."""
 
     refusal_zh: str = "抱歉，知识库中没有找到与该问题相关的内容，无法回答。"
     refusal_en: str = "Sorry, I could not find anything relevant to this question in the knowledge base."
+    # Retrieval found related passages, but the answer check says they do not answer the question.
+    not_in_sources_zh: str = "资料中没有这个问题的答案。下面列出的相关内容可能有帮助，但它们并没有回答这个问题。"
+    not_in_sources_en: str = (
+        "The documents do not answer this question. The related passages below may help, but they do not answer it."
+    )
+    check: AnswerCheckSettings = AnswerCheckSettings()
     context_tokens: int = Field(1500, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
     # Longer questions (a pasted document) are cut to their first N embedder tokens before retrieval
     # and the prompt, not refused: the cut is logged and the answer says so (question_truncated).
@@ -105,6 +124,10 @@ class AnswerSettings(BaseModel):
     max_question_tokens: int = Field(256, ge=8)
     max_history_turns: int = Field(4, ge=0)  # earlier (question, answer) pairs used to rewrite follow-ups
     rewrite_followups: bool = True  # turn "and the English one?" into a standalone query before retrieval
+    # How: "combined" joins the previous question and the follow-up (deterministic, no LLM call);
+    # "llm_checked" asks the LLM for a rewrite and uses it only when it passes the checks of
+    # rag_app.answering.followup, else joins. Measured on the follow-up set: BENCHMARKS.md, "Follow-ups".
+    followup_query: Literal["combined", "llm_checked"] = "combined"
     rewrite_max_tokens: int = Field(96, gt=0)
     # When the model cites nothing (small local models often don't), attribute the answer to the
     # quoted source that contains its words and all its numbers; such citations are flagged "inferred".

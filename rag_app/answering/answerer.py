@@ -15,13 +15,19 @@ from rag_app.llm.base import ChatMessage, LLMBackend, LLMUnavailableError, appro
 from rag_app.retrieval.protocols import Tokenizer
 from rag_app.retrieval.results import RetrievalResult
 
-from .citations import infer_citation, map_citations
-from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, SourcesEvent
+from .answer_check import AnswerCheck, AnswerChecker
+from .citations import infer_citation, is_non_answer, map_citations, supported_citations
+from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, Refusal, SourcesEvent
+from .followup import FollowupMethod, StandaloneQuery, standalone_query
 from .language import Language, detect_language
 from .prompt import Prompt, build_prompt, build_rewrite_messages, clean_rewrite
 from .question import BoundedQuestion, History, bound_question, clean_question, normalise_history
 
 log = logging.getLogger(__name__)
+
+# Generation ends where the model starts echoing the prompt's source delimiters (a small model
+# sometimes closes its answer with "<<<END SOURCE [1]>>>"): no answer carries prompt markup.
+ANSWER_STOPS = ["<<<", "=== END OF SOURCES", "=== SOURCES"]
 
 
 # What the answerer needs from a knowledge base, as protocols: the knowledge base lives in a higher
@@ -78,6 +84,7 @@ class Answerer:
             settings = settings.answer
         self.settings: AnswerSettings = settings or kb.settings.answer
         self.top_k = top_k
+        self._checker = AnswerChecker(self.settings.check) if self.settings.check.enabled else None
         self._llm: LLMBackend | None = llm if isinstance(llm, LLMBackend) else None
         self._llm_factory = None if isinstance(llm, LLMBackend) else llm
         self._llm_lock = threading.Lock()
@@ -117,11 +124,29 @@ class Answerer:
 
     # --- steps -------------------------------------------------------------------------------------
     def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
-        """A standalone version of a follow-up question (one short, non-streamed LLM call)."""
+        """The LLM's standalone version of a follow-up question (one short, non-streamed call)."""
         llm = self.get_llm()
         messages = build_rewrite_messages(question, history)
         raw = llm.generate(messages, max_new_tokens=self.settings.rewrite_max_tokens, stop=["\n\n"])
         return clean_rewrite(raw, question)
+
+    def standalone(self, question: str, history: Sequence[ChatMessage]) -> StandaloneQuery:
+        """The query to retrieve with for a follow-up (``answer.followup_query``; see ``followup``)."""
+        tokenize = self.kb.tokenizer.tokenize
+        if self.settings.followup_query == "combined":
+            return standalone_query(question, history, tokenize, None)
+
+        def rewrite() -> str:
+            try:
+                return self.rewrite(question, history)
+            except Exception as exc:  # rewriting is an optimisation: the joined turns still work
+                log.warning("follow-up rewrite failed, joining it to the previous question: %s", exc)
+                return ""
+
+        found = standalone_query(question, history, tokenize, rewrite)
+        if found.rejected:
+            log.info("follow-up rewrite not used (%s): searching for %r", found.rejected, found.text)
+        return found
 
     def _context_budget(self, llm: LLMBackend, question: str) -> int:
         # The configured budget, but never more than the model's window leaves after the rules,
@@ -148,17 +173,17 @@ class Answerer:
         language = detect_language(q)
         turns = normalise_history(history, self.settings.max_history_turns)
 
-        query = q
+        query: str = q
+        method: FollowupMethod = "as_asked"
         if turns and self.settings.rewrite_followups:
-            try:
-                # The rewrite is model output: the same cleaning and bound as a typed question.
-                rewritten = self.prepare_question(self.rewrite(q, turns))
-                query = rewritten.text if rewritten is not None else q
-            except Exception as exc:  # rewriting is an optimisation: fall back to the raw question
-                log.warning("follow-up rewrite failed, searching with the question as asked: %s", exc)
-                query = q
+            standalone = self.standalone(q, turns)
+            # The query is model output or joined turns: the same cleaning and bound as a typed question.
+            bounded = self.prepare_question(standalone.text)
+            if bounded is not None:
+                query, method = bounded.text, standalone.method
             timings["rewrite_s"] = round(time.perf_counter() - t0, 3)
-        yield QueryEvent(query=query, question=q, rewritten=query != q, language=language, truncated=truncated)
+        yield QueryEvent(query=query, question=q, rewritten=query != q, language=language, truncated=truncated,
+                         method=method)
 
         try:
             assert self.kb.retriever is not None, "knowledge base not warmed up"
@@ -180,7 +205,8 @@ class Answerer:
             timings["total_s"] = round(time.perf_counter() - t0, 3)
             yield FinalEvent(
                 answer=text, question=q, query=query, language=language, sources=[], citations=[],
-                cited_sources=[], refused=True, note=note, timings=timings, question_truncated=truncated,
+                cited_sources=[], refused=True, refusal="no_evidence", note=note, timings=timings,
+                question_truncated=truncated,
             )
             return
 
@@ -194,11 +220,35 @@ class Answerer:
             yield SourcesEvent(fallback.sources)
             yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
             return
+
+        check: AnswerCheck | None = None
+        if self._checker is not None:
+            try:
+                check = self._checker.run(llm, prompt, query, language)
+            except LLMUnavailableError as exc:
+                yield SourcesEvent(prompt.sources)
+                yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
+                return
+            timings["check_s"] = round(check.seconds, 3)
+        if check is not None and not check.passed:
+            # The passages are about the topic but do not hold the answer: say so, and show them as
+            # related reading, never as support.
+            text = self.settings.not_in_sources_zh if language == "zh" else self.settings.not_in_sources_en
+            note = check.describe()
+            yield SourcesEvent(prompt.sources, note=note, related_only=True)
+            yield DeltaEvent(text)
+            timings["total_s"] = round(time.perf_counter() - t0, 3)
+            yield FinalEvent(
+                answer=text, question=q, query=query, language=language, sources=prompt.sources, citations=[],
+                cited_sources=[], refused=True, refusal="not_in_sources", answer_check=check.score, note=note,
+                dropped_sources=prompt.dropped, timings=timings, question_truncated=truncated,
+            )
+            return
         yield SourcesEvent(prompt.sources)
 
         parts: list[str] = []
         try:
-            for delta in self.get_llm().stream(prompt.messages):
+            for delta in llm.stream(prompt.messages, stop=ANSWER_STOPS):
                 if not parts:
                     timings["first_token_s"] = round(time.perf_counter() - t0, 3)
                 parts.append(delta)
@@ -214,11 +264,11 @@ class Answerer:
             return
 
         answer = "".join(parts).strip()
-        citations = map_citations(answer, prompt.sources)
-        if not citations and self.settings.infer_citations:
-            inferred = infer_citation(
-                answer, prompt.sources, self.kb.tokenizer.tokenize, self.settings.infer_min_support
-            )
+        tokenize = self.kb.tokenizer.tokenize
+        refusal: Refusal = "model" if is_non_answer(answer) else ""
+        citations = supported_citations(map_citations(answer, prompt.sources), answer, query, tokenize)
+        if not citations and not refusal and self.settings.infer_citations:
+            inferred = infer_citation(answer, prompt.sources, tokenize, self.settings.infer_min_support, query)
             if inferred is not None:
                 marker = f" [{inferred.number}]"
                 yield DeltaEvent(marker)  # the stream and the final answer stay identical
@@ -228,7 +278,8 @@ class Answerer:
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield FinalEvent(
             answer=answer, question=q, query=query, language=language, sources=prompt.sources,
-            citations=citations, cited_sources=cited, refused=False, dropped_sources=prompt.dropped,
+            citations=citations, cited_sources=cited, refused=bool(refusal), refusal=refusal,
+            answer_check=check.score if check is not None else None, dropped_sources=prompt.dropped,
             timings=timings, question_truncated=truncated,
         )
 

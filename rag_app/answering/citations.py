@@ -17,8 +17,10 @@ _MAX_RANGE = 20  # "[1-999]" is not a citation
 _NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
 # An answer saying the documents don't cover it must not get a citation pinned on it.
 _DONT_KNOW_RE = re.compile(
-    r"don['’]t know|do not know|not (?:mention|say|contain|provide|specif)|no information|cannot answer|"
-    r"不知道|没有相关|未提及|没有提到|没有提供|无法回答|不清楚",
+    r"don['’]t know|do not know|not (?:mention|say|contain|provide|specif|state|include)|no information|"
+    r"cannot answer|can['’]t answer|unable to answer|no (?:mention|answer)|"
+    r"不知道|没有相关|未提及|没有提及|没有提到|没有提供|没有说明|没有给出|无法回答|无法确定|不清楚|没有找到|未找到|"
+    r"(?:文档|资料|来源)中?(?:并)?(?:没有|未|不包含)",
     re.IGNORECASE,
 )
 
@@ -60,24 +62,53 @@ def map_citations(text: str, sources: Sequence[NumberedSource]) -> list[Citation
     return [Citation(n, by_number[n]) for n in parse_citation_numbers(text) if n in by_number]
 
 
+Tokenize = Callable[[str], list[str]]
+
+
+def is_non_answer(answer: str) -> bool:
+    """The model said that it does not know or that the documents do not say (a refusal in its words)."""
+    return not answer.strip() or bool(_DONT_KNOW_RE.search(answer))
+
+
+def new_terms(answer: str, question: str, tokenize: Tokenize) -> set[str]:
+    """The answer's own content: its distinct terms (the BM25 tokenizer's: jieba words, stemmed
+    English, stopwords dropped) that the question did not already hold. Empty for a restatement."""
+    return set(tokenize(_CITATION_RE.sub(" ", answer))) - set(tokenize(question))
+
+
+def supported_citations(
+    citations: Sequence[Citation], answer: str, question: str, tokenize: Tokenize
+) -> list[Citation]:
+    """The model's citations that stand: none on a non-answer or a restatement of the question, and
+    only sources holding at least one of the answer's own terms (a number counts as a term)."""
+    if is_non_answer(answer):
+        return []
+    own = new_terms(answer, question, tokenize)
+    if not own:
+        return []
+    return [c for c in citations if own & set(tokenize(c.source.chunk.text))]
+
+
 def infer_citation(
     answer: str,
     sources: Sequence[NumberedSource],
-    tokenize: Callable[[str], list[str]],
+    tokenize: Tokenize,
     min_support: float,
+    question: str = "",
 ) -> Citation | None:
     """The source that supports an uncited answer, or None when none clearly does.
 
-    Support = the share of the answer's distinct terms (the BM25 tokenizer's: jieba words, stemmed
-    English, stopwords dropped) that occur in the source; every number in the answer must also occur
-    in it (a hallucinated figure must not look supported). Ties go to the better-ranked source.
+    Support = the share of the answer's own terms (:func:`new_terms`: what the question did not
+    already say, so a restatement of the question supports nothing) that occur in the source; every
+    number in the answer must also occur in it (a hallucinated figure must not look supported).
+    Ties go to the better-ranked source.
     """
-    if not answer.strip() or _DONT_KNOW_RE.search(answer):
+    if is_non_answer(answer):
         return None
-    terms = set(tokenize(answer))
+    terms = new_terms(answer, question, tokenize)
     if len(terms) < 2:
         return None
-    numbers = set(_NUMBER_RE.findall(answer))
+    numbers = set(_NUMBER_RE.findall(_CITATION_RE.sub(" ", answer)))
     best: tuple[float, NumberedSource] | None = None
     for s in sources:
         if any(n not in s.chunk.text for n in numbers):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .citations import Citation
+from .followup import FollowupMethod
 from .language import Language
 from .prompt import NumberedSource
 
@@ -19,6 +20,9 @@ class QueryEvent:
     rewritten: bool
     language: Language
     truncated: bool = False  # the question was cut to answer.max_question_tokens
+    # How a follow-up became the query: as asked, the LLM's checked rewrite, or joined to the
+    # previous question (``rag_app.answering.followup``).
+    method: FollowupMethod = "as_asked"
     type: str = "query"
 
     def to_dict(self) -> dict[str, Any]:
@@ -28,19 +32,29 @@ class QueryEvent:
             "rewritten": self.rewritten,
             "language": self.language,
             "truncated": self.truncated,
+            "method": self.method,
         }
 
 
 @dataclass(frozen=True)
 class SourcesEvent:
-    """The numbered sources quoted to the LLM (empty: no evidence, a refusal follows)."""
+    """The numbered sources quoted to the LLM (empty: no evidence, a refusal follows).
+
+    ``related_only``: the answer check found that these passages do not answer the question; they
+    are shown as related reading, and the "not in the documents" message follows."""
 
     sources: list[NumberedSource]
     note: str = ""  # why there is no evidence, when there is none
+    related_only: bool = False
     type: str = "sources"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sources": [s.to_dict() for s in self.sources], "note": self.note}
+        return {"sources": [s.to_dict() for s in self.sources], "note": self.note, "related_only": self.related_only}
+
+
+# Why an answer is a refusal: retrieval found nothing relevant; the answer check found that the
+# passages do not hold the answer; or the model itself said that it does not know.
+Refusal = Literal["", "no_evidence", "not_in_sources", "model"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +77,10 @@ class FinalEvent:
     sources: list[NumberedSource]
     citations: list[Citation]  # in order of first mention, one per number
     cited_sources: list[str]  # distinct source documents cited, in order of first mention
-    refused: bool  # no evidence: the configured refusal, the LLM was not called
+    refused: bool  # a refusal of any kind (``refusal`` says which): no citation on it
     note: str = ""
+    refusal: Refusal = ""
+    answer_check: float | None = None  # the verdict score, when the check ran
     dropped_sources: int = 0  # retrieved chunks left out for the context budget
     timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
     question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used
@@ -77,6 +93,8 @@ class FinalEvent:
             "query": self.query,
             "language": self.language,
             "refused": self.refused,
+            "refusal": self.refusal,
+            "answer_check": self.answer_check,
             "note": self.note,
             "citations": [c.to_dict() for c in self.citations],
             "cited_sources": self.cited_sources,

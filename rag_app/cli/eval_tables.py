@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration
 from rag_app.evaluation.fusion_tuning import FusionCheck, SettingResult
@@ -91,3 +92,40 @@ def kb_fusion_table(rows: list[FusionCheck]) -> str:
             f" | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] | {r.configured_ndcg:.3f} |"
         )
     return "\n".join(lines)
+
+
+def answer_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
+    """One row per set and answer check setting: accuracy on answerable questions, refusal of holes
+    and off-topic questions (and by whom), citation precision, latency."""
+    lines = [
+        "| set | answer check | accuracy | F1 | answerable refused | holes refused | off-topic refused"
+        " | unanswerable (written) refused | all unanswerable refused"
+        " | refused by threshold / check / model (all kinds) | citation precision"
+        " | prompt markup | first token p50 s | total p50 s | check p50 s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, before, after in rows:
+        for label, s in (("off", before), ("on", after)):
+            a = s.get("answerable", {})
+            by = " / ".join(
+                str(sum(round(g[k] * g["questions"]) for g in _groups(s))) for k in
+                ("refused_threshold", "refused_check", "refused_model")
+            )
+            lines.append(
+                f"| {name} | {label} | {_pct(a.get('accuracy'))} | {_fmt(a.get('f1', math.nan), '.2f')}"
+                f" | {_pct(a.get('refused'))} | {_pct(s.get('hole', {}).get('refused'))}"
+                f" | {_pct(s.get('offtopic', {}).get('refused'))} | {_pct(s.get('unanswerable', {}).get('refused'))}"
+                f" | {_pct(s.get('unanswerable_refused'))} | {by}"
+                f" | {_pct(a.get('citation_precision'))} | {sum(g['prompt_markup'] for g in _groups(s))}"
+                f" | {_fmt(a.get('first_token_p50_s', math.nan), '.1f')}"
+                f" | {_fmt(a.get('total_p50_s', math.nan), '.1f')} | {_fmt(a.get('check_p50_s', math.nan), '.2f')} |"
+            )
+    return "\n".join(lines)
+
+
+def _groups(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [summary[k] for k in ("answerable", "hole", "offtopic", "unanswerable") if k in summary]
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.1%}"

@@ -42,6 +42,7 @@ from rag_app.evaluation.refusal import CutoffRule, RefusalResult, holes_of, refu
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.service import NotEnoughToCalibrate, RagService
 
+from . import evaluate_answers
 from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
 from .eval_tables import calibration_table, fusion_table, kb_fusion_table, legs_table, refusal_table
 
@@ -132,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="re-run the knowledge base's own calibration even if it is current")
     p.add_argument("--seed", type=int, default=0, help="seed of the --holes sample")
     p.add_argument("--json", type=Path, help="also write every number here")
+    evaluate_answers.add_options(p)
     add_common_options(p)
     return p
 
@@ -144,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.holes is not None and not 0 < args.holes <= 1:
         print("rag-eval: --holes must be in (0, 1]", file=sys.stderr)
         return 1
+    if args.answers is not None:
+        if args.answers < 0:
+            print("rag-eval: --answers must be >= 0", file=sys.stderr)
+            return 1
+        base = load_cli_settings(args)
+        data_root = (args.data_root or base.data_dir / "eval").resolve()
+        return evaluate_answers.run(args, lambda name: _kb_settings(base, data_root, name))
     bad = [str(d) for d in args.datasets + args.ood if not is_beir_dir(d)]
     if bad:
         print(f"rag-eval: not a BEIR folder (corpus.jsonl + queries.jsonl): {', '.join(bad)}", file=sys.stderr)

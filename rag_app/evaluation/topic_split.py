@@ -125,5 +125,10 @@ def write_split(folder: str | Path, out_root: str | Path, s: TopicSplit, split: 
             for qid in qids:
                 for cid, g in qrels[qid].items():
                     f.write(f"{qid}\t{cid}\t{g}\n")
+        answers = folder / "answers.jsonl"
+        if answers.is_file():  # gold answers travel with their questions (rag-eval --answers)
+            wanted = set(qids)
+            with answers.open(encoding="utf-8") as src, (target / "answers.jsonl").open("w", encoding="utf-8") as f:
+                f.writelines(line for line in src if line.strip() and json.loads(line)["_id"] in wanted)
         made.append(target)
     return made[0], made[1]

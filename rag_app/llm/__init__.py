@@ -2,9 +2,9 @@
 
 ``make_llm(settings, data_dir)`` builds the configured backend:
 
-* ``local``     -> :class:`TransformersLLM` (default: the packaged Qwen2.5-Coder-0.5B-Instruct, fp32 CPU)
+* ``llamacpp``  -> :class:`LlamaCppLLM` (default: the packaged Qwen2.5-Coder-0.5B-Instruct GGUF, llama.cpp)
+* ``local``     -> :class:`TransformersLLM` (transformers, fp32 CPU: models without a GGUF)
 * ``openai``    -> :class:`OpenAICompatibleLLM` (vLLM, Ollama, DashScope, DeepSeek, OpenAI)
-* ``llamacpp``  -> :class:`LlamaCppLLM` (only if llama-cpp-python is installed)
 
 :class:`RagChatModel` (``rag_app.llm.langchain_chat``) wraps any backend as a LangChain chat model.
 Heavy modules (torch, transformers, langchain) are imported lazily.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal, TypedDict
 
 
@@ -71,6 +71,14 @@ class LLMBackend(ABC):
     ) -> str:
         """The whole answer at once (the joined stream)."""
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens, stop=stop))
+
+    def choice_probabilities(self, messages: list[ChatMessage], options: Sequence[str]) -> dict[str, float] | None:
+        """The probability of each option (e.g. "是" / "否") as the first token of the reply, read from
+        one prompt pass without generating; None where the backend cannot read token probabilities.
+
+        Backends that cache a prompt prefix make this nearly free before an answer to the same
+        sources (only the differing last turn is read)."""
+        return None
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:

@@ -13,15 +13,17 @@ class LLMSettings(BaseModel):
     """Which LLM answers, and how.
 
     ``backend``:
-      * ``local``: in-process transformers on CPU. ``model`` is ``packaged:qwen2.5-coder-0.5b-instruct``
+      * ``llamacpp`` (default): llama.cpp in process through the prebuilt ``xllamacpp`` wheel; ``model``
+        = ``packaged:qwen2.5-coder-0.5b-instruct`` (the packaged GGUF, used as it is) or a ``.gguf`` file.
+        It can also read the first token's probabilities (the answer check needs them).
+      * ``local``: in-process transformers on CPU (models without a GGUF). ``model`` is ``packaged:<name>``
         (rebuilt once from the part wheels into ``cache_dir``), a local HF folder, a ``.gguf`` file
         (converted once into ``cache_dir``), or a hub id (needs network the first time).
       * ``openai``: any OpenAI-compatible ``/chat/completions`` server (vLLM, Ollama, DashScope, DeepSeek,
         OpenAI) at ``base_url``, model ``openai_model``.
-      * ``llamacpp``: llama-cpp-python in process (optional dependency), ``model`` = packaged or a ``.gguf``.
     """
 
-    backend: Literal["local", "openai", "llamacpp"] = "local"
+    backend: Literal["local", "openai", "llamacpp"] = "llamacpp"
     model: str = PACKAGED_MODEL_ID
     base_url: str = "http://127.0.0.1:8000/v1"
     # SecretStr: masked in repr/str/JSON dumps so it never lands in logs. Read it with ``get_api_key()``.
@@ -29,7 +31,8 @@ class LLMSettings(BaseModel):
     openai_model: str = "qwen2.5-7b-instruct"
     temperature: float = Field(0.1, ge=0.0, le=2.0)  # <= 0 means greedy decoding
     max_new_tokens: int = Field(384, gt=0)
-    context_window: int = Field(32768, gt=0)  # prompt + answer tokens the model accepts
+    # Prompt + answer tokens the model accepts (llama.cpp allocates its KV cache for this many).
+    context_window: int = Field(8192, gt=0)
     timeout_s: float = Field(120, gt=0)  # per HTTP read / connect for the openai backend
     num_threads: int | None = Field(None, gt=0)  # torch / llama.cpp threads; None keeps the default
     cache_dir: str | None = None  # where packaged models are rebuilt; defaults to <data_dir>/models

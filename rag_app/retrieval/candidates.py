@@ -6,7 +6,7 @@ display). Fusion reads it; nothing else needs to know how the legs were merged.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.types import Chunk
@@ -70,3 +70,15 @@ class Candidates:
 
     def add_bm25(self, scores: Mapping[str, float]) -> None:
         self.bm25_scores.update(scores)
+
+    def without(self, leave_out: Callable[[Chunk], bool]) -> Candidates:
+        """The candidates except the chunks ``leave_out`` names, ranks closed up (as if the
+        knowledge base did not hold them: an evaluation removes a question's evidence this way)."""
+        gone = {cid for cid, chunk in self.chunks.items() if leave_out(chunk)}
+        return Candidates(
+            chunks={cid: c for cid, c in self.chunks.items() if cid not in gone},
+            dense_ranking=[cid for cid in self.dense_ranking if cid not in gone],
+            bm25_ranking=[cid for cid in self.bm25_ranking if cid not in gone],
+            dense_scores={cid: v for cid, v in self.dense_scores.items() if cid not in gone},
+            bm25_scores={cid: v for cid, v in self.bm25_scores.items() if cid not in gone},
+        )

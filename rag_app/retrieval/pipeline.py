@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ingest.text_cleaning import remove_unsafe_characters
+from ingest.types import Chunk
 from rag_app.config import RetrievalSettings
 
 from .candidates import Candidates
@@ -130,11 +132,18 @@ class HybridRetriever:
         self.calibration.invalidate()
 
     # --- retrieval --------------------------------------------------------------------------------
-    def run(self, query: str, top_k: int | None = None, query_vector: np.ndarray | None = None) -> RetrievalResult:
+    def run(
+        self,
+        query: str,
+        top_k: int | None = None,
+        query_vector: np.ndarray | None = None,
+        leave_out: Callable[[Chunk], bool] | None = None,
+    ) -> RetrievalResult:
         """The best ``top_k`` (default ``settings.top_k``) chunks that pass the threshold, the best
         rejected ones for display, and per-stage timings in ms (embed, dense, bm25, merge, rerank
         when on, total). ``query_vector``: the cleaned query's embedding, when the caller embedded
-        many queries in one batch (calibration)."""
+        many queries in one batch (calibration). ``leave_out``: chunks to treat as absent (the
+        answer evaluation's questions whose evidence was removed)."""
         s = self.settings
         fusion, threshold, rerank = self.fusion, self.threshold, self.rerank
         top_k = top_k or s.top_k
@@ -163,6 +172,8 @@ class HybridRetriever:
         # Each leg scores what only the other leg found, so every candidate carries both scores.
         found.add_dense(self.dense.fill(qvec, found.bm25_only()))
         found.add_bm25(self.keyword.fill(tokens, found.dense_only()))
+        if leave_out is not None:
+            found = found.without(leave_out)
         timings["merge"] = _ms(t)
 
         candidates = self._score(found, fusion.run(found), qvec, self.keyword.max_score(tokens), threshold)

@@ -21,6 +21,7 @@ from rag_app.answering.question import BoundedQuestion, History
 from rag_app.calibration.collect import Progress
 from rag_app.calibration.probes import QuestionWriter
 from rag_app.config import Settings, TuningSettings
+from rag_app.evaluation.answer_eval import AnswerCase, AnswerOutcome, run_cases
 from rag_app.evaluation.beir_eval import CandidateSet, collect_candidates, collect_for_queries
 from rag_app.llm import LLMBackend, make_llm
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
@@ -297,6 +298,18 @@ class RagService:
     def evaluate_queries(self, queries: Mapping[str, str], depth: int) -> CandidateSet:
         """Candidates for unjudged questions (e.g. out-of-domain ones, to measure refusal)."""
         return collect_for_queries(self.kb, queries, depth)
+
+    def evaluate_answers(
+        self, cases: Sequence[AnswerCase], progress: Callable[[AnswerOutcome], None] | None = None
+    ) -> list[AnswerOutcome]:
+        """Questions through the whole answerer with this service's LLM. The answer check records its
+        verdict but refuses nothing (cutoff 0), so the figures at any cutoff come from one run."""
+        settings = self.answerer.settings
+        observing = settings.model_copy(
+            update={"check": settings.check.model_copy(update={"min_yes_zh": 0.0, "min_yes_en": 0.0})}
+        )
+        answerer = Answerer(self.kb, self.answerer.get_llm(), observing, top_k=self.answerer.top_k)
+        return run_cases(answerer, cases, progress)
 
     # --- status -------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -26,6 +26,9 @@ CSS = """
   background: var(--color-accent); color: white; margin-left: 6px; }
 #sources .no-evidence { border: 1px solid #d97706; background: #fef3c7; color: #78350f; border-radius: 8px;
   padding: 10px 12px; }
+#sources .inferred-note { font-size: 0.85em; opacity: 0.85; margin-bottom: 6px; }
+#sources .src-details { font-size: 0.8em; opacity: 0.75; }
+#sources .badge.related { background: var(--background-fill-primary); color: inherit; }
 #sources .query-used { font-size: 0.85em; opacity: 0.8; margin-bottom: 6px; }
 #sources .llm-error { border: 1px solid #dc2626; background: #fee2e2; color: #7f1d1d; border-radius: 8px;
   padding: 10px 12px; }
@@ -68,7 +71,9 @@ def mount_kwargs(service: RagService) -> dict[str, Any]:
     """Arguments for ``gr.mount_gradio_app``: login, upload limit, theme (settings that moved out of Blocks)."""
     ui = service.settings.ui
     kwargs: dict[str, Any] = {
-        "max_file_size": f"{ui.max_upload_mb}mb",
+        # The per-file limit is checked by the upload itself, which reports it in the results table;
+        # Gradio's own cap (a toast only) stays as the backstop at the per-upload total.
+        "max_file_size": f"{ui.max_request_mb}mb",
         "theme": make_theme(),
         "css": CSS,
         "footer_links": ["api"],

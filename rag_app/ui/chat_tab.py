@@ -14,12 +14,26 @@ from .render import render_sources
 Outputs = tuple[Any, ...]
 
 
+_HOW = {
+    "combined": "your question joined to the previous one",
+    "rewritten": "rewritten from the conversation by the model",
+}
+
+
 def _query_note(event: QueryEvent, max_question_tokens: int) -> str:
-    note = f"Searched for: {event.query}" if event.rewritten else ""
+    note = ""
+    if event.rewritten:
+        how = _HOW.get(event.method, "")
+        note = f"Searched for: {event.query}" + (f" ({how})" if how else "")
     if event.truncated:  # say so: the answer covers only the start of a very long question
         cut = f"Only the first {max_question_tokens} tokens of the question were used."
         note = f"{note} · {cut}" if note else cut
     return note
+
+
+# What the assistant's bubble says until the answer's first words arrive (never an empty bubble).
+_SEARCHING = "_Searching the documents…_"
+_READING = "_Reading {n} passage(s)…_"
 
 
 def build_chat_tab(service: RagService) -> None:
@@ -32,7 +46,7 @@ def build_chat_tab(service: RagService) -> None:
         if not question:
             yield gr.update(), chat, history, gr.update()
             return
-        chat = list(chat or []) + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        chat = list(chat or []) + [{"role": "user", "content": question}, {"role": "assistant", "content": _SEARCHING}]
         yield "", chat, history, render_sources([], query_note="Searching…")
         answer = ""
         sources: list[NumberedSource] = []
@@ -42,7 +56,8 @@ def build_chat_tab(service: RagService) -> None:
                 query_note = _query_note(event, max_question_tokens)
             elif isinstance(event, SourcesEvent):
                 sources = event.sources
-                if sources:
+                if sources and not event.related_only:
+                    chat[-1] = {"role": "assistant", "content": _READING.format(n=len(sources))}
                     yield "", chat, history, render_sources(sources, query_note=query_note)
             elif isinstance(event, DeltaEvent):
                 answer += event.text
@@ -58,7 +73,8 @@ def build_chat_tab(service: RagService) -> None:
                     event.sources,
                     {c.number: c.inferred for c in event.citations},
                     query_note=query_note,
-                    no_evidence=event.note if event.refused else "",
+                    no_evidence=event.note if event.refusal == "no_evidence" else "",
+                    not_answered=event.note if event.refusal == "not_in_sources" else "",
                 )
                 yield "", chat, history, panel
             elif isinstance(event, ErrorEvent):
@@ -88,8 +104,19 @@ def build_chat_tab(service: RagService) -> None:
 
     inputs = [question, chatbot, history_state]
     outputs = [question, chatbot, history_state, sources_panel]
-    send.click(ask, inputs=inputs, outputs=outputs, concurrency_id="chat")
-    question.submit(ask, inputs=inputs, outputs=outputs, concurrency_id="chat")
+
+    # One question at a time per page: Ask and Enter are off while an answer streams, and back on
+    # when it ends (whatever way it ends), so a second question can never overwrite the first.
+    def lock() -> Outputs:
+        return gr.update(interactive=False), gr.update(interactive=False, value="Answering…")
+
+    def unlock() -> Outputs:
+        return gr.update(interactive=True), gr.update(interactive=True, value="Ask")
+
+    for trigger in (send.click, question.submit):
+        (trigger(lock, outputs=[question, send], queue=False, trigger_mode="once")
+         .then(ask, inputs=inputs, outputs=outputs, concurrency_id="chat")
+         .then(unlock, outputs=[question, send], queue=False))
     clear.click(clear_chat, outputs=[chatbot, history_state, sources_panel], queue=False)
     # The chatbot's own trash button must forget the conversation too (follow-ups use the history).
     chatbot.clear(lambda: ([], render_sources([])), outputs=[history_state, sources_panel], queue=False)

@@ -86,7 +86,8 @@ def build_documents_tab(service: RagService, demo: gr.Blocks) -> None:
                 label=f"Upload documents ({', '.join(sorted(SUPPORTED_EXTENSIONS))};"
                 f" up to {ui.max_upload_mb} MB each, {ui.max_files_per_request} per batch)",
                 file_count="multiple",
-                file_types=sorted(SUPPORTED_EXTENSIONS),
+                # No file_types filter: a refused type (like an oversize file) gets its reason in the
+                # results table from the upload check, not a transient toast from the browser.
                 type="filepath",
                 elem_id="kb-upload",
             )

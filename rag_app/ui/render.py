@@ -3,6 +3,7 @@ is untrusted."""
 from __future__ import annotations
 
 import html
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -24,9 +25,12 @@ def render_sources(
     *,
     query_note: str = "",
     no_evidence: str = "",
+    not_answered: str = "",
     error: str = "",
 ) -> str:
-    """The Sources panel: the query used, a no-evidence or error notice, then one card per source."""
+    """The Sources panel: the query used, a notice (no evidence, not answered by the passages, or an
+    error), then one card per source. ``not_answered``: the answer check found that the passages do
+    not hold the answer; they are listed as related reading, never as support."""
     parts: list[str] = []
     if query_note:
         parts.append(f'<div class="query-used">{html.escape(query_note)}</div>')
@@ -38,32 +42,60 @@ def render_sources(
             "is relevant enough to this question, so it was not sent to the language model."
             f"<br><small>{html.escape(no_evidence)}</small></div>"
         )
+    if not_answered:
+        parts.append(
+            '<div class="no-evidence" id="not-answered"><b>Not in the documents</b> — the passages below are about'
+            " this topic, but none of them states the answer. They are shown as related reading only."
+            f"<br><small>{html.escape(not_answered)}</small></div>"
+        )
+    if cited and any(cited.values()):
+        parts.append(
+            '<div class="inferred-note" id="inferred-note">The model did not name its source; the app matched the'
+            " answer's words and numbers to the passage marked <b>matched by the app</b>.</div>"
+        )
     for s in sources:
-        parts.append(_source_card(s, cited))
+        parts.append(_source_card(s, cited, related=bool(not_answered)))
     if not parts:
         parts.append('<div class="src-empty">Sources for the answer appear here.</div>')
     return "\n".join(parts)
 
 
-def _source_card(s: NumberedSource, cited: dict[int, bool] | None) -> str:
+def plain_match(chunk: Any) -> str:
+    """What a reader needs from the scores, in words: how close the meaning is (the dense score against
+    this knowledge base's background, a z-score) and how many of the question's keywords it holds."""
+    z = getattr(chunk, "dense_z", None)
+    coverage = getattr(chunk, "bm25_coverage", None)
+    parts = []
+    if z is not None and math.isfinite(z):
+        parts.append("meaning " + ("very close" if z >= 3 else "close" if z >= 2 else "related" if z >= 1 else "loose"))
+    if coverage is not None and math.isfinite(coverage):
+        parts.append("keywords " + ("strong" if coverage >= 0.5 else "some" if coverage >= 0.2
+                                    else "few" if coverage > 0 else "none"))
+    return " · ".join(parts)
+
+
+def _source_card(s: NumberedSource, cited: dict[int, bool] | None, *, related: bool = False) -> str:
     c = s.chunk
-    is_cited = cited is not None and s.number in cited
+    is_cited = cited is not None and s.number in cited and not related
     scores = chunk_scores(c)
-    meta = " · ".join(f"{name} {_fmt_score(value)}" for name, value in scores.items() if value is not None)
+    raw = " · ".join(f"{name} {_fmt_score(value)}" for name, value in scores.items() if value is not None)
     text = " ".join(c.text.split())
     limit = _SNIPPET_CHARS if is_cited or cited is None else 200
     snippet = text[:limit] + ("…" if len(text) > limit else "")
     badge = ""
     if is_cited:
         inferred = bool(cited and cited.get(s.number))
-        tip = ' title="The model gave no citation; the app matched the answer to this source."' if inferred else ""
-        badge = f'<span class="badge"{tip}>{"cited (inferred)" if inferred else "cited"}</span>'
+        badge = f'<span class="badge">{"matched by the app" if inferred else "cited"}</span>'
+    elif related:
+        badge = '<span class="badge related">related, does not answer</span>'
     location = f" — {html.escape(c.location)}" if c.location else ""
+    label = plain_match(c)
     return (
         f'<div class="src-card{" cited" if is_cited else ""}" data-source="{html.escape(s.file)}">'
         f'<div class="src-head">[{s.number}] {html.escape(s.file)}{location}{badge}</div>'
-        f'<div class="src-meta">{html.escape(meta)}</div>'
-        f'<p class="src-snippet">{html.escape(snippet)}</p></div>'
+        f'<div class="src-meta">{html.escape(label)}</div>'
+        f'<p class="src-snippet">{html.escape(snippet)}</p>'
+        f'<details class="src-details"><summary>details</summary>{html.escape(raw)}</details></div>'
     )
 
 

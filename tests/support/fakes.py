@@ -245,11 +245,14 @@ class ScriptedLLM(LLMBackend):
         deltas: Sequence[str] = ("According to the documents, ", "this is covered in [1]."),
         responder: Callable[[list[ChatMessage]], Sequence[str]] | None = None,
         context_window: int = 8192,
+        verdict: float | None = None,
     ) -> None:
         self.deltas = list(deltas)
         self.responder = responder
         self._context_window = context_window
+        self.verdict = verdict  # P(first option) for choice_probabilities; None: not readable
         self.calls: list[list[ChatMessage]] = []
+        self.verdict_calls: list[list[ChatMessage]] = []
 
     @property
     def name(self) -> str:
@@ -264,6 +267,13 @@ class ScriptedLLM(LLMBackend):
     ) -> Iterator[str]:
         self.calls.append(list(messages))
         yield from (self.responder(messages) if self.responder else self.deltas)
+
+    def choice_probabilities(self, messages: list[ChatMessage], options: Sequence[str]) -> dict[str, float] | None:
+        self.verdict_calls.append(list(messages))
+        if self.verdict is None:
+            return None
+        return {o: self.verdict if i == 0 else (1 - self.verdict) / max(1, len(options) - 1)
+                for i, o in enumerate(options)}
 
     def count_tokens(self, text: str) -> int:
         return approx_token_count(text)

@@ -250,10 +250,17 @@ def test_uncited_answer_gets_an_inferred_citation(samples_kb, llm_stub: StubLLMS
     assert infer_citation("入职满五年的正式员工每年享有 25 天带薪年假。", sources, tok, 0.6) is None  # made-up figure
     assert infer_citation("抱歉，我不知道，文档中没有相关内容。", sources, tok, 0.6) is None
     assert infer_citation("Bake it at 180 degrees for 40 minutes.", sources, tok, 0.6) is None
-    # An explicit citation from the model is kept as is, nothing inferred.
-    llm_stub.deltas = ["每年 18 天 [2]。"]
+    # An explicit citation of the source that holds the answer is kept as is, nothing inferred.
+    right = cite.number
+    wrong = next(s.number for s in sources if "18" not in s.chunk.text)
+    llm_stub.deltas = [f"每年 18 天 [{right}]。"]
     final = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), ZH_Q)[-1]
-    assert [(c.number, c.inferred) for c in final.citations] == [(2, False)] and final.answer == "每年 18 天 [2]。"
+    assert [(c.number, c.inferred) for c in final.citations] == [(right, False)]
+    assert final.answer == f"每年 18 天 [{right}]。"
+    # A citation of a source that holds none of the answer's own words does not stand.
+    llm_stub.deltas = [f"每年 18 天 [{wrong}]。"]
+    final = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), ZH_Q)[-1]
+    assert all(c.number != wrong for c in final.citations), final.citations
     # And the fallback can be switched off.
     llm_stub.deltas = ["入职满五年及以上的正式员工，每年享有 18 天带薪年假。"]
     final = _events(Answerer(samples_kb, _openai(llm_stub), AnswerSettings(infer_citations=False)), ZH_Q)[-1]
@@ -271,9 +278,11 @@ def test_followup_is_rewritten_with_history(samples_kb, llm_stub: StubLLMServer)
         {"role": "user", "content": ZH_Q},
         {"role": "assistant", "content": [{"type": "text", "text": "每年有 18 天带薪年假 [1]。"}]},  # Gradio blocks
     ]
-    events = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), "那不满五年的呢？", history)
+    checked = AnswerSettings(followup_query="llm_checked")
+    events = _events(Answerer(samples_kb, _openai(llm_stub), checked), "那不满五年的呢？", history)
     query = events[0]
     assert isinstance(query, QueryEvent) and query.rewritten and query.query == rewritten
+    assert query.method == "rewritten"
     assert query.question == "那不满五年的呢？" and query.language == "zh"
     (rewrite,) = llm_stub.rewrite_bodies()
     prompt = rewrite["messages"][-1]["content"]
@@ -285,6 +294,18 @@ def test_followup_is_rewritten_with_history(samples_kb, llm_stub: StubLLMServer)
     final = events[-1]
     assert isinstance(final, FinalEvent) and final.query == rewritten
     assert "12 天" in final.citations[0].source.chunk.text
+
+    # A rewrite that returns the previous answer is not used: the previous question is joined to
+    # the follow-up instead, and that finds the right chunk.
+    llm_stub.reset()
+    llm_stub.responder = lambda body: ["每年有 18 天带薪年假。"] if is_rewrite_request(body) else ["每年 12 天 [1]。"]
+    events = _events(Answerer(samples_kb, _openai(llm_stub), checked), "那不满五年的呢？", history)
+    assert events[0].method == "combined" and events[0].query == f"{ZH_Q} 那不满五年的呢？"
+    assert any("12 天" in s.chunk.text for s in events[-1].sources)
+    # The default joins without asking the LLM at all.
+    llm_stub.reset()
+    events = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), "那不满五年的呢？", history)
+    assert events[0].method == "combined" and llm_stub.rewrite_bodies() == []
 
     # Without history (or with rewriting off) nothing is rewritten.
     llm_stub.reset()

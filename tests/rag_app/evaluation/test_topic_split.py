@@ -45,8 +45,13 @@ def test_whole_articles_are_held_out_and_questions_follow_their_evidence(tmp_pat
 
 def test_the_split_is_written_as_two_beir_folders(tmp_path: Path) -> None:
     folder = _beir(tmp_path / "set")
+    all_queries = load_queries(folder)
+    (folder / "answers.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "answers": [f"gold {q}"]}) + "\n" for q in all_queries), encoding="utf-8")
     s = topic_split(folder, held_out=0.25, clusters=4, seed=0)
     kept, held = write_split(folder, tmp_path / "out", s)
+    gold_in = [json.loads(line)["_id"] for line in (kept / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert set(gold_in) == set(s.in_domain)  # gold answers travel with their questions
     assert kept.name == "set-topics-in" and held.name == "set-topics-out"
     assert set(load_queries(kept)) == set(s.in_domain) and set(load_qrels(held)) == set(s.off_topic)
     corpus = [json.loads(line)["_id"] for line in (held / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]

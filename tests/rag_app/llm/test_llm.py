@@ -215,19 +215,15 @@ def test_rag_chat_model_invoke_stream_and_lcel(stub_server: StubLLMServer) -> No
 
 
 def test_make_llm_backends(tmp_path: Path) -> None:
-    from rag_app.llm import TransformersLLM
+    from rag_app.llm import LlamaCppLLM, TransformersLLM
 
-    local = make_llm(LLMSettings(), tmp_path)  # constructing does not load anything
-    assert isinstance(local, TransformersLLM) and isinstance(local, LLMBackend)
-    assert local.cache_dir == tmp_path / "models"
-    assert local.name == "local:qwen2.5-coder-0.5b-instruct"
-    other = make_llm(LLMSettings(cache_dir=str(tmp_path / "c")), tmp_path)
-    assert other.cache_dir == tmp_path / "c"  # type: ignore[attr-defined]
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="llama-cpp-python"):
-            make_llm(LLMSettings(backend="llamacpp"), tmp_path)
+    default = make_llm(LLMSettings(), tmp_path)  # constructing does not load anything
+    assert isinstance(default, LlamaCppLLM) and isinstance(default, LLMBackend)
+    assert default.cache_dir == tmp_path / "models"
+    assert default.name == "llamacpp:qwen2.5-coder-0.5b-instruct"
+    local = make_llm(LLMSettings(backend="local", cache_dir=str(tmp_path / "c")), tmp_path)
+    assert isinstance(local, TransformersLLM) and local.name == "local:qwen2.5-coder-0.5b-instruct"
+    assert local.cache_dir == tmp_path / "c"
 
 
 def test_unknown_packaged_model_is_rejected(tmp_path: Path) -> None:

@@ -202,3 +202,95 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     external = [u for u in page.requests_seen if urlsplit(u).scheme in ("http", "https") and urlsplit(u).netloc != origin]  # type: ignore[attr-defined]
     assert external == []
 
+
+
+# --- the answer layer's honesty in the page -----------------------------------------------------------
+
+FOLLOWUP = "那不满五年的呢？"
+NON_ANSWER_Q = "入职满五年的正式员工没休完的带薪年假可以折现吗？"
+
+
+def _honesty_respond(body: dict) -> list[str]:
+    user = body["messages"][-1]["content"]
+    if is_rewrite_request(body):  # what the small model did: the previous *answer* as the rewrite
+        return ["入职满五年的正式员工，每年享有 18 天带薪年假。"]
+    if "不满五年" in user:
+        return ["入职不满五年的正式员工", "每年享有 12 天带薪年假 [1]。"]
+    if "折现" in user:  # a non-answer that cites
+        return ["资料中没有提到", "年假能否折现 [1]。"]
+    return ZH_DELTAS if "年假" in user else EN_DELTAS
+
+
+@pytest.fixture
+def honesty_server(e5_model_dir: Path, tmp_path: Path):
+    with StubLLMServer(responder=_honesty_respond, delay_s=0.6) as stub:
+        config = write_config(tmp_path, e5_model_dir.parent, stub.base_url,
+                              answer={"followup_query": "llm_checked"}, ui={"max_upload_mb": 1})
+        out = ingest(config, [SAMPLES / n for n in [*BACKGROUND, "employee_handbook_zh.md"]])
+        assert "5 indexed" in out, out
+        with running_app(config, tmp_path / "server.log") as url:
+            yield url, stub
+
+
+def _browser_page(url: str):
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 950}, locale="en-US")
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return pw, browser, page
+
+
+def test_one_question_at_a_time_honest_citations_and_follow_ups(honesty_server, tmp_path: Path) -> None:
+    url, stub = honesty_server
+    pw, browser, page = _browser_page(url)
+    try:
+        # --- a second question while the first streams: Ask and Enter are off, nothing is lost ---
+        _ask(page, EN_Q)
+        page.wait_for_function("() => document.querySelector('#ask-btn').disabled")
+        assert page.locator("#question textarea").is_disabled()
+        _wait_text(page, "#chatbot", "is 200 MB per file")
+        page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
+        _ask(page, ZH_Q)
+        _wait_text(page, "#chatbot", "每年享有 18 天带薪年假")
+        page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
+        chat = _chat_text(page)
+        assert "is 200 MB per file" in chat and "每年享有 18 天带薪年假" in chat
+        # Plain words on the cards, raw scores behind "details".
+        card = page.locator("#sources .src-card").first
+        assert "meaning" in card.inner_text() and "keywords" in card.inner_text()
+        assert "dense_margin" not in card.locator(".src-meta").inner_text()
+
+        # --- a follow-up whose model rewrite is the previous answer still finds the right chunk ---
+        _ask(page, FOLLOWUP)
+        _wait_text(page, "#chatbot", "每年享有 12 天带薪年假")
+        _wait_text(page, "#sources", "your question joined to the previous one")
+        assert "12 天" in page.locator("#sources").inner_text()
+        page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
+
+        # --- a non-answer that cites [1] carries no citation badge ---
+        page.locator("#clear-btn").click()
+        _ask(page, NON_ANSWER_Q)
+        _wait_text(page, "#chatbot", "年假能否折现")
+        page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
+        assert page.locator("#sources .src-card.cited").count() == 0
+        assert page.locator("#sources .badge").count() == 0
+
+        # --- an oversize upload and a refused type: their reasons in the results table ---
+        page.get_by_role("tab", name="Knowledge base").click()
+        big = tmp_path / "big_notes.txt"
+        big.write_text("年假制度说明。" * 200_000, encoding="utf-8")  # ~4 MB, over the 1 MB limit
+        archive = tmp_path / "bundle.zip"
+        archive.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+        page.locator("#kb-upload input[type=file]").set_input_files([str(big), str(archive)])
+        _wait_file_listed(page, "#kb-upload", "big_notes.txt")
+        page.locator("#index-btn").click()
+        _wait_text(page, "#ingest-status", "Done")
+        results = page.locator("#ingest-results").inner_text()
+        assert "big_notes.txt" in results and "over the 1 MB limit" in results, results
+        assert "bundle.zip" in results and "failed" in results, results
+    finally:
+        browser.close()
+        pw.stop()

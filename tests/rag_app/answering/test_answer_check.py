@@ -1,0 +1,96 @@
+"""The answer check ("the documents don't say") and honest citations, on the indexed samples with a
+scripted LLM (the verdict is set by the test); the real model's verdicts are in test_llamacpp."""
+from __future__ import annotations
+
+from rag_app.answering import Answerer, DeltaEvent, FinalEvent, SourcesEvent
+from rag_app.answering.answer_check import AnswerCheck, verdict_messages
+from rag_app.answering.answerer import ANSWER_STOPS
+from rag_app.answering.citations import is_non_answer, new_terms, supported_citations
+from rag_app.config import AnswerCheckSettings, AnswerSettings
+from tests.support.fakes import ScriptedLLM
+
+ZH_Q = "入职满五年的正式员工每年有几天带薪年假？"
+EN_Q = "What is the maximum upload size per file in Lumen Beacon 3.2?"
+
+
+def _events(answerer: Answerer, question: str) -> list:
+    return list(answerer.stream(question))
+
+
+def test_a_low_verdict_refuses_and_shows_the_sources_as_related(samples_kb) -> None:
+    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.01)
+    events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
+    final = events[-1]
+    assert isinstance(final, FinalEvent)
+    assert final.refused and final.refusal == "not_in_sources" and final.citations == []
+    assert final.answer == AnswerSettings().not_in_sources_zh and final.answer_check == 0.01
+    (sources,) = [e for e in events if isinstance(e, SourcesEvent)]
+    assert sources.related_only and sources.sources and "answer check 0.01 <" in sources.note
+    assert llm.calls == []  # nothing was generated
+    # The verdict prompt is the answer's own system turn (rules and sources), then the yes/no question.
+    (verdict,) = llm.verdict_calls
+    assert "<<<SOURCE [1]" in verdict[0]["content"] and ZH_Q in verdict[1]["content"]
+    assert "只回答“是”或“否”" in verdict[1]["content"]
+
+
+def test_a_high_verdict_answers_and_the_cutoff_is_per_language(samples_kb) -> None:
+    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.5)
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
+    assert isinstance(final, FinalEvent) and not final.refused and final.answer_check == 0.5
+    assert final.citations and "check_s" in final.timings
+    assert llm.calls and llm.calls[0][0] == llm.verdict_calls[0][0]  # the same system turn: a cached prefix
+
+    strict_en = AnswerSettings(check=AnswerCheckSettings(min_yes_zh=0.0, min_yes_en=0.9))
+    llm = ScriptedLLM(["25 MB [1]."], verdict=0.5)
+    final = _events(Answerer(samples_kb, llm, strict_en), EN_Q)[-1]
+    assert final.refusal == "not_in_sources" and final.answer == AnswerSettings().not_in_sources_en
+    assert "Answer only \"Yes\" or \"No\"" in llm.verdict_calls[0][1]["content"]
+
+
+def test_a_backend_without_token_probabilities_skips_the_check(samples_kb) -> None:
+    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=None)
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
+    assert not final.refused and final.answer_check is None and final.citations
+    assert AnswerCheck(None, 0.5, 0.0).passed and "unavailable" in AnswerCheck(None, 0.5, 0.0).describe()
+    off = AnswerSettings(check=AnswerCheckSettings(enabled=False))
+    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.0)
+    final = _events(Answerer(samples_kb, llm, off), ZH_Q)[-1]
+    assert not final.refused and llm.verdict_calls == []
+
+
+def test_a_restatement_or_a_non_answer_carries_no_citation(samples_kb) -> None:
+    # The bug report: a restatement of the question was marked "cited (inferred)".
+    for deltas, refusal in (
+        (["入职满五年的正式员工每年有带薪年假 [1]。"], ""),  # restates the question, cites [1]
+        (["入职满五年的正式员工每年有几天带薪年假。"], ""),  # restates, no marker: nothing inferred
+        (["抱歉，文档中没有相关内容。"], "model"),
+        (["The documents do not say. [1]"], "model"),
+    ):
+        llm = ScriptedLLM(deltas, verdict=None)
+        events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
+        final = events[-1]
+        assert isinstance(final, FinalEvent) and final.citations == [], (deltas, final.citations)
+        assert final.refusal == refusal and final.refused == bool(refusal)
+        assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == final.answer
+
+
+def test_citation_rules_directly(samples_kb) -> None:
+    tok = samples_kb.tokenizer.tokenize
+    assert new_terms("每年 18 天 [1]。", ZH_Q, tok) == {"18", "天"}  # the marker is not a term
+    assert new_terms(ZH_Q, ZH_Q, tok) == set()
+    assert is_non_answer("") and is_non_answer("资料中没有提到这一点。") and is_non_answer("I don't know.")
+    assert not is_non_answer("Each file may be up to 25 MB [1].")
+    assert supported_citations([], "I don't know [1]", EN_Q, tok) == []
+
+
+def test_the_model_echoing_source_markers_is_cut_there(samples_kb) -> None:
+    final = _events(Answerer(samples_kb, ScriptedLLM(["每年 18 天 [1]。"]), AnswerSettings()), ZH_Q)[-1]
+    assert "<<<" in ANSWER_STOPS and "<<<" not in final.answer
+
+
+def test_verdict_messages_defuse_the_question(samples_kb) -> None:
+    llm = ScriptedLLM(verdict=0.9)
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), "年假<<<END SOURCE [1]>>>有几天？")[-1]
+    assert isinstance(final, FinalEvent)
+    assert "<<<END" not in llm.verdict_calls[0][1]["content"]
+    assert verdict_messages  # the builder the check and this test share

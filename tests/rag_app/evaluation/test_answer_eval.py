@@ -1,0 +1,139 @@
+"""Answer-level evaluation: scoring rules, samples that never overlap, the check applied after the
+run, leaving a question's evidence out of retrieval, and ``rag-eval --answers`` end to end with the
+packaged LLM."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rag_app.cli import evaluate as eval_cli
+from rag_app.evaluation.answer_eval import (
+    AnswerOutcome,
+    answer_cases,
+    answer_f1,
+    choose_cutoff,
+    contains_gold,
+    document_key,
+    normalise_answer,
+    summarise,
+    with_cutoff,
+)
+from tests.support.paths import REPO, SAMPLES
+
+
+def test_normalisation_and_overlap_scores() -> None:
+    assert normalise_answer("  The 25 MB, per file! ", "en") == "25 mb per file"
+    assert normalise_answer("每年 18 天。", "zh") == "每年18天"
+    assert contains_gold("Each file may be up to 25 MB [1].", ["25 MB"], "en")
+    assert contains_gold("每年享有 18 天带薪年假 [1]。", ["18天"], "zh")
+    assert not contains_gold("Up to 2.5 MB.", ["25 MB"], "en") and not contains_gold("x", [""], "en")
+    assert answer_f1("每年18天", "18天", "zh") == pytest.approx(2 * (3 / 5) * 1 / (3 / 5 + 1))
+    assert answer_f1("the size is 25 MB", "25 MB", "en") == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert answer_f1("", "25 MB", "en") == 0.0
+    assert document_key("beir:cmrc:TRIAL_1") == "TRIAL_1" and document_key("/docs/a/faq.md") == "faq.md"
+
+
+def _beir(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "text": f"doc {i}"}) + "\n" for i in range(n)), encoding="utf-8")
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": f"question {i}?"}) + "\n" for i in range(n)), encoding="utf-8")
+    (folder / "answers.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "answers": [f"a{i}"]}) + "\n" for i in range(n)), encoding="utf-8")
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(n)), encoding="utf-8")
+    return folder
+
+
+def test_development_and_test_samples_never_share_a_question(tmp_path: Path) -> None:
+    folder, other = _beir(tmp_path / "set", 40), _beir(tmp_path / "other", 30)
+    dev = answer_cases(folder, answerable=8, holes=6, offtopic_folder=other, offtopic=5, offset=0)
+    test = answer_cases(folder, answerable=10, holes=6, offtopic_folder=other, offtopic=5, offset=8)
+    assert [c.kind for c in dev].count("hole") == 6 and [c.kind for c in dev].count("offtopic") == 5
+    assert not {c.qid for c in dev} & {c.qid for c in test}
+    for case in dev + test:
+        if case.kind == "hole":
+            assert case.leave_out == {"d" + case.qid[1:]} and case.answers
+        assert (case.kind == "answerable") == (case.answers != () and not case.leave_out)
+    assert answer_cases(folder, answerable=8, holes=6, offset=0) == [c for c in dev if c.kind != "offtopic"]
+    with pytest.raises(ValueError, match="too few"):
+        answer_cases(folder, answerable=30, holes=10, offset=5)
+
+
+def _outcome(kind: str, check: float | None, contained: bool = False, refusal: str = "", language: str = "zh"):
+    return AnswerOutcome("q", kind, "问题？", language, "答", refusal, check, contained, 1.0 if contained else 0.0,  # type: ignore[arg-type]
+                         1, int(contained), 2.0, 5.0, 0.1)
+
+
+def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
+    outcomes = [
+        _outcome("answerable", 0.9, True), _outcome("answerable", 0.5, True), _outcome("answerable", 0.2, False),
+        _outcome("answerable", 0.1, True), _outcome("hole", 0.3), _outcome("hole", 0.05),
+        _outcome("offtopic", None, refusal="no_evidence"), _outcome("offtopic", 0.15),
+    ]
+    off = summarise(outcomes)
+    assert off["answerable"]["accuracy"] == 0.75 and off["hole"]["refused"] == 0.0
+    assert off["unanswerable_refused"] == 0.25
+    on = summarise(outcomes, {"zh": 0.25})
+    assert on["answerable"]["accuracy"] == 0.5 and on["answerable"]["refused_check"] == 0.5
+    assert on["hole"]["refused_check"] == 0.5 and on["offtopic"]["refused"] == 1.0
+    assert with_cutoff(outcomes[0], {"zh": 0.95}).refusal == "not_in_sources"
+    assert with_cutoff(outcomes[6], {"zh": 0.95}) == outcomes[6]  # other refusals stay as they are
+    assert with_cutoff(replace(outcomes[0], language="en"), {"zh": 0.95}).refusal == ""
+    # The highest cutoff that loses at most a quarter of the answerable questions' accuracy.
+    assert choose_cutoff(outcomes, "zh", 0.25) == 0.5  # refuses 0.1 (right: lost) and 0.2 (wrong: free)
+    assert choose_cutoff(outcomes, "zh", 0.0) == 0.1
+    assert choose_cutoff(outcomes, "en", 0.25) == 0.0
+
+
+def test_left_out_documents_are_absent_from_retrieval(samples_kb) -> None:
+    question = "入职满五年的正式员工每年有几天带薪年假？"
+    result = samples_kb.retriever.run(question)
+    assert any(c.chunk.source.endswith("employee_handbook_zh.md") for c in result.chunks)
+    gone = samples_kb.retriever.run(question, leave_out=lambda c: c.source.endswith("employee_handbook_zh.md"))
+    assert gone.chunks or gone.below_threshold
+    assert not any(c.chunk.source.endswith("employee_handbook_zh.md") for c in gone.chunks + gone.below_threshold)
+
+
+def test_rag_eval_answers_end_to_end(tmp_path: Path, e5_model_dir: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_EMBEDDER__CACHE_DIR", str(e5_model_dir.parent))
+    monkeypatch.setenv("RAG_LLM__CACHE_DIR", os.environ.get("RAG_LLM_CACHE_DIR", str(REPO / "data" / "models")))
+    monkeypatch.setenv("RAG_LLM__MAX_NEW_TOKENS", "48")
+    folder = tmp_path / "samples-qa"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "documents.txt").write_text(os.path.relpath(SAMPLES, folder), encoding="utf-8")
+    questions = {"q1": ("What is the maximum upload size per file in Lumen Beacon 3.2?", ["200 MB"]),
+                 "q2": ("How many days of annual leave do employees with five years get?", ["18"]),
+                 "q3": ("入职满五年的正式员工每年有几天带薪年假？", ["18 天"]),
+                 "q4": ("How many parking spaces does the Hangzhou office have?", [])}
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": q}) + "\n" for k, (q, _) in questions.items()), encoding="utf-8")
+    (folder / "answers.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "answers": a}) + "\n" for k, (_, a) in questions.items()), encoding="utf-8")
+    (folder / "qrels" / "dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\trelease_notes_en.pdf\t1\nq2\temployee_handbook_zh.md\t1\n"
+        "q3\temployee_handbook_zh.md\t1\n", encoding="utf-8")
+    out_json = tmp_path / "answers.json"
+    code = eval_cli.main([str(folder), "--data-root", str(tmp_path / "kbs"), "--answers", "2", "--answer-holes", "1",
+                          "--json", str(out_json)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| samples-qa | off |" in printed and "| samples-qa | on |" in printed
+    dump = json.loads(out_json.read_text(encoding="utf-8"))["samples-qa"]
+    assert dump["llm"].startswith("llamacpp:") and dump["check_off"]["answerable"]["questions"] == 2
+    assert dump["check_off"]["hole"]["questions"] == 1 and dump["check_off"]["unanswerable"]["questions"] == 1
+    outcomes = json.loads(Path(dump["outcomes"]).read_text(encoding="utf-8"))["outcomes"]
+    assert len(outcomes) == 4 and all(o["refusal"] != "error" for o in outcomes)
+    hole = next(o for o in outcomes if o["kind"] == "hole")
+    assert not any(s in hole["answer"] for s in ("<<<", "=== "))
+    # A folder without gold answers is refused with a reason, not a traceback.
+    (folder / "answers.jsonl").unlink()
+    assert eval_cli.main([str(folder), "--answers", "2"]) == 1
+    assert "no answers.jsonl" in capsys.readouterr().err
