@@ -39,6 +39,7 @@ def main() -> int:
     service = RagService.open(settings, background=False)
     try:
         service.sync_folder(REPO / "samples")
+        service.calibrate_if_stale()  # as the app does on start-up: the per-knowledge-base cutoff
         pairs = load_followups(PAIRS)
         rows, dump = [], {}
         for method in METHODS:

@@ -102,8 +102,8 @@ class AnswerCheckSettings(BaseModel):
     Backends that cannot read token probabilities skip the check (never a refusal)."""
 
     enabled: bool = True
-    min_yes_zh: float = Field(0.15, ge=0, le=1)  # P(是) / (P(是) + P(否)) below this: "the documents don't say"
-    min_yes_en: float = Field(0.05, ge=0, le=1)  # P(Yes) / (P(Yes) + P(No)) likewise
+    min_yes_zh: float = Field(0.12, ge=0, le=1)  # P(是) / (P(是) + P(否)) below this: "the documents don't say"
+    min_yes_en: float = Field(0.19, ge=0, le=1)  # P(Yes) / (P(Yes) + P(No)) likewise
 
 
 class AnswerSettings(BaseModel):

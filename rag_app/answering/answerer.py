@@ -18,7 +18,7 @@ from rag_app.retrieval.results import RetrievalResult
 from .answer_check import AnswerCheck, AnswerChecker
 from .citations import infer_citation, is_non_answer, map_citations, supported_citations
 from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, Refusal, SourcesEvent
-from .followup import FollowupMethod, StandaloneQuery, standalone_query
+from .followup import FollowupMethod, StandaloneQuery, prompt_question, standalone_query
 from .language import Language, detect_language
 from .prompt import Prompt, build_prompt, build_rewrite_messages, clean_rewrite
 from .question import BoundedQuestion, History, bound_question, clean_question, normalise_history
@@ -210,13 +210,16 @@ class Answerer:
             )
             return
 
+        # What the LLM is asked: the standalone query, except that a joined follow-up is put as the
+        # follow-up with its context, so the model answers it rather than both questions.
+        asked = prompt_question(q, turns, language) if method == "combined" else query
         prompt: Prompt | None = None
         try:
             llm = self.get_llm()
-            prompt = build_prompt(query, result.chunks, language, llm.count_tokens, self._context_budget(llm, query))
+            prompt = build_prompt(asked, result.chunks, language, llm.count_tokens, self._context_budget(llm, asked))
         except LLMUnavailableError as exc:
             # Still show what was found: the evidence is useful even when the LLM is down.
-            fallback = build_prompt(query, result.chunks, language, approx_token_count, self.settings.context_tokens)
+            fallback = build_prompt(asked, result.chunks, language, approx_token_count, self.settings.context_tokens)
             yield SourcesEvent(fallback.sources)
             yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
             return
@@ -224,7 +227,7 @@ class Answerer:
         check: AnswerCheck | None = None
         if self._checker is not None:
             try:
-                check = self._checker.run(llm, prompt, query, language)
+                check = self._checker.run(llm, prompt, asked, language)
             except LLMUnavailableError as exc:
                 yield SourcesEvent(prompt.sources)
                 yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
@@ -266,9 +269,9 @@ class Answerer:
         answer = "".join(parts).strip()
         tokenize = self.kb.tokenizer.tokenize
         refusal: Refusal = "model" if is_non_answer(answer) else ""
-        citations = supported_citations(map_citations(answer, prompt.sources), answer, query, tokenize)
+        citations = supported_citations(map_citations(answer, prompt.sources), answer, asked, tokenize)
         if not citations and not refusal and self.settings.infer_citations:
-            inferred = infer_citation(answer, prompt.sources, tokenize, self.settings.infer_min_support, query)
+            inferred = infer_citation(answer, prompt.sources, tokenize, self.settings.infer_min_support, asked)
             if inferred is not None:
                 marker = f" [{inferred.number}]"
                 yield DeltaEvent(marker)  # the stream and the final answer stay identical

@@ -76,17 +76,47 @@ def new_terms(answer: str, question: str, tokenize: Tokenize) -> set[str]:
     return set(tokenize(_CITATION_RE.sub(" ", answer))) - set(tokenize(question))
 
 
+_SENTENCE_END_RE = re.compile(r"[。！？!?；;]|\.(?=\s|$)")
+
+
+def cited_claims(answer: str) -> dict[int, str]:
+    """For each cited number, the text it was attached to: from the end of the previous sentence
+    (or the previous marker) up to the marker; a marker right after a sentence's end cites that
+    sentence. Several markers of one number: their claims joined."""
+    claims: dict[int, list[str]] = {}
+    start, claim = 0, ""
+    for match in _CITATION_RE.finditer(answer):
+        before = answer[start : match.start()].strip()
+        if before:  # "[1][2]": adjacent markers cite the same claim
+            # "…天。 [1]" cites the sentence that just ended; "…天 [1]。" the one it sits in.
+            body = before[:-1] if _SENTENCE_END_RE.fullmatch(before[-1]) else before
+            ends = [m.end() for m in _SENTENCE_END_RE.finditer(body)]
+            claim = body[ends[-1] :].strip() if ends else body
+        for n in parse_citation_numbers(match.group(0)):
+            claims.setdefault(n, []).append(claim)
+        start = match.end()
+    return {n: " ".join(parts) for n, parts in claims.items()}
+
+
 def supported_citations(
     citations: Sequence[Citation], answer: str, question: str, tokenize: Tokenize
 ) -> list[Citation]:
-    """The model's citations that stand: none on a non-answer or a restatement of the question, and
-    only sources holding at least one of the answer's own terms (a number counts as a term)."""
+    """The model's citations that stand: none on a non-answer or a restatement of the question; a
+    source must hold at least one of the answer's own terms, and every number of the claim it is
+    cited for (a figure the source does not state must not look supported)."""
     if is_non_answer(answer):
         return []
     own = new_terms(answer, question, tokenize)
     if not own:
         return []
-    return [c for c in citations if own & set(tokenize(c.source.chunk.text))]
+    claims = cited_claims(answer)
+    kept = []
+    for c in citations:
+        text = c.source.chunk.text
+        numbers = _NUMBER_RE.findall(claims.get(c.number, ""))
+        if own & set(tokenize(text)) and all(n in text for n in numbers):
+            kept.append(c)
+    return kept
 
 
 def infer_citation(
@@ -106,7 +136,7 @@ def infer_citation(
     if is_non_answer(answer):
         return None
     terms = new_terms(answer, question, tokenize)
-    if len(terms) < 2:
+    if not terms:  # a restatement of the question: nothing of its own to support
         return None
     numbers = set(_NUMBER_RE.findall(_CITATION_RE.sub(" ", answer)))
     best: tuple[float, NumberedSource] | None = None

@@ -63,6 +63,17 @@ def combined_query(question: str, history: Sequence[ChatMessage]) -> str:
     return f"{previous} {question}".strip() if previous else question
 
 
+def prompt_question(question: str, history: Sequence[ChatMessage], language: str) -> str:
+    """How a joined follow-up is put to the LLM: the follow-up, with the previous question as its
+    context (the joined query is for retrieval; asked as it is, a small model answers both)."""
+    previous = previous_question(history)
+    if not previous:
+        return question
+    if language == "zh":
+        return f"{question}（上一个问题：{previous}）"
+    return f"{question} (previous question: {previous})"
+
+
 def rewrite_problem(rewrite: str, question: str, history: Sequence[ChatMessage], tokenize: Tokenize) -> str:
     """Why ``rewrite`` is not a faithful standalone form of ``question`` ("" when it is)."""
     text = rewrite.strip()

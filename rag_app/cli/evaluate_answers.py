@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from rag_app.config import Settings
-from rag_app.evaluation.answer_eval import AnswerCase, AnswerOutcome, answer_cases, save_outcomes, summarise
+from rag_app.evaluation.answer_eval import (
+    AnswerCase,
+    AnswerOutcome,
+    answer_cases,
+    check_cutoff,
+    save_outcomes,
+    summarise,
+)
 
 from .common import ingest_progress, open_service, progress_bar
 from .eval_tables import answer_table
@@ -84,7 +91,13 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
         tables.append((name, before, after))
-        dump[name] = {"llm": llm, "cutoff": cutoff, "check_off": before, "check_on": after, "outcomes": str(out)}
+        placed = {lang: check_cutoff(outcomes, lang) for lang in ("zh", "en")}
+        dump[name] = {"llm": llm, "cutoff": cutoff, "check_off": before, "check_on": after, "outcomes": str(out),
+                      "cutoff_keeping_95": placed}
+        found = ", ".join(f"min_yes_{lang}: {c:.3f}" for lang, c in placed.items() if c is not None)
+        if found:
+            print(f"{name}: answer check cutoff that keeps 95% of these answerable questions"
+                  f" (use only on a development sample): {found}")
         _print_examples(outcomes)
     print("\nAnswer quality (check off = the answer check's verdict ignored; on = refused below the configured"
           " cutoff; same answers, one run)\n")

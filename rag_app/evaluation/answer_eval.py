@@ -20,6 +20,7 @@ itself uses cutoff 0, and :func:`summarise` applies the configured one.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import statistics
@@ -148,7 +149,8 @@ def answer_cases(
     # Answerable questions from the front of the pool, holes from the back: offsets move both inwards.
     front = pool[offset : offset + answerable]
     back = pool[len(pool) - offset - holes : len(pool) - offset] if holes else []
-    if answerable + holes + 2 * offset > len(pool) or set(front) & set(back):
+    too_few = offset + answerable > len(pool) or (holes > 0 and len(pool) - offset - holes < 0)
+    if too_few or set(front) & set(back):
         raise ValueError(f"{folder} has {len(pool)} judged questions with answers: too few for this sample")
     cases = [AnswerCase(q, queries[q], "answerable", tuple(golds[q])) for q in front]
     for q in back:
@@ -294,21 +296,15 @@ def summarise(outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | N
     return out
 
 
-def choose_cutoff(outcomes: Sequence[AnswerOutcome], language: Language, max_accuracy_drop: float) -> float:
-    """The answer-check cutoff that refuses the most holes and off-topic questions of ``language``
-    while answerable accuracy drops by at most ``max_accuracy_drop`` (a development sample)."""
-    group = [o for o in outcomes if o.language == language and o.answer_check is not None and not o.refusal]
-    base = [o for o in outcomes if o.language == language and o.kind == "answerable"]
-    if not group or not base:
-        return 0.0
-    best = 0.0
-    for cut in sorted({round(o.answer_check, 4) for o in group if o.answer_check is not None}):
-        lost = sum(o.contained for o in group if o.kind == "answerable" and (o.answer_check or 0) < cut)
-        if lost / len(base) <= max_accuracy_drop:
-            best = cut
-        else:
-            break
-    return best
+def check_cutoff(outcomes: Sequence[AnswerOutcome], language: Language, keep: float = 0.95) -> float | None:
+    """The answer check's cutoff placed on a development sample: the highest one that still keeps
+    ``keep`` of its answerable questions of ``language`` that reached the check (the rule the
+    retrieval calibration uses for its probes). None without such questions."""
+    scores = sorted(o.answer_check for o in outcomes
+                    if o.kind == "answerable" and o.language == language and o.answer_check is not None)
+    if not scores:
+        return None
+    return scores[min(len(scores) - 1, int(math.floor((1 - keep) * len(scores))))]
 
 
 def save_outcomes(path: Path, outcomes: Sequence[AnswerOutcome], extra: Mapping[str, Any] | None = None) -> None:

@@ -114,9 +114,9 @@ def build_chat_tab(service: RagService) -> None:
         return gr.update(interactive=True), gr.update(interactive=True, value="Ask")
 
     for trigger in (send.click, question.submit):
-        (trigger(lock, outputs=[question, send], queue=False, trigger_mode="once")
-         .then(ask, inputs=inputs, outputs=outputs, concurrency_id="chat")
-         .then(unlock, outputs=[question, send], queue=False))
+        (trigger(lock, outputs=[question, send], queue=False, trigger_mode="once", api_visibility="private")
+         .then(ask, inputs=inputs, outputs=outputs, concurrency_id="chat", api_name="ask")
+         .then(unlock, outputs=[question, send], queue=False, api_visibility="private"))
     clear.click(clear_chat, outputs=[chatbot, history_state, sources_panel], queue=False)
     # The chatbot's own trash button must forget the conversation too (follow-ups use the history).
     chatbot.clear(lambda: ([], render_sources([])), outputs=[history_state, sources_panel], queue=False)

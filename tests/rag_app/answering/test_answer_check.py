@@ -5,7 +5,7 @@ from __future__ import annotations
 from rag_app.answering import Answerer, DeltaEvent, FinalEvent, SourcesEvent
 from rag_app.answering.answer_check import AnswerCheck, verdict_messages
 from rag_app.answering.answerer import ANSWER_STOPS
-from rag_app.answering.citations import is_non_answer, new_terms, supported_citations
+from rag_app.answering.citations import cited_claims, is_non_answer, new_terms, supported_citations
 from rag_app.config import AnswerCheckSettings, AnswerSettings
 from tests.support.fakes import ScriptedLLM
 
@@ -81,6 +81,20 @@ def test_citation_rules_directly(samples_kb) -> None:
     assert is_non_answer("") and is_non_answer("资料中没有提到这一点。") and is_non_answer("I don't know.")
     assert not is_non_answer("Each file may be up to 25 MB [1].")
     assert supported_citations([], "I don't know [1]", EN_Q, tok) == []
+    # Each marker cites the claim it is attached to (the sentence it ends, or the one it follows).
+    assert cited_claims("每年 18 天 [1]。入职不满五年的 12 天。 [2]") == {1: "每年 18 天", 2: "入职不满五年的 12 天"}
+    assert cited_claims("Version 3.2 allows 200 MB [1][2].") == {1: "Version 3.2 allows 200 MB",
+                                                                 2: "Version 3.2 allows 200 MB"}
+
+
+def test_a_citation_whose_source_lacks_the_claims_figure_does_not_stand(samples_kb) -> None:
+    # The handbook chunk says 18 天; an answer claiming 25 天 for it must not look supported, while the
+    # true figure keeps its citation.
+    for figure, kept in (("18", True), ("25", False)):
+        llm = ScriptedLLM([f"入职满五年的正式员工每年享有 {figure} 天带薪年假 [1]。"], verdict=None)
+        final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
+        assert isinstance(final, FinalEvent) and "18 天" in final.sources[0].chunk.text
+        assert bool(final.citations) == kept, (figure, final.citations)
 
 
 def test_the_model_echoing_source_markers_is_cut_there(samples_kb) -> None:

@@ -302,6 +302,8 @@ def test_followup_is_rewritten_with_history(samples_kb, llm_stub: StubLLMServer)
     events = _events(Answerer(samples_kb, _openai(llm_stub), checked), "那不满五年的呢？", history)
     assert events[0].method == "combined" and events[0].query == f"{ZH_Q} 那不满五年的呢？"
     assert any("12 天" in s.chunk.text for s in events[-1].sources)
+    asked = llm_stub.answer_bodies()[-1]["messages"][-1]["content"]
+    assert asked == f"问题：那不满五年的呢？（上一个问题：{ZH_Q}）"
     # The default joins without asking the LLM at all.
     llm_stub.reset()
     events = _events(Answerer(samples_kb, _openai(llm_stub), SETTINGS), "那不满五年的呢？", history)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rag_app.answering.followup import (
     combined_query,
     is_self_contained,
+    prompt_question,
     rewrite_problem,
     standalone_query,
 )
@@ -39,6 +40,9 @@ def test_a_rewrite_that_repeats_the_previous_answer_is_rejected(samples_kb) -> N
 def test_the_fallback_joins_the_previous_question(samples_kb) -> None:
     tok = samples_kb.tokenizer.tokenize
     assert combined_query("那住宿呢？", HISTORY) == f"{TRAIN_Q} 那住宿呢？"
+    # The LLM is asked the follow-up in its context, not the joined text (it would answer both).
+    assert prompt_question("那住宿呢？", HISTORY, "zh") == f"那住宿呢？（上一个问题：{TRAIN_Q}）"
+    assert prompt_question("And the warranty?", EN_HISTORY, "en").startswith("And the warranty? (previous question:")
     found = standalone_query("那住宿呢？", HISTORY, tok, lambda: TRAIN_A)
     assert found.method == "combined" and found.text == f"{TRAIN_Q} 那住宿呢？" and found.rejected
     found = standalone_query("那住宿呢？", HISTORY, tok, lambda: "出差住宿标准是什么？")

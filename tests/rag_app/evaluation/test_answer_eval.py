@@ -15,7 +15,7 @@ from rag_app.evaluation.answer_eval import (
     AnswerOutcome,
     answer_cases,
     answer_f1,
-    choose_cutoff,
+    check_cutoff,
     contains_gold,
     document_key,
     normalise_answer,
@@ -86,10 +86,10 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     assert with_cutoff(outcomes[0], {"zh": 0.95}).refusal == "not_in_sources"
     assert with_cutoff(outcomes[6], {"zh": 0.95}) == outcomes[6]  # other refusals stay as they are
     assert with_cutoff(replace(outcomes[0], language="en"), {"zh": 0.95}).refusal == ""
-    # The highest cutoff that loses at most a quarter of the answerable questions' accuracy.
-    assert choose_cutoff(outcomes, "zh", 0.25) == 0.5  # refuses 0.1 (right: lost) and 0.2 (wrong: free)
-    assert choose_cutoff(outcomes, "zh", 0.0) == 0.1
-    assert choose_cutoff(outcomes, "en", 0.25) == 0.0
+    # Placed on a development sample: the highest cutoff keeping 75% / all of its answerable questions.
+    assert check_cutoff(outcomes, "zh", keep=0.75) == 0.2
+    assert check_cutoff(outcomes, "zh", keep=1.0) == 0.1
+    assert check_cutoff(outcomes, "en") is None
 
 
 def test_left_out_documents_are_absent_from_retrieval(samples_kb) -> None:

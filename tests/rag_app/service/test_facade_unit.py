@@ -33,7 +33,10 @@ class Harness:
         self.embedder = HashingEmbedder()
         self.vectors = InMemoryVectorStore(self.embedder.dim)
         self.kb = KnowledgeBase(self.settings, embedder=self.embedder, vectors=self.vectors).warm_up()
-        self.llm = ScriptedLLM(["According to the handbook, ", "it is covered in [1]."])
+        # Answers that state the documents' facts (a citation stands only on a source that holds them).
+        self.llm = ScriptedLLM(responder=lambda messages: (
+            ["根据员工手册，", "每年享有 18 天带薪年假 [1]。"] if "年假" in messages[-1]["content"]
+            else ["The maximum upload size ", "is 200 MB per file [1]."]))
         self.service = RagService(self.settings, self.kb, Answerer(self.kb, self.llm), background=False)
 
     def upload_both(self) -> dict[str, str]:
@@ -85,7 +88,7 @@ def test_upload_list_search_ask_and_delete(harness: Harness) -> None:
     final = service.ask(ZH_Q)
     assert isinstance(final, FinalEvent) and not final.refused and final.language == "zh"
     assert final.cited_sources == [sources["员工手册.md"]] and final.citations[0].number == 1
-    assert final.answer == "According to the handbook, it is covered in [1]."
+    assert final.answer == "根据员工手册，每年享有 18 天带薪年假 [1]。"
     assert "18 天带薪年假" in harness.llm.calls[-1][0]["content"]
     events = list(service.ask_stream(EN_Q))
     assert [type(e) for e in events[:2]] == [QueryEvent, SourcesEvent] and isinstance(events[2], DeltaEvent)
