@@ -102,7 +102,8 @@ def run_setup(args: argparse.Namespace, kb: KnowledgeBase, llm_settings, answer_
             assert final is not None
             # One counter for every backend (llama.cpp exposes no tokenizer here): the tokenizer-free
             # estimate, a slight over-estimate, so decode rates compare across rows.
-            n_tokens = approx_token_count(final.answer) if final.answer else 0
+            written = final.draft or final.answer  # a withheld answer was still generated (and streamed)
+            n_tokens = approx_token_count(written) if written else 0
             # The same prompt the answerer built (retrieval is deterministic), for its token count.
             chunks = kb.retriever.run(final.query).chunks  # type: ignore[union-attr]
             prompt = build_prompt(final.query, chunks, final.language, llm.count_tokens, answerer._context_budget(llm, final.query))
@@ -119,6 +120,7 @@ def run_setup(args: argparse.Namespace, kb: KnowledgeBase, llm_settings, answer_
                     "prompt_tokens": prompt_tokens,
                     "tok_s": (n_tokens - 1) / decode if decode > 0 and n_tokens > 1 else 0.0,
                     "refused": final.refused,
+                    "refusal": final.refusal,
                     "check_s": final.timings.get("check_s"),
                     "cited": ", ".join(
                         dict.fromkeys(f"{c.source.file}{' (inferred)' if c.inferred else ''}" for c in final.citations)
@@ -147,7 +149,7 @@ def table(results: list[dict]) -> str:
     for res in results:
         check = "on" if res["check"] else "off"
         for r in res["rows"]:
-            cited = "refused" if r["refused"] else r["cited"]
+            cited = f"refused ({r['refusal']})" if r["refused"] else r["cited"]
             check_s = "–" if r["check_s"] is None else f"{r['check_s']:.2f}"
             lines.append(
                 f"| {res['llm']} | {check} | {r['lang']} | {r['question']} | {r['prompt_tokens']} | {check_s}"

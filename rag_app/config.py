@@ -116,6 +116,14 @@ class AnswerSettings(BaseModel):
     not_in_sources_en: str = (
         "The documents do not answer this question. The related passages below may help, but they do not answer it."
     )
+    # The model answered, but no quoted passage holds its answer's own words and numbers (no citation
+    # stands and none can be inferred): it reads as sure, yet the documents do not back it.
+    refuse_unsupported: bool = True
+    unsupported_zh: str = "资料中找不到能支持这个回答的内容，所以不把它作为答案给出。下面列出的相关内容可能有帮助。"
+    unsupported_en: str = (
+        "The documents do not back the answer the model wrote, so it is not given as an answer."
+        " The related passages below may help."
+    )
     check: AnswerCheckSettings = AnswerCheckSettings()
     context_tokens: int = Field(1500, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
     # Longer questions (a pasted document) are cut to their first N embedder tokens before retrieval

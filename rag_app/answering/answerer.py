@@ -277,13 +277,20 @@ class Answerer:
                 yield DeltaEvent(marker)  # the stream and the final answer stay identical
                 answer += marker
                 citations = [inferred]
+        draft, note = "", ""
+        if not citations and not refusal and self.settings.refuse_unsupported:
+            # No quoted passage holds the answer's own words and numbers: it would read as sure while
+            # the documents do not back it. Say so; the draft stays visible as what the model wrote.
+            refusal, draft = "unsupported", answer
+            answer = self.settings.unsupported_zh if language == "zh" else self.settings.unsupported_en
+            note = unsupported_note(draft, language)
         cited = list(dict.fromkeys(c.source.chunk.source for c in citations))
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield FinalEvent(
             answer=answer, question=q, query=query, language=language, sources=prompt.sources,
             citations=citations, cited_sources=cited, refused=bool(refusal), refusal=refusal,
-            answer_check=check.score if check is not None else None, dropped_sources=prompt.dropped,
-            timings=timings, question_truncated=truncated,
+            answer_check=check.score if check is not None else None, draft=draft, note=note,
+            dropped_sources=prompt.dropped, timings=timings, question_truncated=truncated,
         )
 
     def answer(self, question: str | BoundedQuestion | None, history: History | None = None) -> FinalEvent | ErrorEvent:
@@ -293,3 +300,11 @@ class Answerer:
             last = event
         assert isinstance(last, (FinalEvent, ErrorEvent))
         return last
+
+
+def unsupported_note(draft: str, language: Language, limit: int = 300) -> str:
+    """Why an answer was withheld, quoting what the model wrote (cut to ``limit`` characters)."""
+    quoted = draft if len(draft) <= limit else draft[:limit].rstrip() + "…"
+    if language == "zh":
+        return f"模型写出的回答在引用的资料中找不到依据（资料里没有它自己的词语和数字）：“{quoted}”"
+    return f"None of the quoted passages holds the model's own words and numbers. The model wrote: \u201c{quoted}\u201d"

@@ -76,6 +76,16 @@ def new_terms(answer: str, question: str, tokenize: Tokenize) -> set[str]:
     return set(tokenize(_CITATION_RE.sub(" ", answer))) - set(tokenize(question))
 
 
+_CJK_RE = re.compile(r"[\u3400-\u9fff]")
+
+
+def held_terms(terms: set[str], text: str, tokenize: Tokenize) -> set[str]:
+    """The ``terms`` that ``text`` holds: among its tokens, or for a Chinese term anywhere in it
+    (jieba can cut the same words differently in another sentence: "玉汝" vs "字玉" + "汝")."""
+    tokens = set(tokenize(text))
+    return {t for t in terms if t in tokens or (_CJK_RE.search(t) is not None and t in text)}
+
+
 _SENTENCE_END_RE = re.compile(r"[。！？!?；;]|\.(?=\s|$)")
 
 
@@ -114,7 +124,7 @@ def supported_citations(
     for c in citations:
         text = c.source.chunk.text
         numbers = _NUMBER_RE.findall(claims.get(c.number, ""))
-        if own & set(tokenize(text)) and all(n in text for n in numbers):
+        if held_terms(own, text, tokenize) and all(n in text for n in numbers):
             kept.append(c)
     return kept
 
@@ -143,7 +153,7 @@ def infer_citation(
     for s in sources:
         if any(n not in s.chunk.text for n in numbers):
             continue
-        support = len(terms & set(tokenize(s.chunk.text))) / len(terms)
+        support = len(held_terms(terms, s.chunk.text, tokenize)) / len(terms)
         if support >= min_support and (best is None or support > best[0]):
             best = (support, s)
     return Citation(best[1].number, best[1], inferred=True) if best else None

@@ -53,8 +53,9 @@ class SourcesEvent:
 
 
 # Why an answer is a refusal: retrieval found nothing relevant; the answer check found that the
-# passages do not hold the answer; or the model itself said that it does not know.
-Refusal = Literal["", "no_evidence", "not_in_sources", "model"]
+# passages do not hold the answer; the model itself said that it does not know; or the model's
+# answer is backed by no quoted passage (``answer.refuse_unsupported``).
+Refusal = Literal["", "no_evidence", "not_in_sources", "model", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class FinalEvent:
     note: str = ""
     refusal: Refusal = ""
     answer_check: float | None = None  # the verdict score, when the check ran
+    draft: str = ""  # refusal "unsupported": what the model wrote (streamed as deltas), not given as the answer
     dropped_sources: int = 0  # retrieved chunks left out for the context budget
     timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
     question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used
@@ -95,6 +97,7 @@ class FinalEvent:
             "refused": self.refused,
             "refusal": self.refusal,
             "answer_check": self.answer_check,
+            "draft": self.draft,
             "note": self.note,
             "citations": [c.to_dict() for c in self.citations],
             "cited_sources": self.cited_sources,

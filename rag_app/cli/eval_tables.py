@@ -94,22 +94,22 @@ def kb_fusion_table(rows: list[FusionCheck]) -> str:
     return "\n".join(lines)
 
 
-def answer_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
-    """One row per set and answer check setting: accuracy on answerable questions, refusal of holes
-    and off-topic questions (and by whom), citation precision, latency."""
+def answer_table(rows: list[tuple[str, list[tuple[str, dict[str, Any]]]]]) -> str:
+    """One row per set and refusal rules: accuracy on answerable questions, refusal of holes and
+    off-topic questions (and by whom), citation precision, latency."""
     lines = [
-        "| set | answer check | accuracy | F1 | answerable refused | holes refused | off-topic refused"
+        "| set | refusal rules | accuracy | F1 | answerable refused | holes refused | off-topic refused"
         " | unanswerable (written) refused | all unanswerable refused"
-        " | refused by threshold / check / model (all kinds) | citation precision"
+        " | refused by threshold / check / model / unsupported (all kinds) | citation precision"
         " | prompt markup | first token p50 s | total p50 s | check p50 s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for name, before, after in rows:
-        for label, s in (("off", before), ("on", after)):
+    for name, settings in rows:
+        for label, s in settings:
             a = s.get("answerable", {})
             by = " / ".join(
                 str(sum(round(g[k] * g["questions"]) for g in _groups(s))) for k in
-                ("refused_threshold", "refused_check", "refused_model")
+                ("refused_threshold", "refused_check", "refused_model", "refused_unsupported")
             )
             lines.append(
                 f"| {name} | {label} | {_pct(a.get('accuracy'))} | {_fmt(a.get('f1', math.nan), '.2f')}"

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
     holes = args.answer_holes if args.answer_holes is not None else args.answers // 2
     offtopic = args.answer_offtopic if args.answer_offtopic is not None else args.answers // 2
     dump: dict[str, Any] = {}
-    tables: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    tables: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
     for folder in args.datasets:
         name = folder.resolve().name
         settings: Settings = settings_for(name)
@@ -87,20 +87,25 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         finally:
             service.close()
         out = outcomes_path(settings, args.seed, args.answer_offset, len(cases))
-        before, after = summarise(outcomes), summarise(outcomes, cutoff)
+        before = summarise(outcomes)
+        checked = summarise(outcomes, cutoff)
+        after = summarise(outcomes, cutoff, unsupported=True)
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
-        tables.append((name, before, after))
+        tables.append((name, [("none", before), ("check", checked), ("check + support", after)]))
         placed = {lang: check_cutoff(outcomes, lang) for lang in ("zh", "en")}
-        dump[name] = {"llm": llm, "cutoff": cutoff, "check_off": before, "check_on": after, "outcomes": str(out),
-                      "cutoff_keeping_95": placed}
+        dump[name] = {"llm": llm, "cutoff": cutoff, "rules_off": before, "check_on": checked,
+                      "check_and_support": after, "outcomes": str(out), "cutoff_keeping_95": placed}
+        if not math.isnan(before["check_auc"]):
+            print(f"{name}: the answer check's verdict ranks answerable questions above the others with"
+                  f" AUC {before['check_auc']:.3f} (questions that reached the check)")
         found = ", ".join(f"min_yes_{lang}: {c:.3f}" for lang, c in placed.items() if c is not None)
         if found:
             print(f"{name}: answer check cutoff that keeps 95% of these answerable questions"
                   f" (use only on a development sample): {found}")
         _print_examples(outcomes)
-    print("\nAnswer quality (check off = the answer check's verdict ignored; on = refused below the configured"
-          " cutoff; same answers, one run)\n")
+    print("\nAnswer quality, same answers under each refusal rule (none; the answer check at the configured"
+          " cutoff; that and withholding answers no quoted passage backs, the default)\n")
     print(answer_table(tables))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
+import numpy as np
+
 from ingest.beir import corpus_id_of, load_qrels, load_queries
 from ingest.types import Chunk
 from rag_app.answering import Answerer, FinalEvent
 from rag_app.answering.language import Language, detect_language
+from rag_app.evaluation.calibration import auc
 from rag_app.retrieval.results import RetrievalResult
 
 CaseKind = Literal["answerable", "hole", "offtopic", "unanswerable"]
@@ -60,7 +63,7 @@ class AnswerOutcome:
     question: str
     language: Language
     answer: str
-    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "error"
+    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "error"
     answer_check: float | None
     contained: bool
     f1: float
@@ -244,13 +247,20 @@ def run_cases(
 # --- figures ----------------------------------------------------------------------------------------
 
 
-def with_cutoff(outcome: AnswerOutcome, cutoff: Mapping[str, float]) -> AnswerOutcome:
+def with_cutoff(outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False) -> AnswerOutcome:
     """The outcome had the answer check refused below ``cutoff[language]`` (answers with a recorded
-    verdict only; refusals of other kinds stay as they are)."""
-    score = outcome.answer_check
-    if outcome.refusal or score is None or score >= cutoff.get(outcome.language, 0.0):
+    verdict only; refusals of other kinds stay as they are), and with ``unsupported`` had an answer
+    with no citation been withheld (``answer.refuse_unsupported``)."""
+    if outcome.refusal:
         return outcome
-    return AnswerOutcome(**{**asdict(outcome), "refusal": "not_in_sources", "contained": False, "f1": 0.0,
+    score = outcome.answer_check
+    if score is not None and score < cutoff.get(outcome.language, 0.0):
+        refusal = "not_in_sources"
+    elif unsupported and outcome.cited == 0:
+        refusal = "unsupported"
+    else:
+        return outcome
+    return AnswerOutcome(**{**asdict(outcome), "refusal": refusal, "contained": False, "f1": 0.0,
                             "cited": 0, "cited_with_gold": 0})
 
 
@@ -263,10 +273,13 @@ def _median(values: Iterable[float | None]) -> float:
     return statistics.median(present) if present else float("nan")
 
 
-def summarise(outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | None = None) -> dict[str, Any]:
+def summarise(
+    outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | None = None, unsupported: bool = False
+) -> dict[str, Any]:
     """Per kind: counts, accuracy and F1 (answerable), refusal shares by cause, citation precision,
-    latency medians; ``cutoff`` applies the answer check (None: the outcomes as recorded)."""
-    rows = [with_cutoff(o, cutoff) for o in outcomes] if cutoff else list(outcomes)
+    latency medians; ``cutoff`` applies the answer check and ``unsupported`` withholds uncited
+    answers (neither: the outcomes as recorded)."""
+    rows = [with_cutoff(o, cutoff or {}, unsupported) for o in outcomes]
     out: dict[str, Any] = {}
     for kind in KINDS:
         group = [o for o in rows if o.kind == kind]
@@ -282,6 +295,7 @@ def summarise(outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | N
             "refused_threshold": _share([o.refusal == "no_evidence" for o in group]),
             "refused_check": _share([o.refusal == "not_in_sources" for o in group]),
             "refused_model": _share([o.refusal == "model" for o in group]),
+            "refused_unsupported": _share([o.refusal == "unsupported" for o in group]),
             "errors": sum(o.refusal == "error" for o in group),
             "citation_precision": sum(o.cited_with_gold for o in group) / cited if cited else float("nan"),
             "cited_answers": _share([o.cited > 0 for o in group if not o.refusal]),
@@ -293,7 +307,18 @@ def summarise(outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | N
     unanswerable = [o for o in rows if o.kind != "answerable"]
     if unanswerable:
         out["unanswerable_refused"] = _share([bool(o.refusal) and o.refusal != "error" for o in unanswerable])
+    out["check_auc"] = check_separation(outcomes)
     return out
+
+
+def check_separation(outcomes: Sequence[AnswerOutcome]) -> float:
+    """How well the answer check's verdict separates the answerable questions from the others, among
+    those that reached it: P(an answerable question's verdict > an unanswerable one's), NaN when
+    either side is empty."""
+    def verdicts(answerable: bool) -> np.ndarray:
+        return np.array([o.answer_check for o in outcomes
+                         if o.answer_check is not None and (o.kind == "answerable") == answerable], dtype=float)
+    return auc(verdicts(True), verdicts(False))
 
 
 def check_cutoff(outcomes: Sequence[AnswerOutcome], language: Language, keep: float = 0.95) -> float | None:

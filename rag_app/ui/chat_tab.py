@@ -74,7 +74,7 @@ def build_chat_tab(service: RagService) -> None:
                     {c.number: c.inferred for c in event.citations},
                     query_note=query_note,
                     no_evidence=event.note if event.refusal == "no_evidence" else "",
-                    not_answered=event.note if event.refusal == "not_in_sources" else "",
+                    not_answered=event.note if event.refusal in ("not_in_sources", "unsupported") else "",
                 )
                 yield "", chat, history, panel
             elif isinstance(event, ErrorEvent):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rag_app.answering import Answerer, DeltaEvent, FinalEvent, SourcesEvent
 from rag_app.answering.answer_check import AnswerCheck, verdict_messages
 from rag_app.answering.answerer import ANSWER_STOPS
-from rag_app.answering.citations import cited_claims, is_non_answer, new_terms, supported_citations
+from rag_app.answering.citations import cited_claims, held_terms, is_non_answer, new_terms, supported_citations
 from rag_app.config import AnswerCheckSettings, AnswerSettings
 from tests.support.fakes import ScriptedLLM
 
@@ -60,24 +60,46 @@ def test_a_backend_without_token_probabilities_skips_the_check(samples_kb) -> No
 
 def test_a_restatement_or_a_non_answer_carries_no_citation(samples_kb) -> None:
     # The bug report: a restatement of the question was marked "cited (inferred)".
+    # A restatement backs nothing, so it is withheld as unsupported (or, with that rule off, shown uncited).
     for deltas, refusal in (
-        (["入职满五年的正式员工每年有带薪年假 [1]。"], ""),  # restates the question, cites [1]
-        (["入职满五年的正式员工每年有几天带薪年假。"], ""),  # restates, no marker: nothing inferred
+        (["入职满五年的正式员工每年有带薪年假 [1]。"], "unsupported"),  # restates the question, cites [1]
+        (["入职满五年的正式员工每年有几天带薪年假。"], "unsupported"),  # restates, no marker: nothing inferred
         (["抱歉，文档中没有相关内容。"], "model"),
         (["The documents do not say. [1]"], "model"),
     ):
-        llm = ScriptedLLM(deltas, verdict=None)
-        events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
-        final = events[-1]
-        assert isinstance(final, FinalEvent) and final.citations == [], (deltas, final.citations)
-        assert final.refusal == refusal and final.refused == bool(refusal)
-        assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == final.answer
+        for rule in (True, False):
+            llm = ScriptedLLM(deltas, verdict=None)
+            events = _events(Answerer(samples_kb, llm, AnswerSettings(refuse_unsupported=rule)), ZH_Q)
+            final = events[-1]
+            assert isinstance(final, FinalEvent) and final.citations == [], (deltas, final.citations)
+            expected = refusal if rule or refusal == "model" else ""
+            assert final.refusal == expected and final.refused == bool(expected)
+            streamed = "".join(e.text for e in events if isinstance(e, DeltaEvent))
+            assert streamed == (final.draft if expected == "unsupported" else final.answer)
+
+
+def test_an_answer_no_passage_backs_is_withheld_with_what_the_model_wrote(samples_kb) -> None:
+    invented = "入职满五年的员工每年有 30 天年假，由董事会每季度审批。"  # neither 30 nor 董事会 is in the handbook
+    llm = ScriptedLLM([invented], verdict=None)
+    events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
+    final = events[-1]
+    assert isinstance(final, FinalEvent) and final.refusal == "unsupported" and final.refused
+    assert final.answer == AnswerSettings().unsupported_zh and final.draft == invented and final.citations == []
+    assert invented in final.note and final.sources  # the passages stay listed, as related reading
+    assert final.to_dict()["draft"] == invented
+    # The same answer in the handbook's words and figure is given, with its source.
+    llm = ScriptedLLM(["入职满五年及以上的正式员工每年享有 18 天带薪年假。"], verdict=None)
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
+    assert not final.refused and final.citations and final.draft == ""
 
 
 def test_citation_rules_directly(samples_kb) -> None:
     tok = samples_kb.tokenizer.tokenize
     assert new_terms("每年 18 天 [1]。", ZH_Q, tok) == {"18", "天"}  # the marker is not a term
     assert new_terms(ZH_Q, ZH_Q, tok) == set()
+    # A Chinese term counts as held where the text has it, however jieba cuts the text around it.
+    assert held_terms({"玉汝", "字号"}, "魏玩，字玉汝，襄阳人。", tok) == {"玉汝"}
+    assert held_terms({"upload"}, "Uploads are limited.", tok) == {"upload"}  # English: stemmed tokens
     assert is_non_answer("") and is_non_answer("资料中没有提到这一点。") and is_non_answer("I don't know.")
     assert not is_non_answer("Each file may be up to 25 MB [1].")
     assert supported_citations([], "I don't know [1]", EN_Q, tok) == []

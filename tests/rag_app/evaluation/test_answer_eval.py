@@ -80,12 +80,19 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     off = summarise(outcomes)
     assert off["answerable"]["accuracy"] == 0.75 and off["hole"]["refused"] == 0.0
     assert off["unanswerable_refused"] == 0.25
+    assert off["check_auc"] == 9 / 12  # verdicts of questions that reached the check; 0.2 > 0.05, 0.15 but < 0.3
     on = summarise(outcomes, {"zh": 0.25})
     assert on["answerable"]["accuracy"] == 0.5 and on["answerable"]["refused_check"] == 0.5
     assert on["hole"]["refused_check"] == 0.5 and on["offtopic"]["refused"] == 1.0
     assert with_cutoff(outcomes[0], {"zh": 0.95}).refusal == "not_in_sources"
     assert with_cutoff(outcomes[6], {"zh": 0.95}) == outcomes[6]  # other refusals stay as they are
     assert with_cutoff(replace(outcomes[0], language="en"), {"zh": 0.95}).refusal == ""
+    # An answer with no citation is withheld only with the support rule, after the check has had its say.
+    uncited = replace(outcomes[0], cited=0, cited_with_gold=0)
+    assert with_cutoff(uncited, {}).refusal == "" and with_cutoff(uncited, {}, unsupported=True).refusal == "unsupported"
+    assert with_cutoff(replace(uncited, answer_check=0.1), {"zh": 0.5}, unsupported=True).refusal == "not_in_sources"
+    withheld = summarise([*outcomes, uncited], {"zh": 0.25}, unsupported=True)
+    assert withheld["answerable"]["refused_unsupported"] == 1 / 5 and withheld["answerable"]["accuracy"] == 2 / 5
     # Placed on a development sample: the highest cutoff keeping 75% / all of its answerable questions.
     assert check_cutoff(outcomes, "zh", keep=0.75) == 0.2
     assert check_cutoff(outcomes, "zh", keep=1.0) == 0.1
@@ -125,10 +132,11 @@ def test_rag_eval_answers_end_to_end(tmp_path: Path, e5_model_dir: Path, capsys:
                           "--json", str(out_json)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| samples-qa | off |" in printed and "| samples-qa | on |" in printed
+    for rules in ("none", "check", "check + support"):
+        assert f"| samples-qa | {rules} |" in printed
     dump = json.loads(out_json.read_text(encoding="utf-8"))["samples-qa"]
-    assert dump["llm"].startswith("llamacpp:") and dump["check_off"]["answerable"]["questions"] == 2
-    assert dump["check_off"]["hole"]["questions"] == 1 and dump["check_off"]["unanswerable"]["questions"] == 1
+    assert dump["llm"].startswith("llamacpp:") and dump["rules_off"]["answerable"]["questions"] == 2
+    assert dump["rules_off"]["hole"]["questions"] == 1 and dump["rules_off"]["unanswerable"]["questions"] == 1
     outcomes = json.loads(Path(dump["outcomes"]).read_text(encoding="utf-8"))["outcomes"]
     assert len(outcomes) == 4 and all(o["refusal"] != "error" for o in outcomes)
     hole = next(o for o in outcomes if o["kind"] == "hole")
