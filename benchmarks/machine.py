@@ -41,5 +41,6 @@ def write_section(path: Path, heading: str, text: str) -> None:
 
     old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = text.rstrip("\n") + "\n\n"  # a blank line before the next section's heading
     new = pattern.sub(lambda _: text, old, count=1) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
     path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")

@@ -24,7 +24,10 @@ class EmbedderSettings(BaseModel):
     normalize: bool = True
     max_tokens: int = 512  # the model's input limit, special tokens included
     batch_size: int = 16
-    num_threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    num_threads: int | None = None  # torch / ONNX Runtime intra-op threads; None keeps the default
+    # torch: the fp32 model as it is. onnx-int8: the same model exported to ONNX with int8 weights
+    # (per-channel), run by ONNX Runtime; built once beside the model (ingest.embedding.onnx_int8).
+    runtime: Literal["torch", "onnx-int8"] = "torch"
     device: str = "cpu"
     cache_dir: str | None = None  # where a packaged model is rebuilt; defaults to <data_dir>/models
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -71,7 +71,9 @@ class Embedder:
         self._model_path: str | None = None  # resolved folder or hub id
         self._config: Any = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
-        self._model: PreTrainedModel | None = None
+        self._model: PreTrainedModel | None = None  # the torch runtime's model
+        # token tensors -> last hidden states [batch, tokens, dim], whichever runtime computes them
+        self._encoder: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
         self._max_tokens: int | None = None
         self._dim: int | None = None
         self._prefix_tokens: dict[str, int] = {}
@@ -79,32 +81,53 @@ class Embedder:
     # ------------------------------------------------------------------ loading
 
     def warm_up(self) -> None:
-        """Load tokenizer and model (building the packaged model once if needed). Idempotent."""
-        if self._model is not None:
+        """Load tokenizer and model (building the packaged model, and for ``runtime: onnx-int8``
+        its int8 copy, once if needed). Idempotent."""
+        if self._encoder is not None:
             return
         with self._lock:
-            if self._model is not None:
+            if self._encoder is not None:
                 return
             import torch
-            from transformers import AutoModel
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar clutters CLI output
             if self.settings.num_threads:
                 torch.set_num_threads(self.settings.num_threads)
             self._ensure_tokenizer()
-            try:
-                model = AutoModel.from_pretrained(self.model_path, dtype=torch.float32)
-            except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...
-                raise self._not_found(exc) from exc
-            model.to(self.settings.device)
-            model.eval()
-            self._model = model
+            if self.settings.runtime == "onnx-int8":
+                self._encoder = self._load_onnx_int8()
+            else:
+                self._encoder = self._load_torch()
             logger.info(
-                "Embedder ready: %s (dim %d, max %d tokens, %s pooling, %s)",
+                "Embedder ready: %s (dim %d, max %d tokens, %s pooling, %s, %s)",
                 self._model_path, self.dim, self.max_tokens, self.settings.pooling,
-                self.settings.device,
+                self.settings.runtime, self.settings.device,
             )
+
+    def _load_torch(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        import torch
+        from transformers import AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(self.model_path, dtype=torch.float32)
+        except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...
+            raise self._not_found(exc) from exc
+        model.to(self.settings.device)
+        model.eval()
+        self._model = model
+        return lambda inputs: model(**inputs).last_hidden_state.float()
+
+    def _load_onnx_int8(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        import torch
+
+        from ingest.embedding.onnx_int8 import OnnxEncoder, build_int8_model
+
+        if self.settings.device != "cpu":
+            raise ValueError(f"embedder.runtime onnx-int8 runs on the CPU, not {self.settings.device!r}"
+                             " (use runtime: torch there)")
+        encoder = OnnxEncoder(build_int8_model(self.model_path), self.settings.num_threads)
+        return lambda inputs: torch.from_numpy(encoder({k: v.numpy() for k, v in inputs.items()}))
 
     def _ensure_tokenizer(self) -> None:
         if self._tokenizer is not None:
@@ -195,7 +218,7 @@ class Embedder:
 
     @property
     def is_warm(self) -> bool:
-        return self._model is not None
+        return self._encoder is not None
 
     @property
     def model_path(self) -> str:
@@ -320,7 +343,7 @@ class Embedder:
         import torch
 
         tokenizer = self._tokenizer
-        assert tokenizer is not None and self._model is not None
+        assert tokenizer is not None and self._encoder is not None
         width = max(len(e.ids) for e in encodings)
         n = len(encodings)
         ids = torch.full((n, width), tokenizer.pad_token_id, dtype=torch.long)
@@ -339,7 +362,7 @@ class Embedder:
         inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         if types is not None:
             inputs["token_type_ids"] = types.to(device)
-        hidden = self._model(**inputs).last_hidden_state.float()
+        hidden = self._encoder(inputs)
         vectors = pool(hidden, inputs["attention_mask"], self.settings.pooling)
         if self.settings.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)

@@ -70,10 +70,25 @@ def is_non_answer(answer: str) -> bool:
     return not answer.strip() or bool(_DONT_KNOW_RE.search(answer))
 
 
+# An attribution says where an answer comes from, not what it says ("According to the release
+# notes, ...", "Based on the information provided in the documents, ...", "根据资料，..."). Left in,
+# its words count as the answer's own, and a source that states the answer word for word still
+# falls short of them.
+_ATTRIBUTION_RE = re.compile(
+    r"(?:^|(?<=[.!?]\s)|(?<=[。！？]))\s*(?:"
+    r"(?:according to|based on|as (?:stated|mentioned|described|noted|shown) in|as per)\b[^,，.。]{0,80}[,，]"
+    r"|(?:根据|依据|按照)(?:所给|提供的|上述|以上|这些|该)?(?:的)?(?:资料|文档|文件|来源|内容|信息|材料)[^，,。]{0,8}[，,]"
+    r")",
+    re.IGNORECASE,
+)
+
+
 def new_terms(answer: str, question: str, tokenize: Tokenize) -> set[str]:
     """The answer's own content: its distinct terms (the BM25 tokenizer's: jieba words, stemmed
-    English, stopwords dropped) that the question did not already hold. Empty for a restatement."""
-    return set(tokenize(_CITATION_RE.sub(" ", answer))) - set(tokenize(question))
+    English, stopwords dropped), attributions left out, that the question did not already hold.
+    Empty for a restatement."""
+    content = _ATTRIBUTION_RE.sub(" ", _CITATION_RE.sub(" ", answer))
+    return set(tokenize(content)) - set(tokenize(question))
 
 
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")

@@ -247,10 +247,10 @@ def run_cases(
 # --- figures ----------------------------------------------------------------------------------------
 
 
-def with_cutoff(outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False) -> AnswerOutcome:
-    """The outcome had the answer check refused below ``cutoff[language]`` (answers with a recorded
-    verdict only; refusals of other kinds stay as they are), and with ``unsupported`` had an answer
-    with no citation been withheld (``answer.refuse_unsupported``)."""
+def with_rules(outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False) -> AnswerOutcome:
+    """The outcome under the refusal rules: the answer check refusing below ``cutoff[language]``
+    (answers with a recorded verdict), then with ``unsupported`` an answer with no citation withheld
+    (``answer.refuse_unsupported``). Refusals of other kinds stay as they are."""
     if outcome.refusal:
         return outcome
     score = outcome.answer_check
@@ -279,7 +279,7 @@ def summarise(
     """Per kind: counts, accuracy and F1 (answerable), refusal shares by cause, citation precision,
     latency medians; ``cutoff`` applies the answer check and ``unsupported`` withholds uncited
     answers (neither: the outcomes as recorded)."""
-    rows = [with_cutoff(o, cutoff or {}, unsupported) for o in outcomes]
+    rows = [with_rules(o, cutoff or {}, unsupported) for o in outcomes]
     out: dict[str, Any] = {}
     for kind in KINDS:
         group = [o for o in rows if o.kind == kind]

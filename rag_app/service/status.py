@@ -62,7 +62,8 @@ def build_status(
     else:
         llm_info.update(model=llm.model)
     return {
-        "embedder": {"model": settings.embedder.model, "dim": kb.embedder.dim if kb.embedder.is_warm else None},
+        "embedder": {"model": settings.embedder.model, "runtime": settings.embedder.runtime,
+                     "dim": kb.embedder.dim if kb.embedder.is_warm else None},
         "llm": llm_info,
         "milvus": {
             "uri": redact_uri(settings.milvus_uri),

@@ -25,7 +25,7 @@ _TUNING_STAGES = {
 def status_markdown(service: RagService) -> str:
     st = service.status()
     c = st["counts"]
-    llm = st["llm"]
+    llm, emb = st["llm"], st["embedder"]
     llm_line = f"`{llm['backend']}` · model `{llm['model']}`"
     if llm.get("base_url"):
         llm_line += f" · endpoint `{llm['base_url']}`"
@@ -35,7 +35,7 @@ def status_markdown(service: RagService) -> str:
         [
             "| | |",
             "|---|---|",
-            f"| Embedding model | `{st['embedder']['model']}` ({st['embedder']['dim']}-d) |",
+            f"| Embedding model | `{emb['model']}` ({emb['dim']}-d, {emb['runtime']}) |",
             f"| LLM | {llm_line} |",
             f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}`"
             f" · collection `{st['milvus']['collection']}` |",

@@ -20,7 +20,7 @@ from rag_app.evaluation.answer_eval import (
     document_key,
     normalise_answer,
     summarise,
-    with_cutoff,
+    with_rules,
 )
 from tests.support.paths import REPO, SAMPLES
 
@@ -84,13 +84,13 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     on = summarise(outcomes, {"zh": 0.25})
     assert on["answerable"]["accuracy"] == 0.5 and on["answerable"]["refused_check"] == 0.5
     assert on["hole"]["refused_check"] == 0.5 and on["offtopic"]["refused"] == 1.0
-    assert with_cutoff(outcomes[0], {"zh": 0.95}).refusal == "not_in_sources"
-    assert with_cutoff(outcomes[6], {"zh": 0.95}) == outcomes[6]  # other refusals stay as they are
-    assert with_cutoff(replace(outcomes[0], language="en"), {"zh": 0.95}).refusal == ""
+    assert with_rules(outcomes[0], {"zh": 0.95}).refusal == "not_in_sources"
+    assert with_rules(outcomes[6], {"zh": 0.95}) == outcomes[6]  # other refusals stay as they are
+    assert with_rules(replace(outcomes[0], language="en"), {"zh": 0.95}).refusal == ""
     # An answer with no citation is withheld only with the support rule, after the check has had its say.
     uncited = replace(outcomes[0], cited=0, cited_with_gold=0)
-    assert with_cutoff(uncited, {}).refusal == "" and with_cutoff(uncited, {}, unsupported=True).refusal == "unsupported"
-    assert with_cutoff(replace(uncited, answer_check=0.1), {"zh": 0.5}, unsupported=True).refusal == "not_in_sources"
+    assert with_rules(uncited, {}).refusal == "" and with_rules(uncited, {}, unsupported=True).refusal == "unsupported"
+    assert with_rules(replace(uncited, answer_check=0.1), {"zh": 0.5}, unsupported=True).refusal == "not_in_sources"
     withheld = summarise([*outcomes, uncited], {"zh": 0.25}, unsupported=True)
     assert withheld["answerable"]["refused_unsupported"] == 1 / 5 and withheld["answerable"]["accuracy"] == 2 / 5
     # Placed on a development sample: the highest cutoff keeping 75% / all of its answerable questions.

@@ -208,6 +208,8 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
 
 FOLLOWUP = "那不满五年的呢？"
 NON_ANSWER_Q = "入职满五年的正式员工没休完的带薪年假可以折现吗？"
+INVENTED_Q = "入职满五年的正式员工的年假由谁审批？"
+INVENTED = "由董事会每季度统一审批，最多 30 天。"  # neither the board nor 30 days is in the handbook
 
 
 def _honesty_respond(body: dict) -> list[str]:
@@ -218,6 +220,8 @@ def _honesty_respond(body: dict) -> list[str]:
         return ["入职不满五年的正式员工", "每年享有 12 天带薪年假 [1]。"]
     if "折现" in user:  # a non-answer that cites
         return ["资料中没有提到", "年假能否折现 [1]。"]
+    if "审批" in user:  # an invented answer: no passage backs it
+        return [INVENTED]
     return ZH_DELTAS if "年假" in user else EN_DELTAS
 
 
@@ -226,8 +230,9 @@ def honesty_server(e5_model_dir: Path, tmp_path: Path):
     with StubLLMServer(responder=_honesty_respond, delay_s=0.6) as stub:
         config = write_config(tmp_path, e5_model_dir.parent, stub.base_url,
                               answer={"followup_query": "llm_checked"}, ui={"max_upload_mb": 1})
-        out = ingest(config, [SAMPLES / n for n in [*BACKGROUND, "employee_handbook_zh.md"]])
-        assert "5 indexed" in out, out
+        # Both answers of the double-submit step must be backed by a passage, else they are withheld.
+        out = ingest(config, [SAMPLES / n for n in [*BACKGROUND, "employee_handbook_zh.md", "release_notes_en.pdf"]])
+        assert "6 indexed" in out, out
         with running_app(config, tmp_path / "server.log") as url:
             yield url, stub
 
@@ -276,6 +281,15 @@ def test_one_question_at_a_time_honest_citations_and_follow_ups(honesty_server, 
         _wait_text(page, "#chatbot", "年假能否折现")
         page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
         assert page.locator("#sources .src-card.cited").count() == 0
+        assert page.locator("#sources .badge").count() == 0
+
+        # --- an answer no passage backs is withheld; what the model wrote is shown as a note ---
+        page.locator("#clear-btn").click()
+        _ask(page, INVENTED_Q)
+        _wait_text(page, "#chatbot", "资料中找不到能支持这个回答的内容")
+        page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
+        assert INVENTED not in _chat_text(page)
+        assert INVENTED in page.locator("#sources #not-answered").inner_text()
         assert page.locator("#sources .badge").count() == 0
 
         # --- an oversize upload and a refused type: their reasons in the results table ---
