@@ -11,6 +11,8 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -134,3 +136,21 @@ def sha256_file(path: str | Path) -> str:
         while block := f.read(_HASH_BLOCK):
             h.update(block)
     return h.hexdigest()
+
+
+def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> None:
+    """Make ``target`` a folder filled by ``build`` all at once: built in a temporary sibling, then
+    swapped in with ``os.replace`` (a stale ``target`` moved aside first); a failed build leaves no
+    trace. Callers hold a lock next to ``target`` and may remove ``.<name>.tmp-*`` leftovers."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; model caches may be shared
+        build(tmp)
+        if target.exists():  # stale or incomplete: move aside, since replace needs it gone
+            old = target.parent / f".{target.name}.tmp-old-{os.getpid()}"
+            os.replace(target, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

