@@ -290,7 +290,10 @@ def test_one_question_at_a_time_honest_citations_and_follow_ups(honesty_server, 
         page.wait_for_function("() => !document.querySelector('#ask-btn').disabled")
         assert INVENTED not in _chat_text(page)
         assert INVENTED in page.locator("#sources #not-answered").inner_text()
-        assert page.locator("#sources .badge").count() == 0
+        # The passages are labelled related reading, never cited.
+        assert page.locator("#sources .src-card.cited").count() == 0
+        assert page.locator("#sources .badge:not(.related)").count() == 0
+        assert page.locator("#sources .badge.related").count() >= 1
 
         # --- an oversize upload and a refused type: their reasons in the results table ---
         page.get_by_role("tab", name="Knowledge base").click()
