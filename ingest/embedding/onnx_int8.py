@@ -55,7 +55,7 @@ def _is_complete(target: Path, record: dict[str, Any]) -> bool:
 
 
 def build_int8_model(model_dir: str | Path) -> Path:
-    """The int8 ONNX file for the transformers folder ``model_dir`` (built on first use, ~30 s)."""
+    """The int8 ONNX file for the transformers folder ``model_dir`` (built on first use, about 40 s on 2 cores)."""
     source = Path(model_dir).expanduser().resolve()
     if not source.is_dir():
         raise RuntimeError(f"{source}: the onnx-int8 runtime needs a local model folder (not a hub id)")
@@ -68,7 +68,7 @@ def build_int8_model(model_dir: str | Path) -> Path:
             return target / MODEL_FILE
         for stale in target.parent.glob(f".{target.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        logger.info("Building the int8 ONNX encoder from %s (one-off, ~30 s)", source)
+        logger.info("Building the int8 ONNX encoder from %s (one-off, about 40 s)", source)
         started = time.monotonic()
 
         def build(tmp: Path) -> None:
