@@ -9,6 +9,9 @@ written to BENCHMARKS.md under "## Answer latency" (only that section is replace
 
     python benchmarks/bench_answer.py                 # 5 questions x (llamacpp check on/off, local)
     python benchmarks/bench_answer.py --setups llamacpp:on --threads 1 --repeat 2 --no-write
+
+A repeat asks the same question again: llama.cpp then reuses the whole prompt from its cache
+(first token about 1 s), so repeats measure the cache, not a new question; report single runs.
 """
 from __future__ import annotations
 
