@@ -141,7 +141,10 @@ def sha256_file(path: str | Path) -> str:
 def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> None:
     """Make ``target`` a folder filled by ``build`` all at once: built in a temporary sibling, then
     swapped in with ``os.replace`` (a stale ``target`` moved aside first); a failed build leaves no
-    trace. Callers hold a lock next to ``target`` and may remove ``.<name>.tmp-*`` leftovers."""
+    trace. The caller holds a lock next to ``target``, so leftovers of a crashed build
+    (``.<name>.tmp-*``) are safe to remove first."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; model caches may be shared

