@@ -9,6 +9,7 @@ written to BENCHMARKS.md under "## Answer latency" (only that section is replace
 
     python benchmarks/bench_answer.py                 # 5 questions x (llamacpp check on/off, local)
     python benchmarks/bench_answer.py --setups llamacpp:on --threads 1 --repeat 2 --no-write
+    python benchmarks/bench_answer.py --setups llamacpp:on,llamacpp:on:quality   # configs/quality.yaml's LLM
 
 A repeat asks the same question again: llama.cpp then reuses the whole prompt from its cache
 (first token about 1 s), so repeats measure the cache, not a new question; report single runs.
@@ -68,13 +69,16 @@ def run(args: argparse.Namespace) -> list[dict]:
     index_s = time.perf_counter() - t0
     results = []
     for setup in args.setups.split(","):
-        backend, check = setup.split(":")
+        backend, check, *shape = setup.split(":")
+        # Another deployment shape (configs/<shape>.yaml) brings its own LLM and answer settings (the
+        # answer check's cutoffs belong to the model that gives the verdict); retrieval stays shared.
+        own = load_settings(REPO / "configs" / f"{shape[0]}.yaml", data_dir=data_dir) if shape else settings
         llm_update: dict = {"cache_dir": str(models), "backend": backend}
         if args.threads:
             llm_update["num_threads"] = args.threads
-        llm_settings = settings.llm.model_copy(update=llm_update)
-        answer_settings = settings.answer.model_copy(
-            update={"check": settings.answer.check.model_copy(update={"enabled": check == "on"})})
+        llm_settings = own.llm.model_copy(update=llm_update)
+        answer_settings = own.answer.model_copy(
+            update={"check": own.answer.check.model_copy(update={"enabled": check == "on"})})
         res = run_setup(args, kb, llm_settings, answer_settings, data_dir)
         results.append({**res, "setup": setup, "index_s": index_s, "chunks": report.chunks_added})
     kb.close()
@@ -140,6 +144,7 @@ def run_setup(args: argparse.Namespace, kb: KnowledgeBase, llm_settings, answer_
         "threads": llm_settings.num_threads,
         "max_new_tokens": llm_settings.max_new_tokens,
         "temperature": llm_settings.temperature,
+        "context_tokens": answer_settings.context_tokens,
     }
 
 
@@ -193,7 +198,7 @@ def section(results: list[dict], command: str) -> str:
             f" ({first['index_s']:.0f} s including the embedder load); each LLM setup loaded once beforehand"
             f" (load time below, not counted in the answers); temperature {first['temperature']},"
             f" at most {first['max_new_tokens']} new tokens. Each question runs the full answerer: retrieval,"
-            " the answer check when on, prompt with up to 1500 tokens of quoted sources, streamed generation,"
+            f" the answer check when on, prompt with up to {first['context_tokens']} tokens of quoted sources, streamed generation,"
             " citation parsing. \"First token\" and \"total\" are measured from the question, so they include"
             " retrieval and the check.",
             "",
@@ -218,7 +223,8 @@ def main() -> None:
     parser.add_argument("--models-dir", default=str(REPO / "data" / "models"), help="where packaged models are cached")
     parser.add_argument("--threads", type=int, default=None, help="LLM threads (default: from the config)")
     parser.add_argument("--setups", default="llamacpp:on,llamacpp:off,local:off",
-                        help="comma-separated BACKEND:CHECK (check on/off), measured in this order")
+                        help="comma-separated BACKEND:CHECK[:SHAPE] (check on/off; SHAPE: the LLM and answer"
+                             " settings of configs/SHAPE.yaml, e.g. llamacpp:on:quality), measured in this order")
     parser.add_argument("--repeat", type=int, default=1, help="runs per question")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update BENCHMARKS.md")
     args = parser.parse_args()

@@ -102,7 +102,7 @@ class AnswerCheckSettings(BaseModel):
     Backends that cannot read token probabilities skip the check (never a refusal)."""
 
     enabled: bool = True
-    min_yes_zh: float = Field(0.12, ge=0, le=1)  # P(是) / (P(是) + P(否)) below this: "the documents don't say"
+    min_yes_zh: float = Field(0.11, ge=0, le=1)  # P(是) / (P(是) + P(否)) below this: "the documents don't say"
     min_yes_en: float = Field(0.19, ge=0, le=1)  # P(Yes) / (P(Yes) + P(No)) likewise
 
 
@@ -125,7 +125,7 @@ class AnswerSettings(BaseModel):
         " The related passages below may help."
     )
     check: AnswerCheckSettings = AnswerCheckSettings()
-    context_tokens: int = Field(1500, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
+    context_tokens: int = Field(700, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
     # Longer questions (a pasted document) are cut to their first N embedder tokens before retrieval
     # and the prompt, not refused: the cut is logged and the answer says so (question_truncated).
     # Never more than the embedder takes (512 for e5, its query prefix included).

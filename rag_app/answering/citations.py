@@ -76,7 +76,9 @@ def is_non_answer(answer: str) -> bool:
 # falls short of them.
 _ATTRIBUTION_RE = re.compile(
     r"(?:^|(?<=[.!?]\s)|(?<=[。！？]))\s*(?:"
-    r"(?:according to|based on|as (?:stated|mentioned|described|noted|shown) in|as per)\b[^,，.。]{0,80}[,，]"
+    # "." only where a file name has it ("in the travel_and_expenses.md file,"), not a sentence's end.
+    r"(?:according to|based on|as (?:stated|mentioned|described|noted|shown) in|as per)\b"
+    r"(?:[^,，.。]|\.(?=\w)){0,80}[,，]"
     r"|(?:根据|依据|按照)(?:所给|提供的|上述|以上|这些|该)?(?:的)?(?:资料|文档|文件|来源|内容|信息|材料)[^，,。]{0,8}[，,]"
     r")",
     re.IGNORECASE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
             llm = service.answerer.get_llm().name
         finally:
             service.close()
-        out = outcomes_path(settings, args.seed, args.answer_offset, len(cases))
+        out = outcomes_path(settings, llm, args.seed, args.answer_offset, len(cases))
         before = summarise(outcomes)
         checked = summarise(outcomes, cutoff)
         after = summarise(outcomes, cutoff, unsupported=True)
@@ -144,5 +145,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="skip the first K of each seeded sample (a development sample at 0, a test one past it)")
 
 
-def outcomes_path(settings: Settings, seed: int, offset: int, count: int) -> Path:
-    return Path(settings.data_dir) / f"answers-{seed}-{offset}-{count}.json"
+def outcomes_path(settings: Settings, llm: str, seed: int, offset: int, count: int) -> Path:
+    # The model and the prompt budget in the name: runs that compare them must not overwrite each other.
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", llm)
+    return Path(settings.data_dir) / (
+        f"answers-{model}-ctx{settings.answer.context_tokens}-{seed}-{offset}-{count}.json")

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop, approx_token_count, plain_messages
-from .local_models import check_packaged_name, model_label, resolve_cache_dir
-from .packaged_qwen import PACKAGED_PREFIX, PackagedModelError, ensure_packaged_gguf
+from .local_models import model_label, resolve_cache_dir
+from .packaged_qwen import PACKAGED_PREFIX, PackagedModelError, ensure_packaged_gguf, packaged_model
 from .settings import LLMSettings
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ class LlamaCppLLM(LLMBackend):
     def _model_path(self) -> Path:
         model = self.settings.model
         if model.startswith(PACKAGED_PREFIX):
-            check_packaged_name(model)
-            return ensure_packaged_gguf(self.cache_dir)
+            return ensure_packaged_gguf(self.cache_dir, packaged_model(model))
         path = Path(model).expanduser()
         if path.suffix.lower() != ".gguf" or not path.is_file():
             raise LLMUnavailableError(f"The llamacpp backend needs a .gguf file, got {model!r}")

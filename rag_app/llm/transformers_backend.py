@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .base import ChatMessage, LLMBackend, LLMUnavailableError, apply_stop, plain_messages
-from .local_models import check_packaged_name, model_label, resolve_cache_dir
-from .packaged_qwen import PACKAGED_PREFIX, PackagedModelError, build_hf_model_dir, ensure_packaged_hf_dir
+from .local_models import model_label, resolve_cache_dir
+from .packaged_qwen import (
+    PACKAGED_PREFIX,
+    PackagedModelError,
+    build_hf_model_dir,
+    ensure_packaged_hf_dir,
+    packaged_model,
+)
 from .settings import LLMSettings
 
 logger = logging.getLogger(__name__)
@@ -29,8 +35,7 @@ def resolve_hf_model(model: str, cache_dir: Path) -> str:
     ``cache_dir``; a folder or hub id -> returned unchanged.
     """
     if model.startswith(PACKAGED_PREFIX):
-        check_packaged_name(model)
-        return str(ensure_packaged_hf_dir(cache_dir))
+        return str(ensure_packaged_hf_dir(cache_dir, packaged_model(model)))
     path = Path(model).expanduser()
     if path.suffix.lower() == ".gguf" and path.is_file():
         st = path.stat()

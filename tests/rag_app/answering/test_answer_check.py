@@ -100,6 +100,9 @@ def test_citation_rules_directly(samples_kb) -> None:
     # Attributions ("According to the release notes, ...", "根据资料，...") are not the answer's content.
     assert new_terms("According to the release notes, each file may be up to 200 MB [1].", EN_Q, tok) \
         == new_terms("Each file may be up to 200 MB.", EN_Q, tok)
+    # ... also when it names a file (its "." is not the end of a sentence).
+    assert new_terms("Based on the information provided in the release_notes_en.pdf file, each file may be"
+                     " up to 200 MB.", EN_Q, tok) == new_terms("Each file may be up to 200 MB.", EN_Q, tok)
     assert new_terms("根据资料，每年 18 天。", ZH_Q, tok) == {"18", "天"}
     assert "人口普查" in new_terms("根据2002年人口普查的数据，居民总数为31459人。", "居民有多少？", tok)
     # A Chinese term counts as held where the text has it, however jieba cuts the text around it.

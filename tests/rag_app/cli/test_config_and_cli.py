@@ -30,6 +30,20 @@ def test_server_shape_config_loads() -> None:
     assert settings.milvus_uri.startswith("http://") and settings.milvus.index_type == "HNSW"
 
 
+def test_quality_shape_is_the_default_with_the_larger_model_and_its_own_check_cutoffs() -> None:
+    from rag_app.llm.packaged_qwen import QWEN_15B, packaged_model
+
+    default = load_settings(PROJECT_ROOT / "configs" / "default.yaml")
+    quality = load_settings(PROJECT_ROOT / "configs" / "quality.yaml")
+    assert packaged_model(quality.llm.model) is QWEN_15B
+    # The verdict's scale is the model's: cutoffs placed for the 1.5B, not the 0.5B's copied over.
+    assert (quality.answer.check.min_yes_zh, quality.answer.check.min_yes_en) != (
+        default.answer.check.min_yes_zh, default.answer.check.min_yes_en)
+    # Everything else is the embedded default (the file names only what differs).
+    assert quality.retrieval == default.retrieval and quality.milvus == default.milvus
+    assert quality.embedder == default.embedder and quality.answer.context_tokens == default.answer.context_tokens
+
+
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"retrieval": {"top_k": 0}}))

