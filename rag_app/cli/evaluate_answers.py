@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from rag_app.evaluation.answer_eval import (
     AnswerCase,
     AnswerOutcome,
     answer_cases,
-    check_cutoff,
+    place_check_cutoff,
     save_outcomes,
     summarise,
 )
@@ -94,16 +95,17 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
         tables.append((name, [("none", before), ("check", checked), ("check + support", after)]))
-        placed = {lang: check_cutoff(outcomes, lang) for lang in ("zh", "en")}
+        support = settings.answer.refuse_unsupported
+        placed = [p for p in (place_check_cutoff(outcomes, lang, unsupported=support) for lang in ("zh", "en")) if p]
         dump[name] = {"llm": llm, "cutoff": cutoff, "rules_off": before, "check_on": checked,
-                      "check_and_support": after, "outcomes": str(out), "cutoff_keeping_95": placed}
+                      "check_and_support": after, "outcomes": str(out),
+                      "check_placement": {p.language: {**asdict(p), "cutoff": p.cutoff} for p in placed}}
         if not math.isnan(before["check_auc"]):
             print(f"{name}: the answer check's verdict ranks answerable questions above the others with"
                   f" AUC {before['check_auc']:.3f} (questions that reached the check)")
-        found = ", ".join(f"min_yes_{lang}: {c:.3f}" for lang, c in placed.items() if c is not None)
-        if found:
-            print(f"{name}: answer check cutoff that keeps 95% of these answerable questions"
-                  f" (use only on a development sample): {found}")
+        for placement in placed:
+            print(f"{name}: answer check placed on these answers (use only on a development sample):"
+                  f" {placement.describe()}")
         _print_examples(outcomes)
     print("\nAnswer quality, same answers under each refusal rule (none; the answer check at the configured"
           " cutoff; that and withholding answers no quoted passage backs, the default)\n")

@@ -321,15 +321,63 @@ def check_separation(outcomes: Sequence[AnswerOutcome]) -> float:
     return auc(verdicts(True), verdicts(False))
 
 
-def check_cutoff(outcomes: Sequence[AnswerOutcome], language: Language, keep: float = 0.95) -> float | None:
-    """The answer check's cutoff placed on a development sample: the highest one that still keeps
-    ``keep`` of its answerable questions of ``language`` that reached the check (the rule the
-    retrieval calibration uses for its probes). None without such questions."""
-    scores = sorted(o.answer_check for o in outcomes
-                    if o.kind == "answerable" and o.language == language and o.answer_check is not None)
-    if not scores:
+@dataclass(frozen=True)
+class CheckPlacement:
+    """The answer check's cutoff for one language, placed on a development sample.
+
+    ``candidate`` is the highest cutoff whose cost stays within budget on that sample: at most
+    ``max_drop`` of its answerable questions' accuracy (the product's target) and at most
+    ``1 - keep`` of its *right* answers (an answerable question answered with its gold answer;
+    refusing a wrong answer costs no accuracy). The second bound matters where the model answers few
+    questions right, so that one question is a large share of them. ``refused`` counts the
+    unanswerable questions (holes, off-topic, written) it turns into refusals, ``lost`` the right
+    answers it costs. ``cutoff`` is the candidate where it refuses more than it loses, else 0: the
+    check then never refuses (its verdict still runs and is recorded)."""
+
+    language: Language
+    candidate: float
+    answerable: int
+    right: int
+    lost: int
+    refused: int
+    unanswerable: int
+
+    @property
+    def cutoff(self) -> float:
+        return self.candidate if self.refused > self.lost else 0.0
+
+    def describe(self) -> str:
+        verdict = (f"min_yes_{self.language}: {self.cutoff:.3f}" if self.cutoff
+                   else f"min_yes_{self.language}: 0 (off: its best cutoff {self.candidate:.3f} would not pay)")
+        return (f"{verdict}; at {self.candidate:.3f} it keeps {self.right - self.lost} of {self.right} right"
+                f" answers ({self.answerable} answerable questions) and refuses {self.refused} of"
+                f" {self.unanswerable} answered unanswerable questions")
+
+
+def place_check_cutoff(
+    outcomes: Sequence[AnswerOutcome], language: Language, max_drop: float = 0.02, keep: float = 0.95,
+    unsupported: bool = True,
+) -> CheckPlacement | None:
+    """Place the answer check's cutoff on a development sample (see :class:`CheckPlacement`). Only
+    answers that reach the check and, with ``unsupported`` (``answer.refuse_unsupported``), survive
+    the support rule count: the check's value is what it adds to the other rules. None without a
+    right answer of ``language``."""
+    # (verdict, right answer?, answerable?) of the answers that reach the check and would stand.
+    reaching = [(o.answer_check, o.contained, o.kind == "answerable") for o in outcomes
+                if o.language == language and o.answer_check is not None
+                and not with_rules(o, {}, unsupported).refusal]
+    right = sorted(score for score, contained, answerable in reaching if answerable and contained)
+    if not right:
         return None
-    return scores[min(len(scores) - 1, int(math.floor((1 - keep) * len(scores))))]
+    answerable = sum(o.kind == "answerable" and o.language == language for o in outcomes)
+    affordable = int(math.floor(min(max_drop * answerable, (1 - keep) * len(right)) + 1e-9))
+    candidate = right[min(len(right) - 1, affordable)]
+    others = [score for score, _, is_answerable in reaching if not is_answerable]
+    return CheckPlacement(
+        language=language, candidate=candidate, answerable=answerable, right=len(right),
+        lost=sum(s < candidate for s in right), refused=sum(s < candidate for s in others),
+        unanswerable=len(others),
+    )
 
 
 def save_outcomes(path: Path, outcomes: Sequence[AnswerOutcome], extra: Mapping[str, Any] | None = None) -> None:

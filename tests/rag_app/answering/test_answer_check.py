@@ -13,13 +13,17 @@ ZH_Q = "入职满五年的正式员工每年有几天带薪年假？"
 EN_Q = "What is the maximum upload size per file in Lumen Beacon 3.2?"
 
 
+# Cutoffs of the kind configs/quality.yaml sets for the 1.5B model (the built-in ones, for the 0.5B, are 0).
+CHECKED = AnswerSettings(check=AnswerCheckSettings(min_yes_zh=0.8, min_yes_en=0.5))
+
+
 def _events(answerer: Answerer, question: str) -> list:
     return list(answerer.stream(question))
 
 
 def test_a_low_verdict_refuses_and_shows_the_sources_as_related(samples_kb) -> None:
     llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.01)
-    events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
+    events = _events(Answerer(samples_kb, llm, CHECKED), ZH_Q)
     final = events[-1]
     assert isinstance(final, FinalEvent)
     assert final.refused and final.refusal == "not_in_sources" and final.citations == []
@@ -33,10 +37,18 @@ def test_a_low_verdict_refuses_and_shows_the_sources_as_related(samples_kb) -> N
     assert "只回答“是”或“否”" in verdict[1]["content"]
 
 
-def test_a_high_verdict_answers_and_the_cutoff_is_per_language(samples_kb) -> None:
-    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.5)
+def test_with_the_default_cutoffs_the_verdict_is_recorded_but_never_refuses(samples_kb) -> None:
+    # The packaged 0.5B's verdict paid for no cutoff on the development answers (BENCHMARKS.md).
+    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.01)
     final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
-    assert isinstance(final, FinalEvent) and not final.refused and final.answer_check == 0.5
+    assert isinstance(final, FinalEvent) and not final.refused and final.answer_check == 0.01
+    assert llm.verdict_calls and final.citations
+
+
+def test_a_high_verdict_answers_and_the_cutoff_is_per_language(samples_kb) -> None:
+    llm = ScriptedLLM(["每年 18 天 [1]。"], verdict=0.9)
+    final = _events(Answerer(samples_kb, llm, CHECKED), ZH_Q)[-1]
+    assert isinstance(final, FinalEvent) and not final.refused and final.answer_check == 0.9
     assert final.citations and "check_s" in final.timings
     assert llm.calls and llm.calls[0][0] == llm.verdict_calls[0][0]  # the same system turn: a cached prefix
 

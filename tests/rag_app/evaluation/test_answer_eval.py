@@ -15,10 +15,10 @@ from rag_app.evaluation.answer_eval import (
     AnswerOutcome,
     answer_cases,
     answer_f1,
-    check_cutoff,
     contains_gold,
     document_key,
     normalise_answer,
+    place_check_cutoff,
     summarise,
     with_rules,
 )
@@ -93,10 +93,29 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     assert with_rules(replace(uncited, answer_check=0.1), {"zh": 0.5}, unsupported=True).refusal == "not_in_sources"
     withheld = summarise([*outcomes, uncited], {"zh": 0.25}, unsupported=True)
     assert withheld["answerable"]["refused_unsupported"] == 1 / 5 and withheld["answerable"]["accuracy"] == 2 / 5
-    # Placed on a development sample: the highest cutoff keeping 75% / all of its answerable questions.
-    assert check_cutoff(outcomes, "zh", keep=0.75) == 0.2
-    assert check_cutoff(outcomes, "zh", keep=1.0) == 0.1
-    assert check_cutoff(outcomes, "en") is None
+    # Placed on a development sample (see the next test).
+    assert place_check_cutoff(outcomes, "en") is None  # no English question
+
+
+def test_the_check_cutoff_is_placed_within_the_accuracy_budget_and_only_where_it_pays() -> None:
+    right = [_outcome("answerable", round(0.2 + i / 100, 2), True) for i in range(60)]  # 0.20 .. 0.79
+    wrong = [_outcome("answerable", 0.1), _outcome("answerable", None, refusal="no_evidence")]
+    holes = [_outcome("hole", v) for v in (0.05, 0.15, 0.25, 0.42, 0.95)]
+    placed = place_check_cutoff(right + wrong * 20 + holes, "zh")  # 100 answerable, 60 answered right
+    assert placed is not None and placed.answerable == 100 and placed.right == 60
+    # 2 points of 100 questions = 2 right answers, 5% of 60 = 3: two may go, so the cutoff is the
+    # third-lowest right verdict (0.20 and 0.21 lost; the wrong answers at 0.1 cost no accuracy).
+    assert (placed.candidate, placed.lost) == (0.22, 2)
+    assert placed.refused == 2 and placed.unanswerable == 5  # the holes at 0.05 and 0.15
+    assert placed.cutoff == 0.0 and "off" in placed.describe()  # refuses 2, loses 2: it does not pay
+    # With few right answers the 5% bound is the tighter one: none may go.
+    few = place_check_cutoff(right[:8] + wrong * 46 + holes, "zh")
+    assert few is not None and (few.candidate, few.lost, few.refused) == (0.2, 0, 2)
+    assert few.cutoff == 0.2 and "min_yes_zh: 0.200" in few.describe()
+    # An answer the support rule withholds anyway (no citation) counts neither way.
+    uncited = [replace(h, cited=0) for h in holes]
+    assert place_check_cutoff(right[:8] + wrong * 46 + uncited, "zh").refused == 0  # type: ignore[union-attr]
+    assert place_check_cutoff(right[:8] + wrong * 46 + uncited, "zh", unsupported=False).refused == 2  # type: ignore[union-attr]
 
 
 def test_left_out_documents_are_absent_from_retrieval(samples_kb) -> None:
