@@ -106,7 +106,7 @@ def _export_and_quantise(source: Path, out_dir: Path) -> None:
     sample = tokenizer(["passage: a", "passage: 二"], padding=True, return_tensors="pt")
     dynamic: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
     dynamic["last_hidden_state"] = {0: "batch", 1: "tokens"}
-    fp32 = out_dir / "fp32.onnx"
+    fp32, fused = out_dir / "fp32.onnx", out_dir / "fused.onnx"
     torch.onnx.export(
         Encoder(), tuple(sample[n] for n in names), str(fp32), input_names=names,
         output_names=["last_hidden_state"], dynamic_axes=dynamic, opset_version=17, dynamo=False,
@@ -114,14 +114,14 @@ def _export_and_quantise(source: Path, out_dir: Path) -> None:
     quiet = _DropRootRecordsFrom("onnxruntime")  # the quantiser logs one line per tensor on the root logger
     logging.root.addFilter(quiet)
     try:
-        unquantised = _fuse(fp32, out_dir / "fused.onnx", model.config)
+        unquantised = _fuse(fp32, fused, model.config)
         quantize_dynamic(
             str(unquantised), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
         logging.root.removeFilter(quiet)
-    for leftover in (fp32, out_dir / "fused.onnx"):
+    for leftover in (fp32, fused):
         leftover.unlink(missing_ok=True)
 
 
@@ -142,11 +142,11 @@ def _fuse(fp32: Path, out: Path, config: Any) -> Path:
         str(fp32), model_type="distilbert" if model_type == "distilbert" else "bert",
         num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=1,
     )
-    fused = optimised.get_fused_operator_statistics()
-    if not fused.get("Attention"):
-        logger.warning("The optimiser fused no attention in %s (%s): quantising the plain export", fp32, fused)
+    counts = optimised.get_fused_operator_statistics()
+    if not counts.get("Attention"):
+        logger.warning("The optimiser fused no attention in %s (%s): quantising the plain export", fp32, counts)
         return fp32
-    logger.info("Fused %s", {k: v for k, v in fused.items() if v})
+    logger.info("Fused %s", {k: v for k, v in counts.items() if v})
     optimised.save_model_to_file(str(out))
     return out
 

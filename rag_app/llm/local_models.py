@@ -9,7 +9,7 @@ from .settings import LLMSettings
 
 def model_label(model: str) -> str:
     """``model`` as backend names show it: a packaged model without its ``packaged:`` prefix."""
-    return model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model
+    return model.removeprefix(PACKAGED_PREFIX)
 
 
 def resolve_cache_dir(settings: LLMSettings, cache_dir: Path | None) -> Path:

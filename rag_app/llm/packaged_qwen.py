@@ -94,9 +94,8 @@ PACKAGED_MODEL_ID = QWEN_05B.model_id
 
 def packaged_model(model: str) -> PackagedModel:
     """The packaged model that ``packaged:<name>`` names; ValueError naming the available ones."""
-    name = model[len(PACKAGED_PREFIX) :] if model.startswith(PACKAGED_PREFIX) else model
     try:
-        return PACKAGED_MODELS[name]
+        return PACKAGED_MODELS[model.removeprefix(PACKAGED_PREFIX)]
     except KeyError:
         available = ", ".join(m.model_id for m in PACKAGED_MODELS.values())
         raise ValueError(f"Unknown packaged model {model!r}; available: {available}") from None
