@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test install-bench browser run test test-unit test-slow lint bench-small bench-1m
+.PHONY: install install-test install-bench browser ocr run test test-unit test-slow lint bench-small bench-1m
 
 install:
 	$(PIP) install -e .
@@ -22,11 +22,20 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
 	fi
 
-run: install
+# Tesseract from Debian for scanned PDFs and images (Chinese simplified/traditional and English).
+# Without it (no apt, no root) the app still runs; such files are refused with the reason.
+ocr:
+	@if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -q chi_tra; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr \
+			tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra >/dev/null) \
+		|| echo "warning: could not install tesseract-ocr; scanned PDFs and images will be refused"; \
+	fi
+
+run: install ocr
 	rag-ingest samples
 	rag-app
 
-test: install-test browser
+test: install-test browser ocr
 	$(PYTHON) -m pytest
 
 # The fast unit layer alone (in-memory fakes, no model, no Milvus): well under a minute.
@@ -39,7 +48,7 @@ lint: install-test
 	$(PYTHON) -m mypy
 
 # Heavy tests: the real packaged LLM, full benchmarks.
-test-slow: install-test browser
+test-slow: install-test browser ocr
 	$(PYTHON) -m pytest -m slow
 
 # Benchmarks (BENCHMARKS.md): every measurement at its small point; the 1M points (~30 minutes).

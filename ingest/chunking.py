@@ -4,6 +4,10 @@ Splits at paragraph, then sentence boundaries (Chinese 。！？；and English .
 up to ``target_tokens`` with ``overlap_tokens`` of trailing sentences repeated, and cuts any single
 over-long sentence at token boundaries. The final check re-tokenises every chunk exactly as the
 embedder will see it (prefix and special tokens included): no chunk ever exceeds the model limit.
+
+Markdown tables (``ingest.loaders.tables``) are split between rows, never inside one, and every
+chunk that starts inside a table repeats its header, so a figure is never cut off from its column
+labels. A spreadsheet's chunks also name the sheet rows they hold.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ingest.loaders.tables import is_separator_line, is_table_line
 from ingest.settings import ChunkerSettings
 from ingest.types import Chunk, LoadedDocument, Section, make_chunk_id
 
@@ -47,6 +52,28 @@ class _Unit:
     start: int  # character span within the section text
     end: int
     tokens: int
+    table: int | None = None  # which Markdown table of the section this unit belongs to
+    row: int | None = None  # the table's data row (0-based); None for its header
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A Markdown table inside a section's text: its header and separator lines, and its rows."""
+
+    header_start: int
+    header_end: int  # end of the separator line
+    rows: list[tuple[int, int]]  # character span of each data row
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A chunk before it is cut out: a span of the section, and the header of the table it starts
+    inside of (repeated at its top), and the table's data rows it holds."""
+
+    start: int
+    end: int
+    header: str = ""
+    rows: tuple[int, int] | None = None  # first and last data row index held
 
 
 class Chunker:
@@ -78,7 +105,8 @@ class Chunker:
     def chunk(self, doc: LoadedDocument) -> list[Chunk]:
         chunks: list[Chunk] = []
         for section in doc.sections:
-            for text, tokens in self._chunk_section(section):
+            heading = " > ".join(section.heading_path)
+            for text, tokens, rows in self._chunk_section(section):
                 ordinal = len(chunks)
                 chunks.append(
                     Chunk(
@@ -88,7 +116,7 @@ class Chunker:
                         text=text,
                         ordinal=ordinal,
                         page=section.page,
-                        section=" > ".join(section.heading_path),
+                        section=_with_rows(heading, section.row_numbers, rows),
                         token_count=tokens,
                     )
                 )
@@ -96,36 +124,43 @@ class Chunker:
 
     def split_text(self, text: str) -> list[str]:
         """Chunk a bare string (no document metadata)."""
-        return [t for t, _ in self._chunk_section(Section(text=text))]
+        return [t for t, _, _ in self._chunk_section(Section(text=text))]
 
     # --- internals --------------------------------------------------------------------------------
-    def _chunk_section(self, section: Section) -> list[tuple[str, int]]:
+    def _chunk_section(self, section: Section) -> list[tuple[str, int, tuple[int, int] | None]]:
         text = section.text
-        units = self._units(text)
+        tables = _find_tables(text)
+        units = self._units(text, tables)
         if not units:
             return []
-        spans = self._pack(units)
-        pieces = [(s, e) for s, e in spans if len(text[s:e].strip()) >= self.settings.min_chunk_chars]
+        pieces = self._pack(text, units, tables)
+        pieces = [p for p in pieces if len(text[p.start : p.end].strip()) >= self.settings.min_chunk_chars]
         return self._enforce_limit(text, pieces)
 
-    def _units(self, text: str) -> list[_Unit]:
-        """Sentences (character spans) with their token counts; long ones cut at token boundaries."""
-        spans: list[tuple[int, int]] = []
+    def _units(self, text: str, tables: list[_Table]) -> list[_Unit]:
+        """Sentences (character spans) with their token counts; long ones cut at token boundaries.
+        A table's header and separator are one unit and each of its rows another: a row is never
+        split at a full stop inside a cell."""
+        spans: list[tuple[int, int, int | None, int | None]] = []  # (start, end, table, row)
         pos = 0
-        for para in _PARAGRAPH_BREAK.finditer(text):
-            spans.extend(_sentences(text, pos, para.start()))
-            pos = para.end()
-        spans.extend(_sentences(text, pos, len(text)))
+        for t, table in enumerate(tables):
+            spans.extend((s, e, None, None) for s, e in _prose_sentences(text, pos, table.header_start))
+            spans.append((table.header_start, table.header_end, t, None))
+            spans.extend((s, e, t, r) for r, (s, e) in enumerate(table.rows))
+            pos = table.rows[-1][1] if table.rows else table.header_end
+        spans.extend((s, e, None, None) for s, e in _prose_sentences(text, pos, len(text)))
         if not spans:
             return []
-        counts = self.counter.count_tokens([text[s:e] for s, e in spans], "passage")
+        counts = self.counter.count_tokens([text[s:e] for s, e, _, _ in spans], "passage")
         units: list[_Unit] = []
-        for (s, e), n in zip(spans, counts):
+        for (s, e, table_index, row), n in zip(spans, counts):
             n -= self.overhead
             if n <= self.target:
-                units.append(_Unit(s, e, n))
+                units.append(_Unit(s, e, n, table_index, row))
             else:
-                units.extend(self._cut_by_tokens(text, s, e))
+                units.extend(
+                    _Unit(u.start, u.end, u.tokens, table_index, row) for u in self._cut_by_tokens(text, s, e)
+                )
         return units
 
     def _cut_by_tokens(self, text: str, start: int, end: int) -> list[_Unit]:
@@ -144,51 +179,130 @@ class Chunker:
             _Unit(units[k - 1].end if k else u.start, u.end, u.tokens) for k, u in enumerate(units)
         ]
 
-    def _pack(self, units: list[_Unit]) -> list[tuple[int, int]]:
-        """Greedy packing up to the target, repeating trailing sentences as overlap."""
+    def _pack(self, text: str, units: list[_Unit], tables: list[_Table]) -> list[_Piece]:
+        """Greedy packing up to the target, repeating trailing sentences as overlap. A chunk that
+        starts inside a table starts with the table's header (its tokens count towards the target);
+        table rows are not repeated as overlap, and a header never ends a chunk on its own."""
         target, overlap = self.target, self.settings.overlap_tokens
-        spans: list[tuple[int, int]] = []
+        header_tokens = {u.table: u.tokens for u in units if u.table is not None and u.row is None}
+        pieces: list[_Piece] = []
         current: list[_Unit] = []
         size = 0
+
+        # A header longer than half a chunk (a very wide table) is not repeated: it would crowd out
+        # the rows it labels.
+        repeated = {t for t, n in header_tokens.items() if n <= target // 2}
+
+        def close() -> None:
+            first = current[0]
+            header = ""
+            if first.table in repeated and first.row is not None:
+                table = tables[first.table]
+                header = text[table.header_start : table.header_end]
+            rows = [u.row for u in current if u.row is not None]
+            pieces.append(_Piece(first.start, current[-1].end, header, (rows[0], rows[-1]) if rows else None))
+
         for unit in units:
             if current and size + unit.tokens > target:
-                spans.append((current[0].start, current[-1].end))
+                carried: list[_Unit] = []
+                if current[-1].table is not None and current[-1].row is None and len(current) > 1:
+                    carried = [current.pop()]  # a header whose rows do not fit: it opens the next chunk
+                close()
                 kept: list[_Unit] = []
                 kept_size = 0
-                for prev in reversed(current):
-                    if kept_size + prev.tokens > overlap or kept_size + prev.tokens + unit.tokens > target:
-                        break
-                    kept.insert(0, prev)
-                    kept_size += prev.tokens
-                current, size = kept, kept_size
+                if not carried:
+                    for prev in reversed(current):
+                        if prev.table is not None:
+                            break
+                        if kept_size + prev.tokens > overlap or kept_size + prev.tokens + unit.tokens > target:
+                            break
+                        kept.insert(0, prev)
+                        kept_size += prev.tokens
+                current = carried or kept
+                size = sum(u.tokens for u in current)
+                if not current and unit.table in repeated and unit.row is not None:
+                    size = header_tokens[unit.table]
             current.append(unit)
             size += unit.tokens
         if current:
-            spans.append((current[0].start, current[-1].end))
-        return spans
+            close()
+        return pieces
 
-    def _enforce_limit(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
+    def _enforce_limit(
+        self, text: str, pieces: list[_Piece]
+    ) -> list[tuple[str, int, tuple[int, int] | None]]:
         """Tokenise each chunk exactly as the embedder will; split any that exceed the model limit
         (token counts of joined sentences can differ from the sum of their parts)."""
-        out: list[tuple[int, str, int]] = []  # (start, text, tokens)
-        pending = list(spans)
+        out: list[tuple[int, str, int, tuple[int, int] | None]] = []  # (start, text, tokens, rows)
+        pending = list(pieces)
         while pending:
-            texts = [text[s:e].strip() for s, e in pending]
+            texts = [_piece_text(text, p) for p in pending]
             counts = self.counter.count_tokens(texts, "passage")
-            retry: list[tuple[int, int]] = []
-            for (s, e), chunk_text, n in zip(pending, texts, counts):
+            retry: list[_Piece] = []
+            for piece, chunk_text, n in zip(pending, texts, counts):
                 if n <= self.counter.max_tokens:
-                    out.append((s, chunk_text, n))
+                    out.append((piece.start, chunk_text, n, piece.rows))
                     continue
                 log.debug("chunk of %d tokens over the limit %d: splitting", n, self.counter.max_tokens)
+                s, e = piece.start, piece.end
                 offsets = self.counter.token_offsets(text[s:e])
                 mid = s + offsets[len(offsets) // 2][0] if len(offsets) > 1 else (s + e) // 2
                 if mid <= s or mid >= e:
                     mid = (s + e) // 2
-                retry.extend([(s, mid), (mid, e)])
+                if piece.header and len(piece.header) >= (e - s):
+                    piece = _Piece(s, e, "", piece.rows)  # the header alone is over the limit: cut it too
+                retry.extend([_Piece(s, mid, piece.header, piece.rows), _Piece(mid, e, piece.header, piece.rows)])
             pending = retry
         out.sort(key=lambda item: item[0])
-        return [(t, n) for _, t, n in out if t]
+        return [(t, n, rows) for _, t, n, rows in out if t]
+
+
+def _piece_text(text: str, piece: _Piece) -> str:
+    body = text[piece.start : piece.end].strip()
+    return f"{piece.header.strip()}\n{body}" if piece.header and body else body
+
+
+def _with_rows(heading: str, row_numbers: tuple[int, ...], rows: tuple[int, int] | None) -> str:
+    """The chunk's section label; a spreadsheet chunk adds the sheet rows it holds."""
+    if not row_numbers or rows is None:
+        return heading
+    first, last = row_numbers[min(rows[0], len(row_numbers) - 1)], row_numbers[min(rows[1], len(row_numbers) - 1)]
+    label = f"row {first}" if first == last else f"rows {first}-{last}"
+    return f"{heading} > {label}" if heading else label
+
+
+def _find_tables(text: str) -> list[_Table]:
+    """Markdown tables (a header line, a separator line, rows) in ``text``, in order."""
+    tables: list[_Table] = []
+    lines: list[tuple[int, int]] = []  # (start, end) of each line, end without the newline
+    pos = 0
+    for line in text.split("\n"):
+        lines.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    i = 0
+    while i + 1 < len(lines):
+        head, sep = lines[i], lines[i + 1]
+        if is_table_line(text[head[0] : head[1]]) and is_separator_line(text[sep[0] : sep[1]]):
+            rows = []
+            j = i + 2
+            while j < len(lines) and is_table_line(text[lines[j][0] : lines[j][1]]):
+                rows.append(lines[j])
+                j += 1
+            tables.append(_Table(head[0], sep[1], rows))
+            i = j
+        else:
+            i += 1
+    return tables
+
+
+def _prose_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    pos = start
+    for para in _PARAGRAPH_BREAK.finditer(text, start, end):
+        spans.extend(_sentences(text, pos, para.start()))
+        pos = para.end()
+    spans.extend(_sentences(text, pos, end))
+    return spans
 
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:

@@ -88,6 +88,21 @@ class LoaderSettings(BaseModel):
     max_zip_members: int = Field(2000, gt=0)
     max_unzipped_mb: float = Field(200, gt=0)  # declared uncompressed total
     max_compression_ratio: float = Field(200, gt=1)  # per member over 1 MB; XML compresses ~10x
+    # Spreadsheets: cells read per workbook (empty ones included, as the parser has to walk them).
+    max_sheet_cells: int = Field(2_000_000, gt=0)
+    # E-mail: attachments are loaded by their own loaders, an attached e-mail's attachments too, down
+    # to this depth (an e-mail that attaches itself ends here, with a note, not in a loop).
+    max_attachment_depth: int = Field(2, ge=0)
+    max_attachments: int = Field(50, ge=0)
+    # OCR (Tesseract) for images and PDF pages without a text layer. Languages are Tesseract's names;
+    # each page is read with the one (or the combination) its script calls for.
+    ocr: bool = True
+    ocr_languages: list[str] = Field(default_factory=lambda: ["chi_sim", "chi_tra", "eng"])
+    ocr_dpi: int = Field(300, ge=72, le=600)  # PDF pages are rendered at this resolution
+    max_ocr_pages: int = Field(100, ge=0)  # per file; each page costs seconds on 2 cores
+    # Pixels of one image (or rendered page), checked from its header before decoding: an image bomb
+    # (a small PNG declaring 100k x 100k pixels) is refused instead of decoded into gigabytes.
+    max_image_pixels: int = Field(60_000_000, gt=0)
 
     @property
     def max_text_bytes(self) -> int:

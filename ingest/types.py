@@ -41,6 +41,9 @@ class Section:
     text: str
     page: int | None = None  # 1-based page number (PDF)
     heading_path: tuple[str, ...] = ()  # headings above this text (Markdown, HTML, DOCX)
+    # A section that is one Markdown table read from a spreadsheet: the sheet's row number of each
+    # data row, in order, so every chunk of it can say which rows it holds ("rows 12-40").
+    row_numbers: tuple[int, ...] = ()
 
     @property
     def location(self) -> str:
@@ -54,7 +57,7 @@ class LoadedDocument:
 
     source: str  # the path or upload name the user gave
     doc_id: str
-    file_type: str  # "pdf" | "docx" | "markdown" | "html" | "text"
+    file_type: str  # "pdf" | "docx" | "markdown" | "html" | "text" | "xlsx" | "csv" | "pptx" | "email" | "image"
     sections: tuple[Section, ...]
     title: str = ""
     encoding: str | None = None  # detected text encoding, where it applies

@@ -1,4 +1,5 @@
-"""Turn files (PDF, DOCX, Markdown, HTML, plain text) into ``LoadedDocument`` sections.
+"""Turn files (PDF, Word, Excel, PowerPoint, CSV, e-mail, images, Markdown, HTML, plain text) into
+``LoadedDocument`` sections.
 
 ``load_bytes`` is the core (uploads arrive as bytes); ``load_document`` reads a path;
 ``DocumentLoader`` is ``load_bytes`` with the configured limits and a per-file time budget (the
@@ -14,17 +15,23 @@ from pathlib import Path
 
 from ingest.loaders.detect import (
     ARCHIVE_EXTENSIONS,
+    IMAGE_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
     LoadError,
     binary_kind,
     detail,
     detect_kind,
     extension,
+    image_kind,
 )
 from ingest.loaders.docx import load_docx
+from ingest.loaders.email import load_eml
 from ingest.loaders.html import load_html
 from ingest.loaders.markdown import load_markdown
+from ingest.loaders.ocr import load_image
 from ingest.loaders.pdf import load_pdf
+from ingest.loaders.pptx import load_pptx
+from ingest.loaders.spreadsheet import load_csv, load_xlsx
 from ingest.loaders.text import load_text
 from ingest.settings import LoaderSettings
 from ingest.types import LoadedDocument
@@ -43,14 +50,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _LOADERS: dict[str, Callable[[bytes, str, LoaderSettings], LoadedDocument]] = {
-    "pdf": lambda data, name, limits: load_pdf(data, name, max_pages=limits.max_pdf_pages),
+    "pdf": lambda data, name, limits: load_pdf(data, name, limits),
     "docx": lambda data, name, limits: load_docx(data, name),
+    "xlsx": load_xlsx,
+    "csv": load_csv,
+    "pptx": lambda data, name, limits: load_pptx(data, name),
+    "email": load_eml,
+    "image": load_image,
     "markdown": lambda data, name, limits: load_markdown(data, name),
     "html": lambda data, name, limits: load_html(data, name),
     "text": lambda data, name, limits: load_text(data, name),
 }
 # Formats whose file size is (about) their text size: refused from the size alone, before decoding.
-_PLAIN_TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown"})
+_PLAIN_TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".csv"})
 _MB = 1024 * 1024
 
 
@@ -67,7 +79,7 @@ def load_bytes(data: bytes, name: str, limits: LoaderSettings | None = None) -> 
     name like '../../etc/passwd.md' is just a label). ``limits`` default to ``LoaderSettings()``."""
     limits = limits or LoaderSettings()
     kind = detect_kind(data, name, limits)
-    if kind in ("text", "markdown") and len(data) > limits.max_text_bytes:
+    if kind in ("text", "markdown", "csv") and len(data) > limits.max_text_bytes:
         raise _text_too_large(len(data), limits, "the text file")
     try:
         doc = _LOADERS[kind](data, name, limits)
@@ -123,10 +135,10 @@ def precheck_upload(name: str, size: int, head: bytes, limits: LoaderSettings | 
     if ext not in SUPPORTED_EXTENSIONS:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise LoadError(f"unsupported file type '{ext or '(no extension)'}' (supported: {supported})")
-    # PDF and DOCX content is allowed under any of our extensions (content wins), so only the
-    # formats no name makes acceptable are refused here.
+    # PDF and Office content is allowed under any of our extensions (content wins), images under an
+    # image name, so only the formats no name makes acceptable are refused here.
     what = binary_kind(head)
-    if what:
+    if what and not (ext in IMAGE_EXTENSIONS and image_kind(head)):
         raise LoadError(f"binary content in a {ext} file ({what})")
     looks_pdf_or_zip = b"%PDF-" in head or head[:2] == b"PK"
     if ext in _PLAIN_TEXT_EXTENSIONS and not looks_pdf_or_zip and size > limits.max_text_bytes:

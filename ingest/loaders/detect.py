@@ -18,10 +18,28 @@ from ingest.types import Section
 
 logger = logging.getLogger(__name__)
 
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
-    {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"}
+    {".pdf", ".docx", ".xlsx", ".pptx", ".csv", ".eml", ".md", ".markdown", ".html", ".htm", ".txt"}
+    | IMAGE_EXTENSIONS
 )
-_TEXT_TYPES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
+_TEXT_TYPES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "text",
+    ".csv": "csv",
+    ".eml": "email",
+}
+# Office Open XML files are ZIPs; the part that makes each one what it is, and how it is named.
+_OFFICE_PARTS = {"word/document.xml": "docx", "xl/workbook.xml": "xlsx", "ppt/presentation.xml": "pptx"}
+_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
 # Refused by name whatever they hold: an archive is many documents (and the classic bomb carrier).
 ARCHIVE_EXTENSIONS: frozenset[str] = frozenset(
     {".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".lz", ".lzma", ".z",
@@ -81,9 +99,8 @@ def stem(name: str) -> str:
 # --- content sniffing ----------------------------------------------------------------------------
 
 _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office (.doc/.xls/.ppt) file; save it as .docx"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office (.doc/.xls/.ppt) file; save it as .docx/.xlsx/.pptx"),
+    *_IMAGE_MAGIC,
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
     (b"\x7fELF", "an executable (ELF)"),
@@ -126,19 +143,29 @@ def _is_pdf(data: bytes, ext: str) -> bool:
     return ext == ".pdf" and b"%PDF-" in head
 
 
+def image_kind(head: bytes) -> str | None:
+    """'a PNG image' / 'a JPEG image' / 'a TIFF image' from the first bytes, else None."""
+    for magic, what in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return what
+    return None
+
+
 def _is_zip(data: bytes) -> bool:
     return data[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 
 def detect_kind(data: bytes, name: str, limits: LoaderSettings | None = None) -> str:
-    """Which loader handles ``data``: 'pdf' | 'docx' | 'markdown' | 'html' | 'text'.
+    """Which loader handles ``data``: 'pdf' | 'docx' | 'xlsx' | 'pptx' | 'image' | 'markdown' |
+    'html' | 'text' | 'csv' | 'email'.
 
-    The allow-list is checked by content: PDF and DOCX by their structure (content wins over the
-    extension: a PDF named .txt is a PDF), text formats by extension after ruling out known binary
-    formats (executables, images, archives). Archives are refused by name and by content, and a
-    .docx (a ZIP) whose declared sizes look like a decompression bomb is refused before any member
-    is read. Raises LoadError for empty, binary, unsupported or corrupt input. Text files are only
-    checked for other binary content later, when decoded (see ``decode_text``).
+    The allow-list is checked by content: PDF and Office files by their structure (content wins over
+    the extension: a PDF named .txt is a PDF, a workbook named .docx a workbook), images by their
+    magic number under an image name, text formats by extension after ruling out known binary
+    formats (executables, images, archives). Archives are refused by name and by content, and an
+    Office file (a ZIP) whose declared sizes look like a decompression bomb is refused before any
+    member is read. Raises LoadError for empty, binary, unsupported or corrupt input. Text files are
+    only checked for other binary content later, when decoded (see ``decode_text``).
     """
     limits = limits or LoaderSettings()
     ext = extension(name)
@@ -151,29 +178,35 @@ def detect_kind(data: bytes, name: str, limits: LoaderSettings | None = None) ->
             logger.warning("%s: extension %r but content is a PDF; loading it as PDF", name, ext)
         return "pdf"
     if _is_zip(data):
-        _check_docx_zip(data, limits)
-        if ext != ".docx":
-            logger.warning("%s: extension %r but content is a .docx; loading it as DOCX", name, ext)
-        return "docx"
+        kind = _check_office_zip(data, ext, limits)
+        if ext != f".{kind}":
+            logger.warning("%s: extension %r but content is a .%s; loading it as such", name, ext, kind)
+        return kind
     if ext not in SUPPORTED_EXTENSIONS:
         shown = ext or "(no extension)"
         raise LoadError(f"unsupported file type '{shown}'")
+    if ext in IMAGE_EXTENSIONS:
+        if image_kind(data[:16]):
+            return "image"
+        what = binary_kind(data[:1024])
+        raise LoadError(f"not a valid image (not PNG, JPEG or TIFF{': ' + what if what else ''})")
     what = binary_kind(data[:1024])
     if what:
         raise LoadError(f"binary content in a {ext} file ({what})")
     # The binary formats are strict: loading a broken .pdf/.docx as "text" would index garbage.
     if ext == ".pdf":
         raise LoadError("not a valid PDF (no %PDF- header)")
-    if ext == ".docx":
-        raise LoadError("not a valid .docx (not a ZIP archive)")
+    if ext in (".docx", ".xlsx", ".pptx"):
+        raise LoadError(f"not a valid {ext} (not a ZIP archive)")
     return _TEXT_TYPES[ext]
 
 
-def _check_docx_zip(data: bytes, limits: LoaderSettings) -> None:
-    """A ZIP must be a Word document within the limits, judged from its central directory only.
+def _check_office_zip(data: bytes, ext: str, limits: LoaderSettings) -> str:
+    """A ZIP must be a Word, Excel or PowerPoint file within the limits, judged from its central
+    directory only; returns 'docx', 'xlsx' or 'pptx'.
 
     Declared sizes are enough: Python's zipfile never inflates a member past its declared size
-    (a member that lies fails its CRC check instead), so they bound what python-docx will read.
+    (a member that lies fails its CRC check instead), so they bound what the parsers will read.
     """
     # The member count from the end-of-central-directory record first: listing a million members
     # (a 50 MB ZIP can declare that many) would itself cost hundreds of MB.
@@ -181,20 +214,31 @@ def _check_docx_zip(data: bytes, limits: LoaderSettings) -> None:
     if eocd != -1 and len(data) >= eocd + 12:
         declared = int.from_bytes(data[eocd + 10 : eocd + 12], "little")
         if declared != 0xFFFF and declared > limits.max_zip_members:  # 0xFFFF: ZIP64, counted below
-            raise LoadError(f"refused: the .docx holds {declared} parts (limit {limits.max_zip_members}); a ZIP bomb?")
+            raise LoadError(
+                f"refused: the Office file holds {declared} parts (limit {limits.max_zip_members}); a ZIP bomb?"
+            )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = zf.infolist()
     except Exception as exc:  # BadZipFile, but also ValueError/EOFError on mangled headers
-        raise LoadError(f"not a valid .docx (corrupt ZIP archive): {detail(exc)}") from exc
-    if "word/document.xml" not in {m.filename for m in members}:
-        raise LoadError("a ZIP archive that is not a Word document (no word/document.xml); archives are not accepted")
+        what = ext if ext in (".docx", ".xlsx", ".pptx") else "Office document"
+        raise LoadError(f"not a valid {what} (corrupt ZIP archive): {detail(exc)}") from exc
+    names = {m.filename for m in members}
+    kinds = [kind for part, kind in _OFFICE_PARTS.items() if part in names]
+    if not kinds:
+        raise LoadError(
+            "a ZIP archive that is not an Office document (no word/document.xml, xl/workbook.xml or "
+            "ppt/presentation.xml); archives are not accepted"
+        )
+    label = f".{kinds[0]}"
     if len(members) > limits.max_zip_members:
-        raise LoadError(f"refused: the .docx holds {len(members)} parts (limit {limits.max_zip_members}); a ZIP bomb?")
+        raise LoadError(
+            f"refused: the {label} holds {len(members)} parts (limit {limits.max_zip_members}); a ZIP bomb?"
+        )
     total = sum(m.file_size for m in members)
     if total > limits.max_unzipped_mb * _MB:
         raise LoadError(
-            f"refused: the .docx unpacks to {total / _MB:,.0f} MB (limit {limits.max_unzipped_mb:g} MB); "
+            f"refused: the {label} unpacks to {total / _MB:,.0f} MB (limit {limits.max_unzipped_mb:g} MB); "
             "a decompression bomb?"
         )
     for m in members:
@@ -202,9 +246,10 @@ def _check_docx_zip(data: bytes, limits: LoaderSettings) -> None:
         if m.file_size > _MB and m.file_size > limits.max_compression_ratio * max(m.compress_size, 1):
             ratio = m.file_size / max(m.compress_size, 1)
             raise LoadError(
-                f"refused: a part of the .docx expands {ratio:,.0f}:1 (limit {limits.max_compression_ratio:g}:1); "
+                f"refused: a part of the {label} expands {ratio:,.0f}:1 (limit {limits.max_compression_ratio:g}:1); "
                 "a decompression bomb?"
             )
+    return kinds[0]
 
 
 # --- text decoding ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""DOCX loader: python-docx, body paragraphs and tables in document order."""
+"""DOCX loader: python-docx, body paragraphs and tables (as Markdown tables) in document order."""
 from __future__ import annotations
 
 import io
@@ -14,6 +14,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from ingest.loaders.detect import LoadError, SectionBuilder, detail, no_text_error, stem
+from ingest.loaders.tables import markdown_table
 from ingest.types import LoadedDocument, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -104,32 +105,31 @@ def _xml_text(element: BaseOxmlElement) -> str:
 
 
 def _table_text(table: Table) -> str:
-    lines: list[str] = []
+    """A Markdown table on the Word table's grid, its first row the header. A cell merged across
+    columns comes back once per grid column: its text is kept in the first and the rest left empty
+    (the header's are joined, see ``markdown_table``); a cell merged down repeats on each row, so
+    every row reads on its own."""
+    rows: list[list[str]] = []
     for row in table.rows:
         cells: list[str] = []
-        seen: set[int] = set()
+        previous = None
         for cell in row.cells:
-            # Merged cells come back once per grid column; keep each underlying cell once.
-            if id(cell._tc) in seen:
-                continue
-            seen.add(id(cell._tc))
-            cells.append(" ".join(_xml_text(cell._tc).split()))
-        if any(cells):
-            lines.append(" | ".join(cells))
-    return "\n".join(lines)
+            cells.append("" if cell._tc is previous else " ".join(_xml_text(cell._tc).split()))
+            previous = cell._tc
+        rows.append(cells)
+    return markdown_table(rows)
 
 
 def _raw_text(element: BaseOxmlElement) -> str:
     """Fallback for a table python-docx cannot model: every w:t in it, row by row."""
     rows = []
     for tr in element.iter(qn("w:tr")):
-        cells = ["".join(t.text or "" for t in tc.iter(qn("w:t"))) for tc in tr.iter(qn("w:tc"))]
-        rows.append(" | ".join(" ".join(c.split()) for c in cells))
-    return "\n".join(r for r in rows if r.strip(" |"))
+        rows.append(["".join(t.text or "" for t in tc.iter(qn("w:t"))) for tc in tr.iter(qn("w:tc"))])
+    return markdown_table(rows)
 
 
 def load_docx(data: bytes, name: str) -> LoadedDocument:
-    """Heading 1..9 (and Title) paragraphs build ``heading_path``; tables become ' | ' rows."""
+    """Heading 1..9 (and Title) paragraphs build ``heading_path``; tables become Markdown tables."""
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # PackageNotFoundError, KeyError, XMLSyntaxError, BadZipFile, ...

@@ -1,4 +1,4 @@
-"""HTML loader: BeautifulSoup(lxml) -> heading-scoped Sections, tables as ' | ' rows."""
+"""HTML loader: BeautifulSoup(lxml) -> heading-scoped Sections, tables as Markdown tables."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ import warnings
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
 from ingest.loaders.detect import LoadError, SectionBuilder, decode_text, detail, no_text_error, stem
+from ingest.loaders.tables import markdown_table
 from ingest.types import LoadedDocument, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -35,17 +36,18 @@ def _squash(text: str) -> str:
 
 
 def _table_text(table: Tag) -> str:
-    lines: list[str] = []
+    """The caption (if any) on a line of its own, then the rows as a Markdown table whose header is
+    the first row."""
+    caption_text = ""
     caption = table.find("caption")
     if caption is not None and caption.find_parent("table") is table:
-        lines.append(_squash(caption.get_text(" ")))
+        caption_text = _squash(caption.get_text(" "))
+    rows: list[list[str]] = []
     for tr in table.find_all("tr"):
         if tr.find_parent("table") is not table:
             continue  # rows of a nested table are rendered inside their cell's text
-        cells = [_squash(cell.get_text(" ")) for cell in tr.find_all(["th", "td"], recursive=False)]
-        if any(cells):
-            lines.append(" | ".join(cells))
-    return "\n".join(line for line in lines if line)
+        rows.append([_squash(cell.get_text(" ")) for cell in tr.find_all(["th", "td"], recursive=False)])
+    return "\n".join(part for part in (caption_text, markdown_table(rows)) if part)
 
 
 class _Walker:

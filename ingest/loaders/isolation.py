@@ -37,7 +37,7 @@ from ingest.types import LoadedDocument, Section, sha256_hex
 
 logger = logging.getLogger(__name__)
 
-_FILE_TYPES = frozenset({"pdf", "docx", "markdown", "html", "text"})
+_FILE_TYPES = frozenset({"pdf", "docx", "xlsx", "csv", "pptx", "email", "image", "markdown", "html", "text"})
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding ``ingest``
 _MAX_FORWARDED_LOGS = 50  # log records of one parse re-emitted in the parent (a broken PDF logs per page)
 
@@ -186,6 +186,7 @@ def _document(payload: dict[str, Any], data: bytes, name: str) -> LoadedDocument
             text=str(s["text"]),
             page=int(s["page"]) if s.get("page") is not None else None,
             heading_path=tuple(str(h) for h in s.get("heading_path", ())),
+            row_numbers=tuple(int(r) for r in s.get("row_numbers", ())),
         )
         for s in payload["sections"]
     )
@@ -278,7 +279,13 @@ def _parse_to_json(data: bytes, name: str, settings: LoaderSettings, collect: _C
                 "title": doc.title,
                 "encoding": doc.encoding,
                 "sections": [
-                    {"text": s.text, "page": s.page, "heading_path": list(s.heading_path)} for s in doc.sections
+                    {
+                        "text": s.text,
+                        "page": s.page,
+                        "heading_path": list(s.heading_path),
+                        "row_numbers": list(s.row_numbers),
+                    }
+                    for s in doc.sections
                 ],
             }
         }

@@ -10,6 +10,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ingest.loaders.detect import LoadError, SectionBuilder, decode_text, detail, no_text_error, stem
+from ingest.loaders.tables import markdown_table
 from ingest.types import LoadedDocument, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class _Walker:
         self._lists: list[list[int | None]] = []  # per open list: [next number] (None = bullet)
         self._marker: str | None = None  # marker for the first block of the current list item
         self._list_lines: list[str] = []
-        self._table: list[str] | None = None
+        self._table: list[list[str]] | None = None
         self._row: list[str] = []
 
     def _emit(self, text: str) -> None:
@@ -148,10 +149,9 @@ class _Walker:
             elif t == "tr_open":
                 self._row = []
             elif t == "tr_close" and self._table is not None:
-                if any(self._row):
-                    self._table.append(" | ".join(self._row))
+                self._table.append(self._row)
             elif t == "table_close" and self._table is not None:
-                self._emit("\n".join(self._table))
+                self._emit(markdown_table(self._table))
                 self._table = None
 
     def _flush_list(self) -> None:

@@ -31,7 +31,8 @@ PROG = "rag-ingest"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Index files or folders (PDF, DOCX, Markdown, HTML, TXT; BEIR corpus folders too).",
+        description="Index files or folders (PDF, scanned PDF, DOCX, XLSX, CSV, PPTX, EML, PNG/JPEG/TIFF, Markdown, "
+        "HTML, TXT; BEIR corpus folders too).",
     )
     parser.add_argument("paths", nargs="*", help="files or folders to index")
     parser.add_argument("--check", action="store_true", help="verify registry, Milvus and BM25 agree; repair drift")

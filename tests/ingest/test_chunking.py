@@ -125,3 +125,51 @@ def test_property_no_chunk_exceeds_the_model_limit(
     for ch in set(text) - set(" \t\n\r\u3000\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"):
         if ch.strip():
             assert ch in covered
+
+
+def _price_table(rows: int) -> str:
+    lines = ["| 产品 | 型号 | 单价 (元) | Notes |", "| --- | --- | --- | --- |"]
+    lines += [f"| 产品{i} | X-{i:03d} | {1000 + i * 7} | Ships in {i % 5 + 1} days. Fragile. |" for i in range(rows)]
+    return "\n".join(lines)
+
+
+def test_a_table_split_across_chunks_repeats_its_header_and_keeps_rows_whole(e5_embedder: Embedder) -> None:
+    table = _price_table(40)
+    text = "价格表说明：以下价格含税。\n\n" + table + "\n\n表后的说明文字。End of list."
+    chunks = Chunker(ChunkerSettings(target_tokens=80, overlap_tokens=20), e5_embedder).split_text(text)
+    table_chunks = [c for c in chunks if "| X-" in c]
+    assert len(table_chunks) > 3
+    rows = table.split("\n")[2:]
+    seen: list[str] = []
+    for chunk in table_chunks:
+        lines = chunk.split("\n")
+        start = lines.index("| 产品 | 型号 | 单价 (元) | Notes |")  # every table chunk carries the header
+        assert lines[start + 1] == "| --- | --- | --- | --- |"
+        body = [line for line in lines[start + 2 :] if line.startswith("|")]
+        assert all(line in rows for line in body)  # whole rows only ("Ships in 2 days. Fragile." not cut)
+        seen += body
+    assert seen == rows  # every row once, in order: rows are not repeated as overlap
+    assert chunks[0].startswith("价格表说明")
+    assert "表后的说明文字" in chunks[-1]
+
+
+def test_spreadsheet_chunks_name_the_rows_they_hold(e5_embedder: Embedder) -> None:
+    table = _price_table(30)
+    numbers = tuple(range(3, 33))  # the sheet's data rows start at row 3
+    doc = _doc(table, heading_path=("价格",), row_numbers=numbers)
+    # A row is ~27 tokens and the header ~37: several rows per chunk.
+    chunks = Chunker(ChunkerSettings(target_tokens=160, overlap_tokens=20), e5_embedder).chunk(doc)
+    assert len(chunks) > 2
+    covered: list[int] = []
+    for chunk in chunks:
+        match = re.fullmatch(r"价格 > rows (\d+)-(\d+)", chunk.section)
+        assert match, chunk.section
+        first, last = int(match.group(1)), int(match.group(2))
+        assert f"| 产品{first - 3} |" in chunk.text and f"| 产品{last - 3} |" in chunk.text
+        covered += range(first, last + 1)
+    assert covered == list(numbers)
+
+
+def test_a_small_table_stays_with_its_text(e5_embedder: Embedder) -> None:
+    text = "Opening hours are below.\n\n| Day | Hours |\n| --- | --- |\n| Mon | 9-17 |\n| Sat | 10-14 |"
+    assert Chunker(ChunkerSettings(), e5_embedder).split_text(text) == [text]

@@ -4,9 +4,14 @@ from __future__ import annotations
 import functools
 import io
 import zipfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import docx
 from fpdf import FPDF
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageFont
 
 
 def make_pdf(pages: list[str | None], title: str | None = None) -> bytes:
@@ -142,3 +147,115 @@ The maximum upload size is 200 MB per file. Larger files are refused before they
 
 Beacon answers questions in Chinese and English.
 """
+
+
+# --- the formats teams keep beyond prose: spreadsheets, slides, e-mail (built here, no fixtures) -------
+
+CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"  # Debian fonts-wqy-microhei (make browser)
+
+
+def make_xlsx(rows: list[tuple[object, ...]], sheet: str = "Sheet1", title: str = "") -> bytes:
+    """A one-sheet workbook (openpyxl) holding ``rows`` from A1."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = sheet
+    if title:
+        book.properties.title = title
+    for row in rows:
+        ws.append(list(row))
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def make_pptx(slides: list[tuple[str, str, str]]) -> bytes:
+    """A deck (python-pptx): one 'Title and Content' slide per (title, body, speaker notes)."""
+    import pptx
+
+    deck = pptx.Presentation()
+    for title, body, notes in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text_frame.text = body
+        if notes:
+            slide.notes_slide.notes_text_frame.text = notes
+    buf = io.BytesIO()
+    deck.save(buf)
+    return buf.getvalue()
+
+
+def make_eml(subject: str, html_body: str, attachments: Sequence[tuple[str, bytes]] = ()) -> bytes:
+    """An RFC 822 message with an HTML body and file attachments (name, bytes)."""
+    import mimetypes
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = "Zhang San <zhang@example.cn>"
+    msg["To"] = "team@example.cn"
+    msg["Date"] = "Mon, 04 Mar 2024 10:00:00 +0800"
+    msg.set_content(html_body, subtype="html")
+    for name, data in attachments:
+        maintype, subtype = (mimetypes.guess_type(name)[0] or "application/octet-stream").split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg.as_bytes()
+
+
+def wrap_lines(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """One paragraph as lines no wider than ``width`` pixels in ``font``: English breaks at spaces,
+    Chinese between any two characters."""
+    import re
+
+    lines, current = [], ""
+    for token in re.findall(r"[A-Za-z0-9.,;:'’()%/-]+|\s|.", text):
+        if font.getlength(current + token) > width and current.strip():
+            lines.append(current.strip())
+            current = "" if token.isspace() else token
+        else:
+            current += token
+    if current.strip():
+        lines.append(current.strip())
+    return lines
+
+
+def render_page(lines: list[str], size: int = 32, width: int = 1400) -> Image.Image:
+    """A white page image of ``lines`` in the CJK font (black, ``size`` px, ~300 dpi-like)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(CJK_FONT, size)
+    height = 80 + int(size * 1.6) * len(lines)
+    page = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(page)
+    for i, line in enumerate(lines):
+        draw.text((60, 40 + int(size * 1.6) * i), line, font=font, fill=0)
+    return page
+
+
+def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    return buf.getvalue()
+
+
+def make_scanned_pdf(pages: list[list[str]]) -> bytes:
+    """A PDF whose pages are only images of text (no text layer), like a scan."""
+    images = [render_page(lines).convert("RGB") for lines in pages]
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", save_all=True, append_images=images[1:], resolution=200.0)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` 1-bit pixels but holds only a few rows of data: a few
+    hundred bytes, which a decoder would try to inflate into width * height / 8 bytes (an image bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    rows = zlib.compress((b"\x00" + bytes((width + 7) // 8)) * 8)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")

@@ -8,6 +8,7 @@ the same properties with many more examples (``pytest -m slow tests/ingest/loade
 """
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from collections.abc import Callable
@@ -23,12 +24,22 @@ from ingest.embedding import Embedder
 from ingest.loaders import SUPPORTED_EXTENSIONS, DocumentLoader, LoadError, LoaderSettings, load_bytes
 from ingest.settings import ChunkerSettings, EmbedderSettings
 from ingest.types import LoadedDocument, sha256_hex
-from tests.support.documents import HTML, MARKDOWN, valid_docx, valid_pdf
+from tests.support.documents import (
+    HTML,
+    MARKDOWN,
+    image_bytes,
+    make_eml,
+    make_pptx,
+    make_xlsx,
+    render_page,
+    valid_docx,
+    valid_pdf,
+)
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-_FILE_TYPES = {"pdf", "docx", "markdown", "html", "text"}
+_FILE_TYPES = {"pdf", "docx", "xlsx", "csv", "pptx", "email", "image", "markdown", "html", "text"}
 _EXTS = sorted(SUPPORTED_EXTENSIONS) + [".exe", ".zip", ".PDF", ".Md", ""]
 _PREFIXES = [
     b"",
@@ -54,6 +65,11 @@ _VALID: dict[str, Callable[[], bytes]] = {
     "txt": lambda: _TEXT.encode("utf-8"),
     "gbk.txt": lambda: _TEXT.encode("gbk"),
     "utf16.txt": lambda: _TEXT.encode("utf-16"),
+    "xlsx": functools.cache(lambda: make_xlsx([("产品", "单价"), ("路由器 R1", 4380), ("Switch S8", 1250.5)])),
+    "gbk.csv": lambda: "城市,门店\n上海,徐家汇店\n杭州,西湖店\n".encode("gbk"),
+    "pptx": functools.cache(lambda: make_pptx([("季度报告", "收入增长 12%. Revenue grew.", "Speak slowly.")])),
+    "eml": functools.cache(lambda: make_eml("报价 Quote", "<p>价格见附件。</p>", [("quote.pdf", valid_pdf())])),
+    "png": functools.cache(lambda: image_bytes(render_page(["OCR 文字 42"], size=28, width=360))),
 }
 
 # Names: hostile paths, controls, NUL, very long, Windows devices, odd Unicode; a loader only uses

@@ -58,7 +58,7 @@ def test_markdown_sections_follow_heading_stack(tmp_path: Path) -> None:
     assert "front matter" not in doc.text
     assert by_path[("Guide",)] == "Some emphasis and a link and code."
     assert "1. Download\n2. Run the installer" in by_path[("Guide", "Install")]
-    assert "Key | Value\nport | 8080" in by_path[("Guide", "Install")]
+    assert "| Key | Value |\n| --- | --- |\n| port | 8080 |" in by_path[("Guide", "Install")]
     assert by_path[("Guide", "Install", "Details")] == "make install"
     assert all(s.page is None for s in doc.sections)
 
@@ -73,7 +73,7 @@ def test_html_sections_tables_and_dropped_chrome() -> None:
     assert doc.file_type == "html" and doc.title == "Team Page"
     by_path = {s.heading_path: s.text for s in doc.sections}
     assert by_path[("Team",)] == "We build things.\nSecond line."
-    assert by_path[("Team", "Members")] == "Name | Role\nAna | Lead\n\n- one\n- two"
+    assert by_path[("Team", "Members")] == "| Name | Role |\n| --- | --- |\n| Ana | Lead |\n\n- one\n- two"
     assert by_path[("Team", "Contact")] == "Mail us."
     for dropped in ("secret", "color", "Home", "copyright", "enable js"):
         assert dropped not in doc.text
@@ -115,7 +115,7 @@ def test_docx_keeps_body_order_headings_and_tables(tmp_path: Path) -> None:
     assert doc.file_type == "docx" and doc.title == "Ops Manual"
     assert [(s.heading_path, s.text) for s in doc.sections] == [
         (("Ops Manual",), "Intro paragraph."),
-        (("Ops Manual", "Deploy"), "Before the table.\n\nStep | Owner\nBuild | CI\n\nAfter the table."),
+        (("Ops Manual", "Deploy"), "Before the table.\n\n| Step | Owner |\n| --- | --- |\n| Build | CI |\n\nAfter the table."),
         (("Ops Manual", "Deploy", "Rollback"), "Revert the release tag."),
         (("Ops Manual", "Monitoring"), "Watch the dashboards."),
     ]
@@ -129,7 +129,7 @@ def test_docx_merged_cells_are_not_repeated() -> None:
         table.cell(1, c).text = value
     buf = io.BytesIO()
     d.save(buf)
-    assert load_bytes(buf.getvalue(), "t.docx").text == "Merged header\na | b | c"
+    assert load_bytes(buf.getvalue(), "t.docx").text == "| Merged header |  |  |\n| --- | --- | --- |\n| a | b | c |"
 
 
 def test_docx_tracked_changes_and_smart_tags() -> None:
@@ -265,7 +265,7 @@ def _zip_without_document() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("[Content_Types].xml", "<Types/>")
-        zf.writestr("xl/workbook.xml", "<workbook/>")
+        zf.writestr("notes/readme.txt", "an archive, not an Office document")
     return buf.getvalue()
 
 
@@ -288,7 +288,7 @@ def _docx_with_broken_xml() -> bytes:
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image.txt", ["binary content", ".txt"]),
         (bytes(range(256)) * 4, "blob.txt", ["binary content in a .txt file"]),
         (b"\x01\x02\x03\x04\x05\x06\x07\x08 text", "ctl.md", ["binary content"]),
-        (_zip_without_document(), "sheet.docx", ["not a word document"]),
+        (_zip_without_document(), "sheet.docx", ["not an office document"]),
         (bytes(range(256))[::-1] * 8, "random.docx", ["not a valid .docx"]),
         (b"PK\x03\x04" + bytes(200), "truncated.docx", ["not a valid .docx"]),
         (_docx_with_broken_xml(), "broken.docx", ["not a valid .docx"]),
@@ -330,7 +330,10 @@ def test_load_document_path_errors(tmp_path: Path) -> None:
 
 
 def test_supported_extensions() -> None:
-    assert frozenset({".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt"}) == SUPPORTED_EXTENSIONS
+    assert frozenset(
+        {".pdf", ".docx", ".xlsx", ".pptx", ".csv", ".eml", ".md", ".markdown", ".html", ".htm", ".txt"}
+        | {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+    ) == SUPPORTED_EXTENSIONS
 
 
 # --- upload safety: content allow-list, archives and bombs, size limits ------------------------------
@@ -415,7 +418,7 @@ def _tar() -> bytes:
         # ...and by content under a document's name.
         (_gzip(b"# Notes"), "notes.md", ["binary content", "gzip archive"]),
         (_tar(), "bundle.txt", ["binary content", "tar archive"]),
-        (_zip_without_document(), "bundle.docx", ["not a word document", "archives are not accepted"]),
+        (_zip_without_document(), "bundle.docx", ["not an office document", "archives are not accepted"]),
         # Executables renamed to a document type.
         (PE_HEADER, "setup.pdf", ["binary content in a .pdf file", "windows executable"]),
         (PE_HEADER, "setup.txt", ["binary content in a .txt file", "windows executable"]),

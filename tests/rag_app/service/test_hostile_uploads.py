@@ -22,7 +22,7 @@ from rag_app.config import UISettings
 from rag_app.service import RagService, sanitize_filename
 from rag_app.service.uploads import UploadStore
 from rag_app.web import create_app
-from tests.support.documents import PE_HEADER, docx_bomb, make_pdf
+from tests.support.documents import PE_HEADER, docx_bomb, make_pdf, make_xlsx, png_header_only
 from tests.support.paths import SAMPLES
 
 MB = 1024 * 1024
@@ -139,7 +139,10 @@ def test_bad_file_corpus_each_gets_its_own_result_and_nothing_indexed_changes(in
         ("random.txt", random.Random(7).randbytes(4096)),  # binary renamed .txt
         ("setup.pdf", PE_HEADER + bytes(4096)),  # an executable renamed .pdf
         ("installer.txt", PE_HEADER + bytes(4096)),  # ... and .txt
-        ("scan.pdf", make_pdf([None, None])),  # image-only pages: no text layer
+        ("scan.pdf", make_pdf([None, None])),  # image-only pages: no text layer, nothing for OCR to read
+        ("photo.png", png_header_only(100_000, 100_000)),  # an image bomb: 10^10 pixels declared
+        ("prices.xlsx", make_xlsx([("a", 1)] * 50)[:3000]),  # a truncated workbook
+        ("blank_rows.csv", b",,,\n" * 100_000),  # 10^5 empty rows
         ("manual.pdf", make_pdf([f"Chapter {i}." for i in range(6)])),  # over the configured 5 pages
         ("huge_log.txt", huge_text),
         ("scan_archive.pdf", oversized),
@@ -163,6 +166,9 @@ def test_bad_file_corpus_each_gets_its_own_result_and_nothing_indexed_changes(in
         "setup.pdf": ("failed", ["binary content in a .pdf file", "Windows executable"]),
         "installer.txt": ("failed", ["binary content in a .txt file", "Windows executable"]),
         "scan.pdf": ("failed", ["no text layer", "scanned", "OCR"]),
+        "photo.png": ("failed", ["image bomb", "10,000,000,000 pixels"]),
+        "prices.xlsx": ("failed", ["not a valid .xlsx"]),
+        "blank_rows.csv": ("failed", ["no extractable text", "no values"]),
         "manual.pdf": ("failed", ["too many pages (6; the limit is 5 pages per PDF)"]),
         "huge_log.txt": ("failed", ["the text file is 50.0 MB", "limit is 10 MB of text", "split"]),
         "scan_archive.pdf": ("failed", ["51.0 MB is over the 50 MB limit per file"]),
