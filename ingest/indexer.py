@@ -434,9 +434,10 @@ class Indexer:
                 stale = self.registry.put(doc.source, doc.doc_id, doc.file_type, doc.title, ids)
                 self._delete_chunks(stale)
                 report.indexed.append(doc.source)
+                report.notes.extend((doc.source, note) for note in doc.notes)
                 report.chunks_added += len(ids)
                 report.chunks_removed += len(stale)
-                events.append((doc.source, "indexed", f"{len(ids)} chunks"))
+                events.append((doc.source, "indexed", "; ".join((f"{len(ids)} chunks", *doc.notes))))
         return events
 
     def _delete_chunks(self, ids: Iterable[str]) -> None:

@@ -61,6 +61,9 @@ class LoadedDocument:
     sections: tuple[Section, ...]
     title: str = ""
     encoding: str | None = None  # detected text encoding, where it applies
+    # What the reader of an ingestion report should know about how the file was read: parts left out
+    # (hidden sheets, attachments, scanned pages past the OCR limits) or a mislabelled type.
+    notes: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -106,6 +109,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)  # sources whose chunks were deleted
     # (old source, new source): moved/renamed files whose chunks were re-pointed, not re-embedded
     renamed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (source, note) of indexed files (LoadedDocument.notes)
     chunks_added: int = 0
     chunks_removed: int = 0
 

@@ -9,7 +9,9 @@ UI/CLI can show as is.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +80,12 @@ def load_bytes(data: bytes, name: str, limits: LoaderSettings | None = None) -> 
     adds one). ``name`` only picks the type and becomes ``source``; it is never opened (an upload
     name like '../../etc/passwd.md' is just a label). ``limits`` default to ``LoaderSettings()``."""
     limits = limits or LoaderSettings()
+    with _NotesFromWarnings(name) as notes:
+        doc = _load(data, name, limits)
+    return dataclasses.replace(doc, notes=notes.collected) if notes.collected else doc
+
+
+def _load(data: bytes, name: str, limits: LoaderSettings) -> LoadedDocument:
     kind = detect_kind(data, name, limits)
     if kind in ("text", "markdown", "csv") and len(data) > limits.max_text_bytes:
         raise _text_too_large(len(data), limits, "the text file")
@@ -99,6 +107,43 @@ def load_bytes(data: bytes, name: str, limits: LoaderSettings | None = None) -> 
         if size > limits.max_text_bytes:
             raise _text_too_large(size, limits, f"the text of this {kind} document")
     return doc
+
+
+class _NotesFromWarnings(logging.Handler):
+    """The loaders' warnings about one file, kept as its ``notes``: what they log for the operator
+    (a hidden sheet skipped, an attachment not indexed, scanned pages past the OCR budget) is also
+    what the person who uploaded the file should be told. Only this thread's records count: in-process
+    loads may run in several threads at once."""
+
+    _MAX_NOTES = 10
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.WARNING)
+        self._prefix = f"{name}: "
+        self._thread = threading.get_ident()
+        self._notes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self._thread or len(self._notes) >= self._MAX_NOTES:
+            return
+        message = " ".join(record.getMessage().split())
+        note = message.removeprefix(" ".join(self._prefix.split()) + " ").removeprefix(self._prefix)
+        if note and note not in self._notes:
+            self._notes.append(note[:297] + "..." if len(note) > 300 else note)
+
+    @property
+    def collected(self) -> tuple[str, ...]:
+        return tuple(self._notes)
+
+    def __enter__(self) -> _NotesFromWarnings:
+        _LOADER_LOGGER.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _LOADER_LOGGER.removeHandler(self)
+
+
+_LOADER_LOGGER = logging.getLogger("ingest.loaders")
 
 
 def load_document(path: str | Path, limits: LoaderSettings | None = None) -> LoadedDocument:

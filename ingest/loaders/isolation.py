@@ -198,6 +198,7 @@ def _document(payload: dict[str, Any], data: bytes, name: str) -> LoadedDocument
         sections=sections,
         title=str(payload.get("title", "")),
         encoding=str(encoding) if encoding is not None else None,
+        notes=tuple(str(n) for n in payload.get("notes", ())),
     )
 
 
@@ -278,6 +279,7 @@ def _parse_to_json(data: bytes, name: str, settings: LoaderSettings, collect: _C
                 "file_type": doc.file_type,
                 "title": doc.title,
                 "encoding": doc.encoding,
+                "notes": list(doc.notes),
                 "sections": [
                     {
                         "text": s.text,

@@ -142,7 +142,7 @@ def _ingest(service: RagService, paths: Sequence[str]) -> IngestReport:
 
 
 def _merge(into: IngestReport, part: IngestReport) -> None:
-    for name in ("indexed", "unchanged", "duplicates", "failed", "skipped", "removed", "renamed"):
+    for name in ("indexed", "unchanged", "duplicates", "failed", "skipped", "removed", "renamed", "notes"):
         getattr(into, name).extend(getattr(part, name))
     into.chunks_added += part.chunks_added
     into.chunks_removed += part.chunks_removed
@@ -181,6 +181,8 @@ def print_summary(r: IngestReport) -> None:
         print(f"  skipped: {source}: {reason}")
     for source, reason in r.failed:
         print(f"  failed: {source}: {reason}")
+    for source, note in r.notes:
+        print(f"  note: {source}: {note}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from ingest.settings import ChunkerSettings
 from ingest.stores.bm25_index import BM25Index
 from ingest.text_tokenizer import BM25Tokenizer
 from ingest.types import Chunk
-from tests.support.documents import FAQ_EN, HANDBOOK_ZH
+from tests.support.documents import FAQ_EN, HANDBOOK_ZH, valid_pdf
 from tests.support.fakes import HashingEmbedder, InMemoryVectorStore
 
 NOTES_TXT = b"Release notes.\n\nVersion 2.1 adds a dark mode and fixes the zebra export bug.\n"
@@ -140,3 +140,13 @@ def test_a_renamed_file_keeps_its_vectors(stores: Stores, tmp_path: Path) -> Non
     assert stores.ids() == ids and stores.embedder.calls == calls  # re-pointed, not re-embedded
     rows = stores.vectors.fetch(sorted(stores.registry.chunk_ids(new)))
     assert rows and all(chunk.source == new for chunk, _ in rows.values())
+
+
+def test_what_a_loader_left_out_is_in_the_report_and_the_files_event(stores: Stores) -> None:
+    # A Markdown file's bytes are a PDF: loaded as a PDF, and the report says so.
+    events: list = []
+    report = stores.indexer.ingest_bytes("scan_named.md", valid_pdf(), events.append)
+    assert report.indexed == ["scan_named.md"]
+    note = "extension '.md' but content is a PDF; loading it as PDF"
+    assert report.notes == [("scan_named.md", note)]
+    assert events[-1].status == "indexed" and events[-1].detail.endswith(f"chunks; {note}")

@@ -12,7 +12,7 @@ import xlsxwriter
 
 from ingest.chunking import Chunker
 from ingest.embedding import Embedder
-from ingest.loaders import LoadError, LoaderSettings, load_bytes
+from ingest.loaders import DocumentLoader, LoadError, LoaderSettings, load_bytes
 from ingest.settings import ChunkerSettings
 
 
@@ -71,6 +71,17 @@ def test_xlsx_sheets_become_markdown_tables_with_joined_headers(caplog: pytest.L
     assert contacts.row_numbers == (2, 4)
     assert "hidden margin" not in doc.text
     assert "hidden sheets not indexed: 'Internal'" in caplog.text
+    assert doc.notes == ("hidden sheets not indexed: 'Internal'",)  # said to whoever indexed the file
+
+
+def test_a_files_notes_survive_the_isolated_parser() -> None:
+    data = _price_workbook()
+    isolated = DocumentLoader(LoaderSettings())(data, "prices.docx")  # mislabelled too
+    assert isolated == load_bytes(data, "prices.docx")
+    assert isolated.notes == (
+        "extension '.docx' but content is a .xlsx; loading it as such",
+        "hidden sheets not indexed: 'Internal'",
+    )
 
 
 def test_a_long_sheet_chunks_with_its_header_and_row_ranges(e5_embedder: Embedder) -> None:
