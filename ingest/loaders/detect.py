@@ -71,8 +71,13 @@ def detail(exc: BaseException) -> str:
     corrupt, and the isolated parser (``DocumentLoader``) reports it as a memory-cap refusal."""
     if isinstance(exc, MemoryError):
         raise exc
-    msg = str(exc).strip()
+    # Object reprs ("<_io.BytesIO object at 0x7f...>") carry a memory address: noise to a reader, and
+    # a reason that differs between two parses of the same file.
+    msg = _ADDRESS_RE.sub("", str(exc)).strip()
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+_ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 # --- names -------------------------------------------------------------------------------------

@@ -301,13 +301,32 @@ def test_one_question_at_a_time_honest_citations_and_follow_ups(honesty_server, 
         big.write_text("年假制度说明。" * 200_000, encoding="utf-8")  # ~4 MB, over the 1 MB limit
         archive = tmp_path / "bundle.zip"
         archive.write_bytes(b"PK\x03\x04" + b"\0" * 100)
-        page.locator("#kb-upload input[type=file]").set_input_files([str(big), str(archive)])
+        workbook = tmp_path / "prices.xlsx"  # indexed; what it leaves out is said in its row
+        workbook.write_bytes(_workbook_with_a_hidden_sheet())
+        page.locator("#kb-upload input[type=file]").set_input_files([str(big), str(archive), str(workbook)])
         _wait_file_listed(page, "#kb-upload", "big_notes.txt")
         page.locator("#index-btn").click()
         _wait_text(page, "#ingest-status", "Done")
         results = page.locator("#ingest-results").inner_text()
         assert "big_notes.txt" in results and "over the 1 MB limit" in results, results
         assert "bundle.zip" in results and "failed" in results, results
+        assert "prices.xlsx" in results and "hidden sheets not indexed: 'Margins'" in results, results
     finally:
         browser.close()
         pw.stop()
+
+
+def _workbook_with_a_hidden_sheet() -> bytes:
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["产品", "单价"])
+    book.active.append(["路由器", 4380])
+    hidden = book.create_sheet("Margins")
+    hidden.append(["margin", 0.37])
+    hidden.sheet_state = "hidden"
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
