@@ -250,7 +250,9 @@ class Chunker:
                 if mid <= s or mid >= e:
                     mid = (s + e) // 2
                 if piece.header and len(piece.header) >= (e - s):
-                    piece = _Piece(s, e, "", piece.rows)  # the header alone is over the limit: cut it too
+                    # Halving has left less text than the repeated header: the header is what
+                    # does not fit, so these halves go without it.
+                    piece = _Piece(s, e, "", piece.rows)
                 retry.extend([_Piece(s, mid, piece.header, piece.rows), _Piece(mid, e, piece.header, piece.rows)])
             pending = retry
         out.sort(key=lambda item: item[0])
