@@ -14,7 +14,7 @@ import zipfile
 
 from ingest.settings import LoaderSettings
 from ingest.text_cleaning import remove_unsafe_characters
-from ingest.types import Section
+from ingest.types import Section, source_label
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ def extension(name: str) -> str:
 
 
 def stem(name: str) -> str:
-    base = base_name(name)
+    """The file name without its extension, and without the content-hash suffix an upload is stored
+    with (``uploads/prices-e478f918ec3e.xlsx`` -> ``prices``): the fallback title of a document."""
+    base = source_label(base_name(name))
     dot = base.rfind(".")
     return base[:dot] if dot > 0 else base
 

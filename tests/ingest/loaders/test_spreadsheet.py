@@ -169,3 +169,7 @@ def test_truncated_or_corrupt_workbooks_are_refused_with_a_reason(keep: float) -
 
 def test_a_workbook_named_docx_loads_as_a_workbook() -> None:
     assert load_bytes(_price_workbook(), "prices.docx").file_type == "xlsx"
+
+
+def test_an_uploads_title_is_its_name_without_the_stored_hash() -> None:
+    assert load_bytes(_one_cell_workbook(), "data/uploads/门店价格-e478f918ec3e.xlsx").title == "门店价格"
