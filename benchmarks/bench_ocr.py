@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from ingest.loaders import ocr  # noqa: E402
 from ingest.loaders.pdf import load_pdf  # noqa: E402
 from ingest.settings import LoaderSettings  # noqa: E402
-from tests.support.documents import CJK_FONT, wrap_lines  # noqa: E402
+from tests.support.documents import CJK_FONT, char_accuracy, word_accuracy, wrap_lines  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 FONT = CJK_FONT
@@ -141,22 +141,8 @@ def render_page(text: str, size: int = 42) -> tuple[Image.Image, str]:
 # --- accuracy -----------------------------------------------------------------------------------------------
 
 
-def _levenshtein(a: list[str] | str, b: list[str] | str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
 def accuracy(kind: str, reference: str, found: str) -> float:
-    if kind == "en":
-        words = reference.split()
-        return 1 - _levenshtein(words, found.split()) / len(words)
-    chars = re.sub(r"\s", "", reference)
-    return 1 - _levenshtein(chars, re.sub(r"\s", "", found)) / len(chars)
+    return word_accuracy(reference, found) if kind == "en" else char_accuracy(reference, found)
 
 
 # --- runs ------------------------------------------------------------------------------------------------------

@@ -259,3 +259,30 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     rows = zlib.compress((b"\x00" + bytes((width + 7) // 8)) * 8)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+# --- OCR accuracy: 1 - edit distance / reference length ---------------------------------------------
+
+
+def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def char_accuracy(reference: str, found: str) -> float:
+    """Over characters, whitespace removed (Chinese: Tesseract spaces its characters)."""
+    import re
+
+    ref, got = re.sub(r"\s", "", reference), re.sub(r"\s", "", found)
+    return 1 - levenshtein(ref, got) / len(ref)
+
+
+def word_accuracy(reference: str, found: str) -> float:
+    """Over whitespace-separated words (English)."""
+    ref = reference.split()
+    return 1 - levenshtein(ref, found.split()) / len(ref)

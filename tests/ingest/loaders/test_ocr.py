@@ -19,7 +19,7 @@ from ingest.loaders.detect import LoadError
 from ingest.loaders.ocr import _page_dpi, _parse_tsv, load_image, ocr_image, ocr_workers, tesseract_available
 from ingest.loaders.pdf import load_pdf
 from ingest.settings import LoaderSettings
-from tests.support.documents import CJK_FONT, png_header_only, wrap_lines
+from tests.support.documents import CJK_FONT, char_accuracy, png_header_only, word_accuracy, wrap_lines
 
 pytestmark = [
     pytest.mark.integration,
@@ -76,28 +76,6 @@ def encode(image: Image.Image, fmt: str, **params: Any) -> bytes:
 def scanned_pdf(pages: Sequence[Image.Image]) -> bytes:
     """A PDF whose pages are only images (no text layer), 1 image pixel per 1/300 inch."""
     return encode(pages[0], "PDF", save_all=True, append_images=list(pages[1:]), resolution=300)
-
-
-def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
-def char_accuracy(reference: str, found: str) -> float:
-    """1 - edit distance / reference length, over characters, whitespace removed (Chinese)."""
-    ref, got = re.sub(r"\s", "", reference), re.sub(r"\s", "", found)
-    return 1 - levenshtein(ref, got) / len(ref)
-
-
-def word_accuracy(reference: str, found: str) -> float:
-    """1 - edit distance / reference length, over whitespace-separated words (English)."""
-    ref = reference.split()
-    return 1 - levenshtein(ref, found.split()) / len(ref)
 
 
 @pytest.fixture(scope="module")
