@@ -119,7 +119,7 @@ class _NotesFromWarnings(logging.Handler):
 
     def __init__(self, name: str) -> None:
         super().__init__(logging.WARNING)
-        self._prefix = f"{name}: "
+        self._prefix = " ".join(name.split()) + ": "  # as it reads in a whitespace-normalised message
         self._thread = threading.get_ident()
         self._notes: list[str] = []
 
@@ -127,7 +127,7 @@ class _NotesFromWarnings(logging.Handler):
         if record.thread != self._thread or len(self._notes) >= self._MAX_NOTES:
             return
         message = " ".join(record.getMessage().split())
-        note = message.removeprefix(" ".join(self._prefix.split()) + " ").removeprefix(self._prefix)
+        note = message.removeprefix(self._prefix)
         if note and note not in self._notes:
             self._notes.append(note[:297] + "..." if len(note) > 300 else note)
 

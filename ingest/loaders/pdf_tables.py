@@ -13,9 +13,13 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ingest.loaders.detect import clean_text, detail
 from ingest.loaders.tables import markdown_table
+
+if TYPE_CHECKING:
+    from pdfplumber.page import Page
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +78,16 @@ def _pages_with_drawings(data: bytes, pages: Iterable[int], name: str) -> list[i
     return found
 
 
-def _page_text(page: object) -> str | None:
+def _page_text(page: Page) -> str | None:
     """The page's text with its tables in place as Markdown; None when it has no real table."""
-    tables = [t for t in page.find_tables() if len(t.rows) >= 2]  # type: ignore[attr-defined]
+    tables = [t for t in page.find_tables() if len(t.rows) >= 2]
     if not tables:
         return None
-    width, height = page.width, page.height  # type: ignore[attr-defined]
+    width, height = float(page.width), float(page.height)
     parts: list[str] = []
     top = 0.0
     for table in sorted(tables, key=lambda t: t.bbox[1]):
-        x0, table_top, x1, bottom = table.bbox
+        _, table_top, _, bottom = table.bbox
         if table_top > top:
             parts.append(_text_between(page, top, min(table_top, height), width))
         parts.append(markdown_table(table.extract()))
@@ -93,8 +97,8 @@ def _page_text(page: object) -> str | None:
     return clean_text("\n\n".join(p for p in parts if p.strip()))
 
 
-def _text_between(page: object, top: float, bottom: float, width: float) -> str:
+def _text_between(page: Page, top: float, bottom: float, width: float) -> str:
     if bottom - top < 1:
         return ""
-    region = page.crop((0, top, width, bottom), strict=False)  # type: ignore[attr-defined]
+    region = page.crop((0, top, width, bottom), strict=False)
     return str(region.extract_text() or "")

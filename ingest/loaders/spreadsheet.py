@@ -19,7 +19,7 @@ import csv
 import datetime as dt
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,9 +243,8 @@ def _drop_empty_columns(rows: dict[int, list[str]], numbers: list[int]) -> tuple
     return {n: [rows[n][c] if c < len(rows[n]) else "" for c in used] for n in numbers}, numbers
 
 
-def _is_caption(row: Iterable[str]) -> bool:
-    values = [v for v in row if v]
-    return len(set(values)) == 1 and len(list(row)) > 1
+def _is_caption(row: list[str]) -> bool:
+    return len(row) > 1 and len({v for v in row if v}) == 1
 
 
 def _header_row_count(numbers: list[int], merges: list[tuple[int, int, int, int]]) -> int:
