@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test install-bench browser ocr run test test-unit test-slow lint bench-small bench-1m
+.PHONY: install install-test install-bench browser ocr postgres run test test-unit test-slow lint bench-small bench-1m
 
 install:
 	$(PIP) install -e .
@@ -31,11 +31,19 @@ ocr:
 		|| echo "warning: could not install tesseract-ocr; scanned PDFs and images will be refused"; \
 	fi
 
+# PostgreSQL from Debian: the test suite starts its own throwaway server (tests/support/postgres.py)
+# to test the server shape's state database. Never started as a service here.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "warning: could not install postgresql; the PostgreSQL tests will be skipped"; \
+	fi
+
 run: install ocr
 	rag-ingest samples
 	rag-app
 
-test: install-test browser ocr
+test: install-test browser ocr postgres
 	$(PYTHON) -m pytest
 
 # The fast unit layer alone (in-memory fakes, no model, no Milvus): well under a minute.
@@ -48,7 +56,7 @@ lint: install-test
 	$(PYTHON) -m mypy
 
 # Heavy tests: the real packaged LLM, full benchmarks.
-test-slow: install-test browser ocr
+test-slow: install-test browser ocr postgres
 	$(PYTHON) -m pytest -m slow
 
 # Benchmarks (BENCHMARKS.md): every measurement at its small point; the 1M points (~30 minutes).

@@ -10,15 +10,16 @@ A rename is re-pointed in the registry first (one transaction that also journals
 rewrite a crash interrupted. ``sync_folder`` runs ``check()`` before anything else, so a sync
 killed at any point converges on the next run.
 
-Within one process, writes to the stores are serialised by a lock held per batch (not per run),
-so a folder sync, an upload and ``check()`` can interleave without ``check()`` mistaking another
-writer's not-yet-registered chunks for orphans.
+Writes to the stores are serialised by the state database's writers' lock, held per batch (not
+per run) and across processes and replicas, so a folder sync, an upload and ``check()`` can interleave
+without ``check()`` mistaking another writer's not-yet-registered chunks for orphans. Whether a file
+is new or a duplicate is decided again under that lock, just before its batch is written: another
+replica may have indexed the same content since.
 """
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,20 +127,23 @@ class Indexer:
 
     Every collaborator comes in through the constructor, typed by what the indexer uses of it
     (``DocumentEmbedder``, ``ingest.stores.protocols.WritableVectorStore``): the application passes
-    the e5 ``Embedder`` and Milvus, a unit test an in-memory embedder and vector store."""
+    the e5 ``Embedder`` and Milvus, a unit test an in-memory embedder and vector store.
+
+    ``bm25``: the in-process keyword index written beside the vector store; ``None`` when the vector
+    store indexes keywords itself (Milvus full-text search, ``bm25.backend: milvus``): the chunk's
+    tokens then go into the same ``upsert`` as its vector, one write for both searches."""
 
     def __init__(
         self,
         embedder: DocumentEmbedder,
         chunker: Chunker,
         vectors: WritableVectorStore,
-        bm25: BM25Index,
+        bm25: BM25Index | None,
         tokenizer: BM25Tokenizer,
         registry: Registry,
         # Chunks buffered before one embed + write: the embedder sorts each buffer by length, so a
         # larger buffer pads less (64 cost ~13% of embedding time against one sorted call, measured).
         batch_chunks: int = 256,
-        sync_lock_path: str | Path | None = None,
         load: Callable[[bytes, str], LoadedDocument] = load_bytes,
     ) -> None:
         self.embedder = embedder
@@ -150,9 +154,9 @@ class Indexer:
         self.registry = registry
         self.batch_chunks = batch_chunks
         self.load = load  # bytes + name -> document (a configured ``DocumentLoader`` in the app)
-        # One sync per data directory, across processes; the registry lives in the data directory.
-        self.sync_lock_path = Path(sync_lock_path) if sync_lock_path else registry.path.parent / "sync.lock"
-        self._write_lock = threading.RLock()
+        # Store writes are serialised per batch across threads, processes and replicas (the state
+        # database's writers' lock), so no writer's check() takes another's unregistered chunks for orphans.
+        self._write_lock = registry.db.write_lock()
 
     # --- entry points ---------------------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None) -> IngestReport:
@@ -239,9 +243,21 @@ class Indexer:
                     flush()
             flush()
         finally:
-            self.bm25.save()
-            self.vectors.flush()
+            self._flush_stores()
         return report
+
+    def import_document(self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Write a document whose chunks are already embedded (a knowledge base moved to other
+        stores: ``rag-ingest --migrate-from``), through the same write path as ingestion: stores
+        first, then the registry, under the writers' lock. Its date stays the original's."""
+        tokens = self.tokenizer.tokenize_many([c.text for c in chunks])
+        ids = [c.chunk_id for c in chunks]
+        with self._write_lock:
+            self._upsert(chunks, vectors, tokens)
+            stale = self.registry.put(
+                record.source, record.doc_id, record.file_type, record.title, ids, indexed_at=record.indexed_at
+            )
+            self._delete_chunks(stale)
 
     def delete_sources(self, sources: Iterable[str]) -> int:
         """Remove documents from the registry and both stores; returns chunks removed."""
@@ -249,8 +265,7 @@ class Indexer:
         with self._write_lock:
             ids = self.registry.remove(sources)  # registry first: a crash leaves only orphans
             self._delete_chunks(ids)
-        self.bm25.save()
-        self.vectors.flush()
+        self._flush_stores()
         return len(ids)
 
     def sync_folder(self, folder: str | Path, progress: ProgressCallback | None = None) -> IngestReport:
@@ -263,7 +278,7 @@ class Indexer:
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
             raise NotADirectoryError(f"sync folder {root} does not exist or is not a folder")
-        with SyncLock(self.sync_lock_path):
+        with SyncLock(self.registry.db):
             report = IngestReport()
             # A previous run may have been killed half-way: converge first.
             repaired = self.check(repair=True)
@@ -293,8 +308,7 @@ class Indexer:
                     report.chunks_removed += len(ids)
                     for source in deleted:
                         emit(source, "removed", "file no longer in the folder")
-                self.bm25.save()
-                self.vectors.flush()
+                self._flush_stores()
             todo = [f for f in files if str(f) not in moved_to]
             self.ingest((self._file_candidate(f, report) for f in todo), progress, total=len(todo), report=report)
         log.info(
@@ -313,7 +327,7 @@ class Indexer:
     def _check(self, repair: bool) -> ConsistencyReport:
         reg = self.registry.chunk_ids()
         mil = self.vectors.all_ids()
-        bm = self.bm25.ids()
+        bm = self.bm25.ids() if self.bm25 is not None else mil
         stale = self.registry.stale_meta_sources()
         report = ConsistencyReport(
             registry=len(reg),
@@ -330,7 +344,7 @@ class Indexer:
         orphans_m, orphans_b = mil - reg, bm - reg
         if orphans_m:
             self.vectors.delete(orphans_m)
-        if orphans_b:
+        if orphans_b and self.bm25 is not None:
             self.bm25.delete(orphans_b)
         report.orphans_removed = len(orphans_m | orphans_b)
         missing_vectors = reg - mil
@@ -344,8 +358,8 @@ class Indexer:
             self._delete_chunks(dropped)
             report.documents_dropped = sorted(lost_sources)
             reg -= dropped
-        missing_bm25 = reg - self.bm25.ids()
-        if missing_bm25:
+        missing_bm25 = reg - self.bm25.ids() if self.bm25 is not None else set()
+        if missing_bm25 and self.bm25 is not None:
             texts = self.vectors.get_texts(sorted(missing_bm25))
             ids = list(texts)
             self.bm25.add(ids, self.tokenizer.tokenize_many([texts[i] for i in ids]))
@@ -354,11 +368,10 @@ class Indexer:
             self.vectors.set_source(self.registry.ordered_chunk_ids(source), source)
             self.registry.clear_stale_meta([source])
             report.sources_relabelled += 1
-        self.bm25.save()
-        self.vectors.flush()
+        self._flush_stores()
         report.registry = self.registry.chunk_count()
         report.milvus = self.vectors.count()
-        report.bm25 = len(self.bm25)
+        report.bm25 = len(self.bm25) if self.bm25 is not None else report.milvus
         return report
 
     # --- internals --------------------------------------------------------------------------------
@@ -426,10 +439,21 @@ class Indexer:
         tokens = self.tokenizer.tokenize_many([c.text for c in chunks])
         events: list[tuple[str, str, str]] = []
         with self._write_lock:
-            self.vectors.upsert(chunks, vectors)
-            self.bm25.add([c.chunk_id for c in chunks], tokens)
+            self._upsert(chunks, vectors, tokens)
             for pending in batch:
                 doc = pending.doc
+                original = self.registry.source_of(doc.doc_id)
+                if original is not None and original != doc.source:  # another writer was first
+                    # The chunks just written are that document's (same content, same ids); what
+                    # this source held before, if anything, is other content and goes.
+                    removed = self.registry.remove([doc.source])
+                    self._delete_chunks(removed)
+                    if removed:
+                        report.removed.append(doc.source)
+                        report.chunks_removed += len(removed)
+                    report.duplicates.append((doc.source, original))
+                    events.append((doc.source, "duplicate", f"same content as {original}"))
+                    continue
                 ids = [c.chunk_id for c in pending.chunks]
                 stale = self.registry.put(doc.source, doc.doc_id, doc.file_type, doc.title, ids)
                 self._delete_chunks(stale)
@@ -440,11 +464,24 @@ class Indexer:
                 events.append((doc.source, "indexed", "; ".join((f"{len(ids)} chunks", *doc.notes))))
         return events
 
+    def _upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> None:
+        if self.bm25 is None:  # the vector store indexes the tokens in the same write
+            self.vectors.upsert(chunks, vectors, keywords=tokens)
+        else:
+            self.vectors.upsert(chunks, vectors)
+            self.bm25.add([c.chunk_id for c in chunks], tokens)
+
     def _delete_chunks(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
             self.vectors.delete(ids)
-            self.bm25.delete(ids)
+            if self.bm25 is not None:
+                self.bm25.delete(ids)
+
+    def _flush_stores(self) -> None:
+        if self.bm25 is not None:
+            self.bm25.save()
+        self.vectors.flush()
 
 
 def _already_loaded(doc: LoadedDocument) -> Callable[[], LoadedDocument]:

@@ -1,39 +1,22 @@
-"""The document registry: which source holds which content and which chunk ids, in SQLite.
+"""The document registry: which source holds which content and which chunk ids.
 
 It is the source of truth for consistency: Milvus and the BM25 index must hold exactly the chunk
-ids listed here (``Indexer.check`` compares and repairs).
+ids listed here (``Indexer.check`` compares and repairs). It lives in the state database
+(``ingest.state``): an SQLite file by default, PostgreSQL when replicas share it.
 """
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS documents (
-    source      TEXT PRIMARY KEY,
-    doc_id      TEXT NOT NULL,
-    file_type   TEXT NOT NULL,
-    title       TEXT NOT NULL DEFAULT '',
-    chunk_count INTEGER NOT NULL,
-    indexed_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
-CREATE TABLE IF NOT EXISTS chunks (
-    chunk_id TEXT PRIMARY KEY,
-    source   TEXT NOT NULL REFERENCES documents(source) ON DELETE CASCADE,
-    ordinal  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
--- Sources re-pointed by a rename whose Milvus rows may still name the old source in ``meta``:
--- written in the rename's transaction, cleared once Milvus is rewritten (check() finishes it).
-CREATE TABLE IF NOT EXISTS stale_meta (
-    source TEXT PRIMARY KEY REFERENCES documents(source) ON DELETE CASCADE
-);
-"""
+from sqlalchemy import delete, func, insert, select, update
+
+from ingest.state.database import StateDatabase
+from ingest.state.schema import chunks, documents, stale_meta
+
+_BATCH = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 
 @dataclass(frozen=True)
@@ -46,92 +29,82 @@ class DocumentRecord:
     indexed_at: float
 
 
+def _record(row: object) -> DocumentRecord:
+    return DocumentRecord(*row)  # type: ignore[misc]  # a Row of the documents table, in column order
+
+
 class Registry:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        # One connection shared under a lock: the UI's threads and the indexer use the same object.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+    """Reads and one-transaction writes over the registry tables. ``database``: a
+    :class:`StateDatabase` (shared with the leases and the writers' lock), or the path of an SQLite
+    file for one."""
+
+    def __init__(self, database: StateDatabase | str | Path) -> None:
+        self.db = database if isinstance(database, StateDatabase) else StateDatabase.sqlite(database)
+        self.db.warm_up()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, source: str) -> DocumentRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
-        return DocumentRecord(*row) if row else None
+        with self.db.read() as conn:
+            row = conn.execute(select(documents).where(documents.c.source == source)).one_or_none()
+        return _record(row) if row else None
 
     def source_of(self, doc_id: str) -> str | None:
         """The first source indexed with this content hash, if any."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT source FROM documents WHERE doc_id = ? ORDER BY indexed_at LIMIT 1", (doc_id,)
-            ).fetchone()
-        return row[0] if row else None
+        with self.db.read() as conn:
+            return conn.execute(
+                select(documents.c.source).where(documents.c.doc_id == doc_id).order_by(documents.c.indexed_at).limit(1)
+            ).scalar_one_or_none()
 
     def documents(self) -> list[DocumentRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM documents ORDER BY source").fetchall()
-        return [DocumentRecord(*r) for r in rows]
+        with self.db.read() as conn:
+            rows = conn.execute(select(documents).order_by(documents.c.source)).all()
+        return [_record(r) for r in rows]
 
     def chunk_ids(self, source: str | None = None) -> set[str]:
-        with self._lock:
-            if source is None:
-                rows = self._db.execute("SELECT chunk_id FROM chunks").fetchall()
-            else:
-                rows = self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,)).fetchall()
-        return {r[0] for r in rows}
+        query = select(chunks.c.chunk_id)
+        if source is not None:
+            query = query.where(chunks.c.source == source)
+        with self.db.read() as conn:
+            return set(conn.execute(query).scalars())
 
     def chunk_count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(chunks)).scalar_one())
 
     def ordered_chunk_ids(self, source: str) -> list[str]:
         """The source's chunk ids in document order."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT chunk_id FROM chunks WHERE source = ? ORDER BY ordinal", (source,)
-            ).fetchall()
-        return [r[0] for r in rows]
+        with self.db.read() as conn:
+            return list(
+                conn.execute(select(chunks.c.chunk_id).where(chunks.c.source == source).order_by(chunks.c.ordinal))
+                .scalars()
+            )
 
     def stale_meta_sources(self) -> list[str]:
         """Renamed sources whose Milvus rows have not been rewritten with the new name yet."""
-        with self._lock:
-            rows = self._db.execute("SELECT source FROM stale_meta ORDER BY source").fetchall()
-        return [r[0] for r in rows]
+        with self.db.read() as conn:
+            return list(conn.execute(select(stale_meta.c.source).order_by(stale_meta.c.source)).scalars())
 
     # --- writes (each one transaction) ---------------------------------------------------------------
     def put(
-        self, source: str, doc_id: str, file_type: str, title: str, chunk_ids: Sequence[str]
+        self, source: str, doc_id: str, file_type: str, title: str, chunk_ids: Sequence[str],
+        indexed_at: float | None = None,
     ) -> set[str]:
         """Record ``source`` as holding these chunks; returns the chunk ids it held before and no
-        longer holds (the caller deletes them from the stores)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old = {
-                    r[0] for r in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,))
-                }
-                self._db.execute("DELETE FROM chunks WHERE source = ?", (source,))
-                self._db.execute(
-                    "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-                    (source, doc_id, file_type, title, len(chunk_ids), time.time()),
-                )
-                self._db.executemany(
-                    "INSERT INTO chunks VALUES (?, ?, ?)",
-                    [(cid, source, i) for i, cid in enumerate(chunk_ids)],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        longer holds (the caller deletes them from the stores). ``indexed_at``: now, unless the
+        document keeps an earlier date (a migration)."""
+        with self.db.write() as conn:
+            old = set(conn.execute(select(chunks.c.chunk_id).where(chunks.c.source == source)).scalars())
+            conn.execute(delete(chunks).where(chunks.c.source == source))
+            values = {"doc_id": doc_id, "file_type": file_type, "title": title,
+                      "chunk_count": len(chunk_ids), "indexed_at": time.time() if indexed_at is None else indexed_at}
+            if conn.execute(update(documents).where(documents.c.source == source).values(**values)).rowcount == 0:
+                conn.execute(insert(documents).values(source=source, **values))
+            if chunk_ids:
+                rows = [{"chunk_id": cid, "source": source, "ordinal": i} for i, cid in enumerate(chunk_ids)]
+                conn.execute(insert(chunks), rows)
         return old - set(chunk_ids)
 
     def rename(self, old: str, new: str, title: str | None = None) -> set[str]:
@@ -139,50 +112,45 @@ class Registry:
         as having stale Milvus metadata; returns the chunk ids (unchanged: they hash content).
 
         Raises ``KeyError`` if ``old`` is unknown and ``ValueError`` if ``new`` is taken."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT * FROM documents WHERE source = ?", (old,)).fetchone()
-                if row is None:
-                    raise KeyError(old)
-                if self._db.execute("SELECT 1 FROM documents WHERE source = ?", (new,)).fetchone():
-                    raise ValueError(f"{new} is already registered")
-                record = DocumentRecord(*row)
-                # New row first so the chunks' foreign key always points at an existing document.
-                self._db.execute(
-                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-                    (new, record.doc_id, record.file_type, record.title if title is None else title,
-                     record.chunk_count, record.indexed_at),
+        with self.db.write() as conn:
+            row = conn.execute(select(documents).where(documents.c.source == old)).one_or_none()
+            if row is None:
+                raise KeyError(old)
+            if conn.execute(select(documents.c.source).where(documents.c.source == new)).first():
+                raise ValueError(f"{new} is already registered")
+            record = _record(row)
+            # New row first so the chunks' foreign key always points at an existing document.
+            conn.execute(
+                insert(documents).values(
+                    source=new, doc_id=record.doc_id, file_type=record.file_type,
+                    title=record.title if title is None else title,
+                    chunk_count=record.chunk_count, indexed_at=record.indexed_at,
                 )
-                self._db.execute("UPDATE chunks SET source = ? WHERE source = ?", (new, old))
-                self._db.execute("DELETE FROM documents WHERE source = ?", (old,))
-                self._db.execute("INSERT OR REPLACE INTO stale_meta VALUES (?)", (new,))
-                ids = {
-                    r[0] for r in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (new,))
-                }
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return ids
+            )
+            conn.execute(update(chunks).where(chunks.c.source == old).values(source=new))
+            conn.execute(delete(documents).where(documents.c.source == old))
+            conn.execute(delete(stale_meta).where(stale_meta.c.source == new))
+            conn.execute(insert(stale_meta).values(source=new))
+            return set(conn.execute(select(chunks.c.chunk_id).where(chunks.c.source == new)).scalars())
 
     def clear_stale_meta(self, sources: Iterable[str]) -> None:
-        with self._lock:
-            self._db.executemany("DELETE FROM stale_meta WHERE source = ?", [(s,) for s in sources])
+        sources = list(sources)
+        with self.db.write() as conn:
+            for i in range(0, len(sources), _BATCH):
+                conn.execute(delete(stale_meta).where(stale_meta.c.source.in_(sources[i : i + _BATCH])))
 
     def remove(self, sources: Iterable[str]) -> set[str]:
         """Forget these sources; returns their chunk ids."""
+        sources = list(sources)
         removed: set[str] = set()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for source in sources:
-                    removed.update(
-                        r[0] for r in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,))
-                    )
-                    self._db.execute("DELETE FROM documents WHERE source = ?", (source,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.db.write() as conn:
+            for i in range(0, len(sources), _BATCH):
+                part = sources[i : i + _BATCH]
+                removed.update(conn.execute(select(chunks.c.chunk_id).where(chunks.c.source.in_(part))).scalars())
+                # Chunks and stale marks go with their document (ON DELETE CASCADE); deleted
+                # explicitly too, so the result never depends on the connection's pragmas.
+                conn.execute(delete(chunks).where(chunks.c.source.in_(part)))
+                conn.execute(delete(stale_meta).where(stale_meta.c.source.in_(part)))
+                conn.execute(delete(documents).where(documents.c.source.in_(part)))
         return removed
+

@@ -240,6 +240,15 @@ class TuningSettings(BaseModel):
                                         "learning_rate", "seed"})
 
 
+class DatabaseSettings(BaseModel):
+    """The state database (registry, leases): ``url`` empty = an SQLite file in the data directory
+    (``registry.sqlite3``, the embedded default); ``postgresql+psycopg://user:password@host:5432/name``
+    for replicas sharing one (the server shape). A URL with a password belongs in the environment
+    (``RAG_DATABASE__URL``), never in a config file: SecretStr keeps it out of logs and status."""
+
+    url: SecretStr = SecretStr("")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
 
@@ -250,6 +259,7 @@ class Settings(BaseSettings):
     chunker: ChunkerSettings = ChunkerSettings()
     milvus: MilvusSettings = MilvusSettings()
     bm25: BM25Settings = BM25Settings()
+    database: DatabaseSettings = DatabaseSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
     ui: UISettings = UISettings()
@@ -292,7 +302,13 @@ class Settings(BaseSettings):
 
     @property
     def registry_path(self) -> Path:
+        """The SQLite state database of the embedded default (unused when ``database.url`` is set)."""
         return self.data_dir / "registry.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url.get_secret_value()
+        return url or f"sqlite:///{self.registry_path.resolve()}"
 
     @property
     def models_dir(self) -> Path:
@@ -303,11 +319,6 @@ class Settings(BaseSettings):
         """Where the packaged embedder is rebuilt: ``embedder.cache_dir``, else ``<data_dir>/models``."""
         cache = self.embedder.cache_dir
         return self.resolve(cache) if cache else self.models_dir
-
-    @property
-    def sync_lock_path(self) -> Path:
-        """Held (flock) by the running folder sync: one sync per data directory at a time."""
-        return self.data_dir / "sync.lock"
 
     @property
     def calibration_path(self) -> Path:
@@ -337,8 +348,12 @@ class _YamlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._data.items() if v is not None}
 
 
-def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Settings from ``config_path`` (or RAG_CONFIG, or the default file) plus env and overrides."""
+def load_settings(config_path: str | Path | None = None, env_prefix: str = "RAG_", **overrides: Any) -> Settings:
+    """Settings from ``config_path`` (or RAG_CONFIG, or the default file) plus env and overrides.
+    ``env_prefix``: the environment variables read (another prefix than ``RAG_`` keeps this process's
+    own settings out, e.g. ``RAG_OLD_`` for the knowledge base a migration reads from)."""
+    if env_prefix != "RAG_":
+        overrides["_env_prefix"] = env_prefix
     if config_path is not None:
         old = os.environ.get("RAG_CONFIG")
         os.environ["RAG_CONFIG"] = str(config_path)

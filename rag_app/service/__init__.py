@@ -3,6 +3,7 @@ background jobs, folder sync and tuned models. Front ends (``rag_app.api``, ``ra
 ``rag_app.cli``) call only this; it calls the domain packages, which call ``ingest``."""
 from rag_app.calibration.calibrate import NotEnoughToCalibrate
 
+from .calibration_store import stored_calibration
 from .facade import EmptyQuestionError, RagService, SearchResult
 from .jobs import FileResult, Job
 from .knowledge_base import KnowledgeBase
@@ -22,4 +23,5 @@ __all__ = [
     "UploadInput",
     "display_name",
     "sanitize_filename",
+    "stored_calibration",
 ]

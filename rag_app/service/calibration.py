@@ -18,6 +18,7 @@ from rag_app.calibration.probes import QuestionWriter
 from rag_app.config import Settings
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 
+from .calibration_store import CalibrationStore
 from .jobs import Job, start_in_thread
 from .knowledge_base import KnowledgeBase
 
@@ -38,7 +39,6 @@ class CalibrationKeeper:
         self.question_writer = question_writer
         self.settings = settings.calibration
         self.threshold = settings.retrieval.threshold
-        self.path = settings.calibration_path
         self.automatic = background and self.settings.automatic
         self._changed = 0  # chunks added + removed since the calibration in use
         self._job: Job | None = None
@@ -47,6 +47,27 @@ class CalibrationKeeper:
         self.last_error = ""
 
     # --- state ------------------------------------------------------------------------------------
+    def _store(self) -> CalibrationStore:
+        if self.kb.calibrations is None:
+            raise RuntimeError("the knowledge base is not warmed up (KnowledgeBase.warm_up)")
+        return self.kb.calibrations
+
+    def follow(self) -> None:
+        """Start using a calibration another replica stored since (looked for every few seconds)."""
+        if self.kb.calibrations is None:
+            return
+        try:
+            newer = self.kb.calibrations.newer()
+        except Exception as exc:  # the database is away: keep answering with the calibration in use
+            log.warning("could not look for a newer calibration: %s", exc)
+            return
+        if newer is not None:
+            self.kb.ready_retriever().kb_calibration = newer
+            with self._lock:
+                self._changed = 0
+            log.info("now using the calibration another replica stored (%s >= %.4g)",
+                     newer.score_label, newer.min_value)
+
     @property
     def current(self) -> KnowledgeBaseCalibration | None:
         return self.kb.ready_retriever().kb_calibration
@@ -102,7 +123,7 @@ class CalibrationKeeper:
             calibration = calibrate_knowledge_base(
                 self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress, writer
             )
-            calibration.save(self.path)
+            self._store().save(calibration)  # with the index: every replica uses it
             self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole
             with self._lock:
                 self._changed -= changed_before  # changes made while it ran still count

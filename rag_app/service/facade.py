@@ -33,6 +33,7 @@ from .calibration import CalibrationKeeper
 from .ingestion import IngestionJobs, precheck
 from .jobs import Job, JobWorker, start_in_thread
 from .knowledge_base import KnowledgeBase
+from .migration import MigrationProgress, MigrationReport, migrate
 from .model_store import TunedModelStore, apply_active
 from .scheduler import SyncScheduler
 from .status import build_status
@@ -120,14 +121,17 @@ class RagService:
 
     def ask_stream(self, question: str | BoundedQuestion, history: History | None = None) -> Iterator[AnswerEvent]:
         """The answer as events: query, sources, text deltas, then one final or error event."""
+        self.calibration.follow()
         return self.answerer.stream(question, history)
 
     def ask(self, question: str | BoundedQuestion, history: History | None = None) -> FinalEvent | ErrorEvent:
+        self.calibration.follow()
         return self.answerer.answer(question, history)
 
     def search(self, query: str, top_k: int | None = None) -> SearchResult:
         """Retrieval without the LLM; raises :class:`EmptyQuestionError` for an empty query."""
         prepared = self.prepare_question(query)
+        self.calibration.follow()
         result = self.kb.ready_retriever().run(prepared.text, top_k=top_k)
         return SearchResult(result, prepared.truncated)
 
@@ -192,6 +196,12 @@ class RagService:
     def sync_folder(self, folder: str | Path, progress: ProgressCallback | None = None) -> IngestReport:
         report = self.kb.ready_indexer().sync_folder(folder, progress)
         self._corpus_changed(report.chunks_added + report.chunks_removed)
+        return report
+
+    def migrate_from(self, source: Settings, progress: MigrationProgress | None = None) -> MigrationReport:
+        """Copy the knowledge base ``source`` describes into this one's stores (``rag_app.service.migration``)."""
+        report = migrate(source, self.kb, progress)
+        self._corpus_changed(report.chunks_copied)
         return report
 
     def check(self, repair: bool = True) -> ConsistencyReport:

@@ -9,15 +9,19 @@ from ingest.embedding import Embedder, TextEmbedder
 from ingest.indexer import Indexer
 from ingest.loaders import DocumentLoader
 from ingest.registry import Registry
+from ingest.state import StateDatabase
 from ingest.stores.bm25_index import BM25Index
+from ingest.stores.milvus_keyword import MilvusKeywordIndex
 from ingest.stores.milvus_store import MilvusVectorStore
+from ingest.stores.no_keyword_index import NoKeywordIndex
 from ingest.stores.protocols import SearchableVectorStore
 from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
-from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.retrieval.pipeline import HybridRetriever
+from rag_app.retrieval.protocols import KeywordStore
 from rag_app.retrieval.rerank import CrossEncoderReranker
 
+from .calibration_store import CalibrationStore
 from .model_store import apply_active
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,12 @@ class KnowledgeBase:
         """``embedder``: an already loaded one to share (tests, several knowledge bases in one process),
         or any other ``TextEmbedder`` (a test's in-memory one). ``vectors``: a vector store to use
         instead of opening Milvus at ``settings.milvus_uri`` (a test's in-memory one); its ``warm_up``
-        is still called, and the knowledge base closes it with itself."""
+        is still called, and the knowledge base closes it with itself.
+
+        Keyword search (``settings.bm25.backend``): ``local``, the in-process ``BM25Index`` beside the
+        registry (``bm25``); ``milvus``, Milvus full-text search in the chunks collection itself
+        (``bm25`` is then None: the indexer writes the tokens with the vectors); ``none``, no keyword
+        search (dense alone). ``keyword_index`` is what keyword search reads in every case."""
         self.configured = settings  # as given; ``settings`` adds the reranker rag-tune switched on
         self.settings = apply_active(settings)
         self._warm = False
@@ -47,8 +56,10 @@ class KnowledgeBase:
         self._given_vectors = vectors
         self.tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
         self.registry: Registry | None = None
+        self.calibrations: CalibrationStore | None = None  # where its calibration is kept (state database)
         self.vectors: SearchableVectorStore | None = None
-        self.bm25: BM25Index | None = None
+        self.bm25: BM25Index | None = None  # the in-process index (bm25.backend: local)
+        self.keyword_index: KeywordStore | None = None  # the local index or Milvus's, whichever serves
         self.indexer: Indexer | None = None
         self.retriever: HybridRetriever | None = None
 
@@ -60,14 +71,30 @@ class KnowledgeBase:
             s.data_dir.mkdir(parents=True, exist_ok=True)
             # Milvus before the model: the dimension needs only the model's config, and an
             # unreachable server should fail in seconds, not after the model has loaded.
+            in_milvus = s.bm25.backend == "milvus"
             vectors = self._given_vectors
             if vectors is None:
-                vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim)
+                full_text = s.bm25 if in_milvus else None
+                vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim, full_text=full_text)
+            elif in_milvus and not (isinstance(vectors, MilvusVectorStore) and vectors.full_text is not None):
+                raise ValueError("bm25.backend: milvus needs a Milvus vector store opened with full_text")
             vectors.warm_up()
             self.vectors = vectors
             self.embedder.warm_up()
-            self.registry = Registry(s.registry_path)
-            self.bm25 = BM25Index(s.bm25_dir, k1=s.bm25.k1, b=s.bm25.b, epsilon=s.bm25.epsilon)
+            self.registry = Registry(StateDatabase(s.database_url))
+            self.calibrations = CalibrationStore(self.registry.db, legacy_path=s.calibration_path)
+            keyword_index: KeywordStore
+            if in_milvus and isinstance(vectors, MilvusVectorStore):
+                self.bm25 = None  # the indexer writes each chunk's tokens with its vector
+                keyword_index = MilvusKeywordIndex(vectors, s.bm25)
+            elif s.bm25.backend == "none":
+                self.bm25 = None  # dense retrieval alone
+                keyword_index = NoKeywordIndex(vectors)
+            else:
+                self.bm25 = keyword_index = BM25Index(
+                    s.bm25_dir, k1=s.bm25.k1, b=s.bm25.b, epsilon=s.bm25.epsilon, idf=s.bm25.idf
+                )
+            self.keyword_index = keyword_index
             chunker = Chunker(s.chunker, self.embedder)
             self.indexer = Indexer(
                 self.embedder,
@@ -76,7 +103,6 @@ class KnowledgeBase:
                 self.bm25,
                 self.tokenizer,
                 self.registry,
-                sync_lock_path=s.sync_lock_path,
                 load=DocumentLoader(s.loaders),
             )
             reranker = CrossEncoderReranker(s.retrieval.reranker) if s.retrieval.reranker.enabled else None
@@ -84,23 +110,27 @@ class KnowledgeBase:
                 s.retrieval,
                 self.embedder,
                 self.vectors,
-                self.bm25,
+                keyword_index,
                 self.tokenizer,
                 reranker,
                 reference_cache_dir=s.embedder_cache_dir / "calibration",
                 # This knowledge base's own cutoff and fusion, if calibrated (service.calibration).
-                kb_calibration=KnowledgeBaseCalibration.load(s.calibration_path),
+                kb_calibration=self.calibrations.load(),
             )
             self.retriever.warm_up()
             self._warm = True
-            log.info("knowledge base ready: %s, Milvus at %s", s.embedder.model, s.milvus_uri)
+            log.info(
+                "knowledge base ready: %s, Milvus at %s, keyword search %s", s.embedder.model, s.milvus_uri,
+                {"milvus": "in Milvus", "none": "off (dense only)"}.get(s.bm25.backend, "in process"),
+            )
             return self
 
-    def stores(self) -> tuple[Registry, SearchableVectorStore, BM25Index]:
-        """The registry, vector (Milvus) and BM25 stores of a warmed knowledge base."""
-        if self.registry is None or self.vectors is None or self.bm25 is None:
+    def stores(self) -> tuple[Registry, SearchableVectorStore, KeywordStore]:
+        """The registry, vector (Milvus) and keyword (in-process BM25, or Milvus's) stores of a warmed
+        knowledge base."""
+        if self.registry is None or self.vectors is None or self.keyword_index is None:
             raise RuntimeError("the knowledge base is not warmed up (KnowledgeBase.warm_up)")
-        return self.registry, self.vectors, self.bm25
+        return self.registry, self.vectors, self.keyword_index
 
     def ready_indexer(self) -> Indexer:
         if self.indexer is None:

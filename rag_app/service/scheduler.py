@@ -1,8 +1,9 @@
-"""Periodic folder sync in the app process (APScheduler 3 ``BackgroundScheduler``).
+"""Periodic folder sync in the app process (APScheduler 3 ``BackgroundScheduler``); with several
+replicas, each scheduled tick runs on the one that claims it in the state database.
 
 One worker thread runs every sync, periodic or manual ("sync now"), so two never overlap in this
-process; the flock taken by ``Indexer.sync_folder`` keeps other processes (a ``rag-ingest --sync``)
-out too. A failed sync (Milvus down, folder missing, lock held) is logged and recorded in
+process; the sync lease taken by ``Indexer.sync_folder`` keeps other processes (a ``rag-ingest --sync``,
+another replica) out too. A failed sync (Milvus down, folder missing, lock held) is logged and recorded in
 ``status()``; the schedule keeps going.
 
 Typical wiring (the server owns it)::
@@ -30,6 +31,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from ingest.state import claim_tick
 from ingest.sync import SyncInProgressError
 from ingest.types import IngestReport
 from rag_app.config import SchedulerSettings
@@ -137,6 +139,7 @@ class SyncScheduler:
             scheduler.add_job(
                 self._run_job,
                 trigger,
+                kwargs={"periodic": True},
                 id=PERIODIC_JOB_ID,
                 name=f"sync {self.folder}",
                 max_instances=1,
@@ -220,8 +223,27 @@ class SyncScheduler:
             return IntervalTrigger(seconds=s.interval_seconds)
         return CronTrigger.from_crontab(s.cron)
 
-    def _run_job(self, done: threading.Event | None = None) -> None:
+    def _tick_period_s(self) -> int:
+        """The schedule's granularity: its interval, or a minute for cron."""
+        return self.settings.interval_seconds or 60
+
+    def _claim_tick(self) -> bool:
+        """Whether this replica runs the current scheduled tick: every replica's schedule fires, the
+        first to claim the tick in the state database runs it (one sync per tick across replicas)."""
+        self.kb.warm_up()
+        registry, _, _ = self.kb.stores()
+        period = self._tick_period_s()
+        tick = float(int(time.time() // period) * period)
+        return claim_tick(registry.db, f"folder-sync:{self.folder}", tick)
+
+    def _run_job(self, done: threading.Event | None = None, periodic: bool = False) -> None:
         """One sync; never raises (an exception would only be logged by APScheduler, unrecorded)."""
+        try:
+            if periodic and not self._claim_tick():
+                log.info("scheduled sync of %s: this tick runs on another replica", self.folder)
+                return
+        except Exception:  # the state database is away: this replica runs it (the sync lease still guards)
+            log.warning("could not claim the scheduled tick; syncing anyway", exc_info=True)
         with self._lock:
             if done is not None and self._pending is done:
                 self._pending = None  # later requests need a run that starts after them

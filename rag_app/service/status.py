@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ingest.state import StateDatabase
 from rag_app.config import Settings
 
 from .knowledge_base import KnowledgeBase
@@ -70,6 +71,12 @@ def build_status(
             "mode": "Milvus Lite (embedded file)" if settings.is_milvus_lite else "Milvus server",
             "collection": settings.milvus.collection,
         },
+        "keyword_search": {
+            "local": "in process (BM25 files in the data directory)",
+            "milvus": "Milvus full-text search (BM25 in the chunks collection)",
+            "none": "off (dense retrieval only)",
+        }[settings.bm25.backend],
+        "state_database": StateDatabase(settings.database_url).display_url(),
         "retrieval": _retrieval(kb, settings.retrieval.top_k),
         "calibration": calibration,
         "counts": store_counts(kb),

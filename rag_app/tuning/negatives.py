@@ -46,14 +46,14 @@ def mine_hard_negatives(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[TrainingExample]:
     """One example per query with up to ``negatives`` hard negatives (queries with none are dropped)."""
-    assert kb.vectors is not None and kb.bm25 is not None, "call kb.warm_up() first"
+    assert kb.vectors is not None and kb.keyword_index is not None, "call kb.warm_up() first"
     rng = random.Random(seed)
     out: list[TrainingExample] = []
     for start in range(0, len(queries), batch_size):
         batch = list(queries[start : start + batch_size])
         qvecs = np.asarray(kb.embedder.embed_queries([q.query for q in batch]), dtype=np.float32)
         dense_hits = kb.vectors.search(qvecs, depth)
-        bm25_hits = [kb.bm25.search(kb.tokenizer.tokenize(q.query), depth) for q in batch]
+        bm25_hits = [kb.keyword_index.search(kb.tokenizer.tokenize(q.query), depth) for q in batch]
         texts = {c.chunk_id: (c.doc_id, c.text) for hits in dense_hits for c, _ in hits}
         missing = [cid for hits in bm25_hits for cid, _ in hits if cid not in texts]
         for cid, (chunk, _) in kb.vectors.fetch(missing).items():

@@ -56,8 +56,8 @@ class QueryWriter(Protocol):
 def sample_chunks(kb: SearchableKnowledgeBase, n: int, seed: int) -> list[ChunkSample]:
     """Up to ``n`` chunks drawn at random from the knowledge base, skipping near-empty ones, at
     most two per document while others remain (a long manual must not crowd out the rest)."""
-    assert kb.bm25 is not None and kb.vectors is not None, "call kb.warm_up() first"
-    ids = sorted(kb.bm25.ids())
+    assert kb.keyword_index is not None and kb.vectors is not None, "call kb.warm_up() first"
+    ids = sorted(kb.keyword_index.ids())
     random.Random(seed).shuffle(ids)
     per_doc: dict[str, int] = {}
     out: list[ChunkSample] = []

@@ -39,6 +39,8 @@ def status_markdown(service: RagService) -> str:
             f"| LLM | {llm_line} |",
             f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}`"
             f" · collection `{st['milvus']['collection']}` |",
+            f"| Keyword search | {st['keyword_search']} |",
+            f"| State database | `{st['state_database']}` (registry, leases, calibration) |",
             f"| Relevance threshold | `{st['retrieval']['threshold']}` · top {st['retrieval']['top_k']} |",
             *calibration_rows(st["calibration"]),
             f"| Fusion | `{st['retrieval']['fusion']}` |",

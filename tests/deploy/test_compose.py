@@ -1,14 +1,10 @@
-"""The scale-out shape: docker-compose.yml and the Dockerfile checked statically (no Docker engine
-here), the app's server config, and the shape itself run for real without Docker: a Milvus
-server process (the Milvus Lite engine listening on TCP, reached over gRPC exactly like Milvus
-standalone) shared by a writer and a query-only knowledge base on one data directory."""
+"""The scale-out shape: docker-compose.yml, the proxy config and the Dockerfile checked statically
+(no Docker engine here), and the app's server config. The shape itself runs for real, without
+Docker, in tests/deploy/test_replicas.py (PostgreSQL, a Milvus server, identical app replicas)."""
 from __future__ import annotations
 
 import os
 import re
-import socket
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,7 @@ from rag_app.config import PROJECT_ROOT, load_settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
-LONG_RUNNING = ("etcd", "minio", "milvus", "llm", "app", "app-query")
+LONG_RUNNING = ("etcd", "minio", "milvus", "postgres", "llm", "app", "proxy")
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 
 
@@ -57,13 +53,15 @@ def test_compose_has_the_services_with_health_checks(compose: dict[str, Any]) ->
 
 def test_compose_state_lives_in_declared_named_volumes(compose: dict[str, Any]) -> None:
     declared = set(compose["volumes"])
-    for name in ("etcd", "minio", "milvus", "llm", "app", "app-query"):
+    for name in ("etcd", "minio", "milvus", "postgres", "llm"):
         mounts = compose["services"][name].get("volumes") or []
         named = [m.split(":", 1)[0] for m in mounts if not m.startswith((".", "/"))]
         assert named, f"{name} keeps its state in no named volume"
         assert set(named) <= declared, f"{name} mounts undeclared volumes {set(named) - declared}"
-    # writer and query replicas share one data directory (registry, BM25 index)
-    assert compose["services"]["app"]["volumes"] == compose["services"]["app-query"]["volumes"] == ["app-data:/data"]
+    # No volume shared between app replicas: /data is each replica's own (an anonymous volume);
+    # shared state lives in PostgreSQL and Milvus.
+    assert compose["services"]["app"]["volumes"] == ["/data"]
+    assert "app-query" not in compose["services"] and "app-data" not in declared
 
 
 def test_compose_start_order_waits_for_health(compose: dict[str, Any]) -> None:
@@ -75,16 +73,27 @@ def test_compose_start_order_waits_for_health(compose: dict[str, Any]) -> None:
         return {d for d, cond in deps.items() if cond.get("condition") == "service_healthy"}
 
     assert healthy_deps("milvus") == {"etcd", "minio"}
-    for app in ("app", "app-query"):
-        assert {"milvus", "llm"} <= healthy_deps(app)
+    assert {"milvus", "postgres", "llm"} <= healthy_deps("app")
+    assert healthy_deps("proxy") == {"app"}
     assert healthy_deps("llm-pull") == {"llm"}
+
+
+def test_replicas_are_identical_and_reached_through_one_port(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    assert s["app"]["deploy"]["replicas"] >= 2 and "ports" not in s["app"]  # only the proxy publishes
+    assert s["proxy"]["ports"] == ["7860:7860"]
+    (mount,) = s["proxy"]["volumes"]
+    conf = (PROJECT_ROOT / mount.split(":")[0]).read_text(encoding="utf-8")
+    assert re.search(r"upstream app_replicas \{[^}]*ip_hash;[^}]*server app:7860;", conf)
+    assert "proxy_pass http://app_replicas;" in conf and "proxy_buffering off;" in conf
+    assert "listen 7860;" in conf
 
 
 def test_app_config_file_exists_in_the_image_and_points_at_the_compose_services(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = compose["services"]
-    for app in ("app", "app-query"):
+    for app in ("app",):
         env = {k: interpolate(v) for k, v in env_of(s[app]).items()}
         path = env["RAG_CONFIG"]
         assert path.startswith("/app/configs/"), path
@@ -113,9 +122,14 @@ def test_app_config_file_exists_in_the_image_and_points_at_the_compose_services(
         assert settings.llm.openai_model == pulled == "qwen2.5:7b-instruct"
         assert interpolate(s["llm-pull"]["environment"]["OLLAMA_HOST"]) == f"http://llm:{base['port']}"
 
-        # the container serves on the port compose publishes, on all interfaces
+        # state: the postgres service's database; keywords: Milvus full-text search
+        db = re.fullmatch(r"postgresql\+psycopg://rag:(?P<pw>[^@]*)@postgres:5432/rag", settings.database_url)
+        assert db and db["pw"] == interpolate(s["postgres"]["environment"]["POSTGRES_PASSWORD"]), settings.database_url
+        assert settings.bm25.backend == "milvus"
+
+        # the container serves on the port the proxy forwards to, on all interfaces
         assert settings.ui.host == "0.0.0.0"
-        assert any(p.endswith(":7860") for p in s[app]["ports"])
+        assert s[app]["expose"] == ["7860"]
         assert "localhost:7860/api/health" in " ".join(s[app]["healthcheck"]["test"])
         assert str(settings.data_dir) == "/data"
 
@@ -181,71 +195,6 @@ def test_second_writer_is_refused_instead_of_overwriting(tmp_path: Path) -> None
     with pytest.raises(BM25ConflictError, match="only one process may write"):
         stray.save()
     assert BM25Index(d).ids() == {"a1", "a2"}  # the writer's index is intact
-
-
-# ---------------------------------------------------------------------------- shape, run for real
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def milvus_server(tmp_path: Path) -> Iterator[str]:
-    """A Milvus server process on a TCP port (the Milvus Lite 2.5.1 engine in server mode)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-        from milvus_lite.server import Server
-    from pymilvus import MilvusClient
-
-    (tmp_path / "milvus-server").mkdir()
-    address = f"127.0.0.1:{_free_port()}"
-    server = Server(str(tmp_path / "milvus-server" / "milvus.db"), address=address)
-    assert server.init() and server.start(), "Milvus Lite server did not start"
-    uri = f"http://{address}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            MilvusClient(uri=uri, timeout=2).close()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise
-            time.sleep(0.2)
-    yield uri
-    server.stop()
-
-
-def test_writer_and_query_replica_share_one_milvus_server(
-    milvus_server: str, tmp_path: Path, e5_model_dir: Path, e5_embedder: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ingest.settings import MilvusSettings
-    from tests.support.knowledge_base import build_kb
-    from tests.support.paths import SAMPLES
-
-    monkeypatch.setattr(bm25_mod, "FOLLOW_INTERVAL_S", 0.0)
-    data = tmp_path / "shared-data"  # the app-data volume
-    milvus = MilvusSettings(uri=milvus_server)
-    writer = build_kb(data, e5_model_dir, e5_embedder, milvus=milvus)
-    reader = build_kb(data, e5_model_dir, e5_embedder, milvus=milvus)  # started before any ingestion
-    try:
-        assert not writer.settings.is_milvus_lite and reader.retriever.run("年假").note == "the knowledge base is empty"
-        report = writer.indexer.ingest_paths([SAMPLES / "employee_handbook_zh.md"])
-        assert report.indexed and not report.failed
-
-        result = reader.retriever.run("入职满五年的正式员工每年有几天带薪年假？")
-        top = result.chunks[0]
-        assert top.source.endswith("employee_handbook_zh.md")
-        assert top.dense_rank is not None and top.bm25_rank is not None  # both legs saw the writer's chunks
-        assert len(reader.bm25) == len(writer.bm25) == reader.vectors.count() == report.chunks_added
-    finally:
-        reader.close()
-        writer.close()
 
 
 @pytest.mark.integration  # opens Milvus Lite

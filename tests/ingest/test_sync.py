@@ -24,10 +24,11 @@ import pytest
 import yaml
 
 from ingest.settings import MilvusSettings
+from ingest.state import StateDatabase
 from ingest.stores.milvus_store import VectorStoreError
 from ingest.sync import SyncInProgressError, SyncLock
 from rag_app.cli import ingest as ingest_cli
-from rag_app.config import SchedulerSettings
+from rag_app.config import SchedulerSettings, load_settings
 from rag_app.service import KnowledgeBase
 from rag_app.service.scheduler import SyncScheduler
 from tests.support.knowledge_base import assert_stores_agree
@@ -151,23 +152,25 @@ def test_a_second_sync_at_the_same_time_is_refused(make_kb, tmp_path: Path) -> N
         worker.join(60)
     assert not errors
 
-    # Another process holding the lock (the kernel lock, as rag-ingest --sync would).
+    # Another process holding the sync lease (as rag-ingest --sync would), until it is SIGKILLed.
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import fcntl, sys, time
-            f = open({str(kb.settings.sync_lock_path)!r}, "a")
-            fcntl.flock(f, fcntl.LOCK_EX)
+            import sys
+            from ingest.state import StateDatabase
+            from ingest.sync import SyncLock
+            SyncLock(StateDatabase({kb.settings.database_url!r})).acquire()
             print("locked", flush=True)
             sys.stdin.read()
         """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(SyncInProgressError):
+        with pytest.raises(SyncInProgressError, match=f"held by [^ ]+:{holder.pid}:"):
             kb.indexer.sync_folder(folder)
     finally:
-        holder.communicate("", timeout=30)
+        holder.kill()  # a dead holder on this machine is taken over at once (no wait for expiry)
+        holder.wait(30)
     assert kb.indexer.sync_folder(folder).unchanged == [str(folder / "one.md")]  # lock freed
 
 
@@ -295,7 +298,7 @@ def test_scheduler_runs_syncs_and_survives_failures(make_kb, tmp_path: Path) -> 
 
         # Lock held by someone else: an error in status, not a dead scheduler. (Taken when no
         # periodic run holds it.)
-        lock = SyncLock(kb.settings.sync_lock_path)
+        lock = SyncLock(kb.registry.db)
         _wait_for(lambda: _try_acquire(lock))
         try:
             locked = scheduler.run_now(wait=True, timeout=60)
@@ -365,7 +368,7 @@ def test_cli_sync_and_check(tmp_path: Path, e5_model_dir: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "1 renamed" in out and f"renamed: {folder / 'a.md'} -> {folder / 'bees.md'}" in out
     assert f"removed: {folder / 'b.md'}" in out and "the stores agree" in out
-    with SyncLock(tmp_path / "data" / "sync.lock"):
+    with SyncLock(StateDatabase(load_settings(data_dir=tmp_path / "data").database_url)):
         assert ingest_cli.main(["--sync", str(folder), *data]) == 3
     assert "already running" in capsys.readouterr().err
 

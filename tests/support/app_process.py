@@ -94,3 +94,59 @@ def running_app(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class Replica:
+    """A ``rag-app`` process on a free port."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rag_app.cli.serve", "--config", str(config), "--port", str(self.port)],
+                cwd=REPO, env=_env(None), stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    def wait_healthy(self, timeout_s: float = 300) -> Replica:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rag-app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "replica not healthy in time"
+            time.sleep(0.5)
+
+    def upload(self, folder: Path, names: list[str]) -> list[dict[str, Any]]:
+        files = [("files", (n, (folder / n).read_bytes(), "text/markdown")) for n in names]
+        r = httpx.post(f"{self.url}/api/documents", files=files, timeout=600)
+        assert r.status_code == 200, r.text
+        return list(r.json()["results"])
+
+    def sync(self) -> dict[str, Any]:
+        r = httpx.post(f"{self.url}/api/sync", params={"wait": "true"}, timeout=600)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def search(self, query: str) -> list[tuple[str, float]]:
+        r = httpx.get(f"{self.url}/api/search", params={"query": query}, timeout=60)
+        assert r.status_code == 200, r.text
+        return [(Path(hit["source"]).name, round(hit["scores"]["fused"], 6)) for hit in r.json()["results"]]
+
+    def documents(self) -> list[str]:
+        r = httpx.get(f"{self.url}/api/documents", timeout=30)
+        return sorted(d["source"] for d in r.json()["documents"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -166,7 +166,10 @@ class InMemoryVectorStore:
         self.open = False
 
     # --- writes ------------------------------------------------------------------------------------
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def upsert(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, keywords: Sequence[Sequence[str]] | None = None
+    ) -> None:
+        """``keywords`` are ignored: this store does no keyword search (pass a BM25 index)."""
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
         with self._lock:

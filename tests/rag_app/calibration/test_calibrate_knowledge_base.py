@@ -12,7 +12,6 @@ import pytest
 
 from rag_app.calibration.offtopic import load_pool
 from rag_app.config import CalibrationSettings
-from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 from rag_app.service import NotEnoughToCalibrate, RagService
 from tests.support.fakes import ScriptedLLM
 from tests.support.paths import SAMPLES
@@ -57,7 +56,7 @@ def test_calibration_on_the_samples_refuses_offtopic_and_answers_their_questions
     assert kb.ready_retriever().threshold.describe().endswith("(fallback)")
 
     cal = service.calibrate()
-    assert KnowledgeBaseCalibration.load(kb.settings.calibration_path) == cal  # stored with the index
+    assert kb.calibrations.load() == cal  # stored with the index
     assert kb.ready_retriever().kb_calibration == cal  # and in use at once
     assert cal.probes >= 30 and cal.offtopic >= 1000 and cal.chunks == len(kb.stores()[2])
     assert cal.probes_answered >= 0.9 and cal.offtopic_refused >= 0.7 and cal.auc > 0.8
@@ -144,7 +143,7 @@ def test_a_large_sync_recalibrates_in_the_background_and_a_one_file_change_does_
     assert second.wait(300) and second.state == "done", second.error
     new = kb.ready_retriever().kb_calibration
     assert new is not None and new is not cal and new.chunks == len(kb.stores()[2])
-    assert KnowledgeBaseCalibration.load(kb.settings.calibration_path) == new
+    assert kb.calibrations.load() == new
     service.close(stores=False)
 
 

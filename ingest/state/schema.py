@@ -1,0 +1,65 @@
+"""The state tables, as SQLAlchemy Core metadata (the migrations in ``migrations/`` create them;
+this module is what the code reads and writes through)."""
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("doc_id", Text, nullable=False),
+    Column("file_type", Text, nullable=False),
+    Column("title", Text, nullable=False, server_default=""),
+    Column("chunk_count", Integer, nullable=False),
+    Column("indexed_at", Float, nullable=False),
+    Index("documents_doc_id", "doc_id"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("chunk_id", Text, primary_key=True),
+    Column("source", Text, ForeignKey("documents.source", ondelete="CASCADE"), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Index("chunks_source", "source"),
+)
+
+# Sources re-pointed by a rename whose Milvus rows may still name the old source in ``meta``:
+# written in the rename's transaction, cleared once Milvus is rewritten (``Indexer.check`` finishes it).
+stale_meta = Table(
+    "stale_meta",
+    metadata,
+    Column("source", Text, ForeignKey("documents.source", ondelete="CASCADE"), primary_key=True),
+)
+
+# A named exclusive right (a folder sync) held by one process until ``expires_at`` (unix seconds);
+# its holder renews it while working, so a holder that dies loses it within one time-to-live.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# The last scheduled tick claimed per schedule: a tick runs on the one replica that claims it.
+ticks = Table(
+    "ticks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("last_tick", Float, nullable=False),
+    Column("holder", String(200), nullable=False),
+)
+
+# Small named values (JSON text) kept with the index and shared by every replica: the calibration.
+kb_values = Table(
+    "kb_values",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
