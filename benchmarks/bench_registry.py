@@ -46,6 +46,7 @@ def old_registry_class() -> Any:
     spec = importlib.util.spec_from_file_location("old_registry", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules["old_registry"] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module.Registry
 

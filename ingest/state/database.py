@@ -150,7 +150,11 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
+        # Writes take the write lock up front; reads are single statements, each consistent on its
+        # own under WAL, so they run without a transaction (a BEGIN/ROLLBACK pair per read cost
+        # more than the read: benchmarks/bench_registry.py).
+        if conn.get_execution_options().get("immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _migrate(engine: Engine) -> None:
