@@ -30,6 +30,8 @@ SETS: dict[str, dict[str, list[str]]] = {
         "bm25-growth": ["bench_bm25_growth.py", "--docs", "200000", "--checkpoints", "4"],
         "ingest-overhead": ["bench_ingest.py", "--rounds", "2"],
         "ingest-memory": ["bench_ingest.py", "rss", "--sizes-mb", "2", "5"],
+        "bm25-backends": ["bench_bm25_backends.py", "--sizes", "10000"],
+        "registry": ["bench_registry.py"],
     },
     "1m": {
         "query": ["bench_query.py", "--sizes", "1000000", "--ivf", "1024:16", "--reranker", "untrained"],

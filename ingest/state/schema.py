@@ -63,3 +63,24 @@ kb_values = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Background jobs of every replica: what a front end shows, and a lease (``lease_until``) its replica
+# renews while the job is queued or running, so a job whose replica died reads as interrupted.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("stage", Text, nullable=False, server_default=""),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("files", Text, nullable=False, server_default="[]"),  # JSON list of FileResult dicts
+    Column("holder", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=False),
+    Index("jobs_created_at", "created_at"),
+)

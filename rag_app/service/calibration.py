@@ -19,7 +19,7 @@ from rag_app.config import Settings
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 
 from .calibration_store import CalibrationStore
-from .jobs import Job, start_in_thread
+from .jobs import Job, JobRecorder, start_in_thread
 from .knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,12 @@ class CalibrationKeeper:
         *,
         background: bool,
         question_writer: Callable[[], QuestionWriter] | None = None,
+        recorder: JobRecorder | None = None,
     ) -> None:
         """``question_writer`` builds the LLM's question writer when ``probe_writer: llm`` needs it."""
         self.kb = kb
         self.question_writer = question_writer
+        self.recorder = recorder
         self.settings = settings.calibration
         self.threshold = settings.retrieval.threshold
         self.automatic = background and self.settings.automatic
@@ -150,7 +152,7 @@ class CalibrationKeeper:
             job.value = cal
             job.report = [f"{cal.score_label} >= {cal.min_value:.4g}", cal.fusion_note]
 
-        return start_in_thread(job, body, "calibration")
+        return start_in_thread(job, body, "calibration", self.recorder)
 
     # --- reporting --------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

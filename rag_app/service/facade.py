@@ -31,6 +31,7 @@ from rag_app.tuning.questions import ChunkSample, LLMQuestionWriter
 
 from .calibration import CalibrationKeeper
 from .ingestion import IngestionJobs, precheck
+from .job_journal import JobJournal
 from .jobs import Job, JobWorker, start_in_thread
 from .knowledge_base import KnowledgeBase
 from .migration import MigrationProgress, MigrationReport, migrate
@@ -65,12 +66,13 @@ class RagService:
         self.kb = kb
         self.answerer = answerer
         self.uploads = UploadStore(settings.data_dir / "uploads")
-        self.worker = JobWorker()
+        self.journal = JobJournal(kb.stores()[0].db)  # every replica's jobs, in the state database
+        self.worker = JobWorker(recorder=self.journal)
         self._tuning: Job | None = None
         self._tuning_lock = threading.Lock()
         # The folder sync runs in this process (Milvus Lite admits one process per file).
         self.calibration = CalibrationKeeper(kb, settings, background=background,
-                                             question_writer=self.llm_question_writer)
+                                             question_writer=self.llm_question_writer, recorder=self.journal)
         self.scheduler = SyncScheduler(kb, settings.scheduler, on_change=self._corpus_changed)
         if background and self.scheduler.folder:
             self.scheduler.start()
@@ -106,6 +108,7 @@ class RagService:
         job = self.calibration.job
         if job is not None and job.running:
             job.wait(120)  # it reads the stores about to close
+        self.journal.close()
         if stores:
             self.kb.close()
 
@@ -268,7 +271,7 @@ class RagService:
             report = self.run_tuning(settings, progress=job.progress)
             job.value, job.report = report, report.lines()
 
-        return start_in_thread(job, body, "reranker-tuning")
+        return start_in_thread(job, body, "reranker-tuning", self.journal)
 
     def run_tuning(
         self,
@@ -324,8 +327,16 @@ class RagService:
         return run_cases(answerer, cases, progress)
 
     # --- status -------------------------------------------------------------------------------------
+    def recent_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest background jobs of every replica (a dead replica's unfinished ones: interrupted)."""
+        return self.journal.recent(limit)
+
     def status(self) -> dict[str, Any]:
         """What runs where, and whether the three stores agree. Never secrets."""
+        try:
+            jobs = self.journal.recent(10)
+        except Exception as exc:  # the state database is away: the rest of the status still shows
+            jobs = [{"kind": "status", "state": "unavailable", "error": str(exc)}]
         return build_status(self.settings, self.kb, llm_loaded=self.answerer.llm_built,
                             queued_jobs=self.worker.pending, sync=self.scheduler.status().as_dict(),
-                            calibration=self.calibration.status())
+                            calibration=self.calibration.status(), jobs=jobs)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,21 @@ class Job:
 JobBody = Callable[[Job], None]
 
 
-class JobWorker:
-    """One daemon thread running jobs in arrival order; started on the first job."""
+class JobRecorder(Protocol):
+    """Where jobs are also written for other processes to see (``job_journal.JobJournal``)."""
 
-    def __init__(self, name: str = "ingest-worker") -> None:
+    def track(self, job: Job) -> None: ...
+
+    def finish(self, job: Job) -> None: ...
+
+
+class JobWorker:
+    """One daemon thread running jobs in arrival order; started on the first job. ``recorder``:
+    each job is also recorded there, from queued to its end."""
+
+    def __init__(self, name: str = "ingest-worker", recorder: JobRecorder | None = None) -> None:
         self._name = name
+        self.recorder = recorder
         self._queue: queue.Queue[tuple[Job, JobBody] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -125,6 +135,8 @@ class JobWorker:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
+        if self.recorder is not None:
+            self.recorder.track(job)
         self._queue.put((job, body))
         return job
 
@@ -135,7 +147,7 @@ class JobWorker:
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             job, body = item
-            job.run(body)
+            _run_recorded(job, body, self.recorder)
 
     def stop(self, timeout: float = 30.0) -> None:
         with self._lock:
@@ -145,7 +157,17 @@ class JobWorker:
             thread.join(timeout)
 
 
-def start_in_thread(job: Job, body: JobBody, name: str) -> Job:
+def start_in_thread(job: Job, body: JobBody, name: str, recorder: JobRecorder | None = None) -> Job:
     """Run a long job (tuning, calibration) in its own daemon thread."""
-    threading.Thread(target=job.run, args=(body,), name=name, daemon=True).start()
+    if recorder is not None:
+        recorder.track(job)
+    threading.Thread(target=_run_recorded, args=(job, body, recorder), name=name, daemon=True).start()
     return job
+
+
+def _run_recorded(job: Job, body: JobBody, recorder: JobRecorder | None) -> None:
+    try:
+        job.run(body)
+    finally:
+        if recorder is not None:
+            recorder.finish(job)

@@ -55,6 +55,7 @@ def build_status(
     queued_jobs: int,
     sync: dict[str, Any],
     calibration: dict[str, Any],
+    jobs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     llm = settings.llm
     llm_info: dict[str, Any] = {"backend": llm.backend, "loaded": llm_loaded}
@@ -81,6 +82,10 @@ def build_status(
         "calibration": calibration,
         "counts": store_counts(kb),
         "ingestion_queue": queued_jobs,
+        "recent_jobs": [  # every replica's (the state database's), newest first
+            {k: j.get(k) for k in ("kind", "state", "stage", "done", "total", "error", "holder", "created_at")}
+            for j in (jobs or [])
+        ],
         "sync": sync,
         "data_dir": str(settings.data_dir),
     }

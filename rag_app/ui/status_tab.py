@@ -48,6 +48,7 @@ def status_markdown(service: RagService) -> str:
             f"| Chunks: registry / Milvus / BM25 | {c['registry_chunks']} / {c['milvus_chunks']} / {c['bm25_chunks']}"
             f" {'(consistent)' if agree else '**differ**: run `rag-ingest --check`'} |",
             f"| Ingestion jobs waiting | {st['ingestion_queue']} |",
+            f"| Recent jobs (every replica) | {_jobs_line(st.get('recent_jobs', []))} |",
             *sync_rows(st["sync"]),
         ]
     )
@@ -152,3 +153,14 @@ def build_status_tab(service: RagService, tab: gr.Tab) -> None:
     tab.select(show_tuning, outputs=[tune_status], queue=False)
     tune_btn.click(tune, inputs=[tune_generator], outputs=[tune_status], concurrency_id="tune", concurrency_limit=1)
     rollback_btn.click(rollback_tuned, outputs=[tune_status], queue=False)
+
+
+def _jobs_line(jobs: list[dict]) -> str:
+    """Counts by state, then the newest few: "2 done, 1 interrupted · upload done, sync interrupted"."""
+    if not jobs:
+        return "none yet"
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[str(job.get("state"))] = counts.get(str(job.get("state")), 0) + 1
+    newest = ", ".join(f"{html.escape(str(j.get('kind')))} {html.escape(str(j.get('state')))}" for j in jobs[:3])
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) + f" · newest: {newest}"

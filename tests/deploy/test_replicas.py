@@ -6,7 +6,8 @@ engine served on TCP, reached over gRPC like Milvus standalone).
 Shown here: uploads of overlapping files through two replicas and a folder sync, all at once, end
 with one copy of each chunk and stores that agree; both replicas answer the same question the same
 way; an upload through one is searchable through the other at once; a replica SIGKILLed in the
-middle of a sync and an upload leaves a state the next sync repairs."""
+middle of a sync and an upload leaves a state the next sync repairs, and its unfinished job shows
+on the other replica as interrupted."""
 from __future__ import annotations
 
 import contextlib
@@ -25,6 +26,7 @@ import pytest
 
 from ingest.registry import Registry
 from ingest.state import StateDatabase
+from rag_app.service.job_journal import LEASE_S
 from tests.support.app_process import REPO, Replica, _env, write_config
 from tests.support.milvus_lite_server import milvus_lite_server
 from tests.support.stub_llm_server import StubLLMServer
@@ -204,6 +206,7 @@ def test_a_replica_killed_mid_sync_and_upload_leaves_a_state_the_next_sync_repai
             assert time.monotonic() < deadline and victim.proc.poll() is None
             time.sleep(0.05)
         os.kill(victim.proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
         victim.proc.wait(30)
         done_before = len(registry.documents())
         assert done_before < 40 + len(FILES), "the kill came after everything was done"
@@ -216,6 +219,19 @@ def test_a_replica_killed_mid_sync_and_upload_leaves_a_state_the_next_sync_repai
         registry.close()
         _assert_one_copy_each(milvus_uri, db_url)
         assert "OK, the stores agree" in _check(configs[1])
+
+        # The dead replica's unfinished upload shows on the survivor, as interrupted once its lease
+        # (job_journal.LEASE_S) has passed unrenewed.
+        deadline = killed_at + LEASE_S + 20
+        while True:
+            jobs = httpx.get(f"{survivor.url}/api/jobs", timeout=30).json()["jobs"]
+            theirs = [j for j in jobs if f":{victim.proc.pid}:" in j["holder"] and j["kind"] == "upload"]
+            assert theirs, jobs
+            if theirs[0]["state"] == "interrupted":
+                break
+            assert theirs[0]["state"] in ("queued", "running") and time.monotonic() < deadline, theirs
+            time.sleep(1)
+        assert any(j["kind"] == "upload" and j["state"] == "done" and j["this_replica"] for j in jobs)
     finally:
         victim.stop()
         survivor.stop()

@@ -1,9 +1,9 @@
-"""Health (no login), status, "sync now", and the API docs behind the login."""
+"""Health (no login), status, jobs, "sync now", and the API docs behind the login."""
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
@@ -21,6 +21,12 @@ def health() -> dict[str, Any]:
 @router.get("/status")
 def get_status(service: Service) -> dict[str, Any]:
     return service.status()
+
+
+@router.get("/jobs")
+def get_jobs(service: Service, limit: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
+    """The newest background jobs of every replica (uploads, syncs, deletions, tuning, calibration)."""
+    return {"jobs": service.recent_jobs(limit)}
 
 
 @router.post("/sync")

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 from ingest.registry import Registry
 from ingest.state import StateDatabase, StateDatabaseError
 
-TABLES = {"alembic_version", "documents", "chunks", "stale_meta", "leases", "ticks", "kb_values"}
+TABLES = {"alembic_version", "documents", "chunks", "stale_meta", "leases", "ticks", "kb_values", "jobs"}
 # The registry's schema before it moved behind SQLAlchemy (ingest/registry.py, session 27).
 PRE_MIGRATION_SCHEMA = """
 CREATE TABLE documents (source TEXT PRIMARY KEY, doc_id TEXT NOT NULL, file_type TEXT NOT NULL,
@@ -37,9 +37,9 @@ def test_migrations_from_empty_create_every_table(backend: str, tmp_path: Path, 
         assert db.dialect == backend
         with db.read() as conn:
             assert set(inspect(conn).get_table_names()) == TABLES
-        assert _revision(db) == "0003"
+        assert _revision(db) == "0004"
         StateDatabase(url).warm_up().close()  # a second opener finds nothing to do
-        assert _revision(db) == "0003"
+        assert _revision(db) == "0004"
     finally:
         db.close()
 
@@ -53,7 +53,7 @@ def test_a_registry_from_before_migrations_opens_in_place(tmp_path: Path) -> Non
     registry = Registry(path)
     try:
         assert registry.ordered_chunk_ids("a.md") == ["c1", "c2"]  # kept, not re-created
-        assert _revision(registry.db) == "0003"
+        assert _revision(registry.db) == "0004"
         assert registry.put("b.md", "d2", "markdown", "B", ["c3"]) == set()
         assert registry.chunk_count() == 3
     finally:

@@ -61,6 +61,11 @@ def test_upload_list_ask_delete(kb, stub: StubLLMServer) -> None:
         uploads = (kb.settings.data_dir / "uploads").resolve()
         for r in body["results"]:
             assert Path(r["source"]).parent == uploads and Path(r["source"]).is_file()
+        # The job is in the state database too (every replica sees it) and on the Status tab.
+        (job,) = client.get("/api/jobs").json()["jobs"]
+        assert (job["kind"], job["state"], job["this_replica"]) == ("upload", "done", True)
+        assert [f["status"] for f in job["files"]] == ["indexed", "indexed"]
+        assert client.get("/api/status").json()["recent_jobs"][0]["state"] == "done"
 
         # Re-upload: unchanged; bad type and a hostile name: rejected / confined to uploads/.
         again = _upload(client, "employee_handbook_zh.md")
