@@ -16,15 +16,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ingest.files import file_lock
 
@@ -232,3 +238,21 @@ class _WriterLock:
 def default_holder() -> str:
     """Who holds a lease: host and pid, readable in messages."""
     return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def new_holder() -> str:
+    """A holder unique to one user in this process ("host:pid:id"): two users in one process
+    exclude each other too, and the pid says whether a holder on this host still runs."""
+    return f"{default_holder()}:{uuid.uuid4().hex[:8]}"
+
+
+def upsert(
+    conn: Connection, table: Table, values: dict[str, Any], *, key: str, update: dict[str, Any],
+    where: ColumnElement[bool] | None = None,
+) -> PgInsert | SqliteInsert:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET update [WHERE where]`` in the connection's
+    dialect (SQLite and PostgreSQL spell it alike, through different constructs)."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return insert(table).values(**values).on_conflict_do_update(
+        index_elements=[table.c[key]], set_=update, where=where
+    )

@@ -15,16 +15,11 @@ import logging
 import os
 import threading
 import time
-import uuid
 from types import TracebackType
-from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import delete, select, update
 
-from ingest.state.database import StateDatabase, default_holder
+from ingest.state.database import StateDatabase, default_holder, new_holder, upsert
 from ingest.state.schema import leases, ticks
 
 log = logging.getLogger(__name__)
@@ -39,10 +34,6 @@ class LeaseBusyError(RuntimeError):
         super().__init__(f"'{name}' is held by {holder} (expires in {left:.0f} s unless renewed)")
 
 
-def _insert(conn: Connection, table: Any) -> Insert:
-    return pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
-
-
 class Lease:
     """``with Lease(db, "sync"):`` holds the lease for the block, or raises :class:`LeaseBusyError`."""
 
@@ -52,8 +43,7 @@ class Lease:
         self.db = db
         self.name = name
         self.ttl_s = ttl_s
-        # Unique per Lease object: two users in one process exclude each other too.
-        self.holder = holder or f"{default_holder()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or new_holder()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost = False  # set when a renewal found the lease taken (this holder stalled past its TTL)
@@ -63,12 +53,11 @@ class Lease:
             raise RuntimeError("Lease is not re-entrant")
         now = time.time()
         with self.db.write() as conn:
-            stmt = _insert(conn, leases).values(
-                name=self.name, holder=self.holder, acquired_at=now, expires_at=now + self.ttl_s
-            )
-            stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-                index_elements=[leases.c.name],
-                set_={"holder": self.holder, "acquired_at": now, "expires_at": now + self.ttl_s},
+            stmt = upsert(
+                conn, leases,
+                {"name": self.name, "holder": self.holder, "acquired_at": now, "expires_at": now + self.ttl_s},
+                key="name",
+                update={"holder": self.holder, "acquired_at": now, "expires_at": now + self.ttl_s},
                 where=(leases.c.expires_at < now) | (leases.c.holder == self.holder),
             ).returning(leases.c.name)
             # RETURNING, not rowcount: psycopg reports no row count for an INSERT ... ON CONFLICT.
@@ -165,10 +154,8 @@ def claim_tick(db: StateDatabase, name: str, tick: float, holder: str | None = N
     per tick, whichever replica asks first; False for the others and for a tick already passed."""
     holder = holder or default_holder()
     with db.write() as conn:
-        stmt = _insert(conn, ticks).values(name=name, last_tick=tick, holder=holder)
-        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-            index_elements=[ticks.c.name],
-            set_={"last_tick": tick, "holder": holder},
-            where=ticks.c.last_tick < tick,
+        stmt = upsert(
+            conn, ticks, {"name": name, "last_tick": tick, "holder": holder},
+            key="name", update={"last_tick": tick, "holder": holder}, where=ticks.c.last_tick < tick,
         ).returning(ticks.c.name)
         return conn.execute(stmt).first() is not None

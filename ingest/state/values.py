@@ -4,10 +4,8 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ingest.state.database import StateDatabase
+from ingest.state.database import StateDatabase, upsert
 from ingest.state.schema import kb_values
 
 
@@ -28,10 +26,6 @@ def put_value(db: StateDatabase, key: str, value: str) -> float:
     """Store ``value`` under ``key``; returns its ``updated_at``."""
     now = time.time()
     with db.write() as conn:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        conn.execute(
-            insert(kb_values).values(key=key, value=value, updated_at=now).on_conflict_do_update(
-                index_elements=[kb_values.c.key], set_={"value": value, "updated_at": now}
-            )
-        )
+        conn.execute(upsert(conn, kb_values, {"key": key, "value": value, "updated_at": now},
+                            key="key", update={"value": value, "updated_at": now}))
     return now

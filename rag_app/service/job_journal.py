@@ -13,13 +13,12 @@ import json
 import logging
 import threading
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from ingest.state import StateDatabase
-from ingest.state.database import default_holder
+from ingest.state.database import new_holder
 from ingest.state.schema import jobs as jobs_table
 
 from .jobs import Job
@@ -33,7 +32,7 @@ HEARTBEAT_S = LEASE_S / 3
 class JobJournal:
     def __init__(self, db: StateDatabase, holder: str | None = None) -> None:
         self.db = db
-        self.holder = holder or f"{default_holder()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or new_holder()
         self._ids: dict[int, str] = {}  # in-memory job id -> row id
         self._live: dict[str, Job] = {}  # rows whose job is queued or running
         self._lock = threading.Lock()

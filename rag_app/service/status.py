@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ingest.state import StateDatabase
 from rag_app.config import Settings
 
 from .knowledge_base import KnowledgeBase
@@ -77,7 +76,7 @@ def build_status(
             "milvus": "Milvus full-text search (BM25 in the chunks collection)",
             "none": "off (dense retrieval only)",
         }[settings.bm25.backend],
-        "state_database": StateDatabase(settings.database_url).display_url(),
+        "state_database": kb.stores()[0].db.display_url(),
         "retrieval": _retrieval(kb, settings.retrieval.top_k),
         "calibration": calibration,
         "counts": store_counts(kb),
