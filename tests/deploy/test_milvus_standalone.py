@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.app_process import REPO, Replica, _env
+from tests.support.app_process import REPO, Replica, _env, rag_ingest
 from tests.support.stub_llm_server import StubLLMServer
 
 pytestmark = pytest.mark.integration  # a Milvus server process, PostgreSQL, rag-ingest and rag-app processes
@@ -73,15 +73,6 @@ def server_config(work: Path, models_dir: Path, uri: str, db_url: str = "", stub
     return path
 
 
-def cli(config: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), *args],
-        cwd=REPO, env=_env(None), capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
 ANNUAL_LEAVE = "入职满五年的正式员工每年有几天带薪年假？"
 SECURITY = "How do I report a security incident?"
 CANTEEN = "Which day does the canteen serve dumplings?"
@@ -95,7 +86,7 @@ def test_two_replicas_share_milvus_standalone_and_postgresql(
     with StubLLMServer() as stub:
         configs = [server_config(tmp_path / f"replica{i}", e5_model_dir.parent, milvus_standalone, postgres_url,
                                  stub.base_url) for i in (1, 2)]
-        out = cli(configs[0], *map(str, sorted(docs.iterdir())))  # indexed through one replica's config
+        out = rag_ingest(configs[0], *map(str, sorted(docs.iterdir())))  # indexed through one replica's config
         assert "6 indexed" in out and "0 failed" in out, out
 
         from pymilvus import MilvusClient
@@ -132,7 +123,7 @@ def test_two_replicas_share_milvus_standalone_and_postgresql(
         finally:
             for r in replicas:
                 r.stop()
-    check = cli(configs[1], "--check")
+    check = rag_ingest(configs[1], "--check")
     assert "OK, the stores agree" in check, check
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ import pytest
 from ingest.registry import Registry
 from ingest.state import StateDatabase
 from rag_app.service.job_journal import LEASE_S
-from tests.support.app_process import REPO, Replica, _env, write_config
+from tests.support.app_process import Replica, rag_ingest, write_config
 from tests.support.milvus_lite_server import milvus_lite_server
 from tests.support.stub_llm_server import StubLLMServer
 
@@ -80,13 +78,6 @@ def _two_replicas(
     configs = [replica_config(tmp_path / f"replica{i}", e5_model_dir.parent, stub, milvus_uri, db_url, folder)
                for i in (1, 2)]
     return uploads, configs
-
-
-def _check(config: Path) -> str:
-    proc = subprocess.run([sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), "--check"],
-                          cwd=REPO, env=_env(None), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 def _milvus_rows(uri: str) -> tuple[int, int]:
@@ -162,7 +153,7 @@ def test_equal_replicas_take_overlapping_writes_at_once_and_agree(
         # One copy of each content; Milvus (vectors and keywords) and the registry agree.
         assert _assert_one_copy_each(milvus_uri, db_url) > 0
         assert one.documents() == two.documents() and len(one.documents()) == len(FILES)
-        assert "OK, the stores agree" in _check(configs[0])
+        assert "OK, the stores agree" in rag_ingest(configs[0], "--check")
 
         # Both replicas answer alike, from both legs of the shared stores.
         for query in ("入职满五年有几天年假？", "How do I report a security incident?", "员工停车费多少钱"):
@@ -218,7 +209,7 @@ def test_a_replica_killed_mid_sync_and_upload_leaves_a_state_the_next_sync_repai
         assert len(registry.documents()) == 40 + len(FILES)
         registry.close()
         _assert_one_copy_each(milvus_uri, db_url)
-        assert "OK, the stores agree" in _check(configs[1])
+        assert "OK, the stores agree" in rag_ingest(configs[1], "--check")
 
         # The dead replica's unfinished upload shows on the survivor, as interrupted once its lease
         # (job_journal.LEASE_S) has passed unrenewed.

@@ -50,15 +50,21 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     return {**env, **(extra or {})}
 
 
-def ingest(config: Path, paths: list[Path], env: dict[str, str] | None = None) -> str:
-    """``rag-ingest`` in its own process (Milvus Lite admits one process per database)."""
+def rag_ingest(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """``rag-ingest --config CONFIG ARGS...`` in its own process (Milvus Lite admits one process per
+    database); its output, or RuntimeError with the reason when it fails."""
     proc = subprocess.run(
-        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), *map(str, paths)],
+        [sys.executable, "-m", "rag_app.cli.ingest", "--config", str(config), *args],
         cwd=REPO, env=_env(env), capture_output=True, text=True, timeout=1800,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"rag-ingest failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"rag-ingest failed ({proc.returncode}): {proc.stdout[-1000:]}{proc.stderr[-2000:]}")
     return proc.stdout
+
+
+def ingest(config: Path, paths: list[Path], env: dict[str, str] | None = None) -> str:
+    """``rag-ingest`` of these files or folders."""
+    return rag_ingest(config, *map(str, paths), env=env)
 
 
 @contextlib.contextmanager
@@ -67,59 +73,38 @@ def running_app(
 ) -> Iterator[str]:
     """Start ``rag-app`` on a free loopback port; yield its base URL once /api/health answers;
     stop it with SIGINT (uvicorn's graceful shutdown, then the app closes its stores)."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rag_app.cli.serve", "--config", str(config), "--port", str(port)],
-            cwd=REPO, env=_env(env), stdout=out, stderr=subprocess.STDOUT,
-        )
+    app = Replica(config, log_path, env)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-                raise RuntimeError(f"rag-app exited with {proc.returncode}:\n{tail}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/api/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rag-app not healthy after {timeout_s:.0f} s")
-            time.sleep(0.5)
-        yield base_url
+        yield app.wait_healthy(timeout_s).url
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        app.stop()
 
 
 class Replica:
-    """A ``rag-app`` process on a free port."""
+    """A ``rag-app`` process on a free loopback port, and the HTTP calls the tests make to it."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rag_app.cli.serve", "--config", str(config), "--port", str(self.port)],
-                cwd=REPO, env=_env(None), stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO, env=_env(env), stdout=out, stderr=subprocess.STDOUT,
             )
 
     def wait_healthy(self, timeout_s: float = 300) -> Replica:
+        """Once /api/health answers; RuntimeError if the process exits or is not healthy in time."""
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"rag-app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
+                tail = self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+                raise RuntimeError(f"rag-app exited with {self.proc.returncode}:\n{tail}")
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
                     return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "replica not healthy in time"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rag-app not healthy after {timeout_s:.0f} s")
             time.sleep(0.5)
 
     def upload(self, folder: Path, names: list[str]) -> list[dict[str, Any]]:
