@@ -35,7 +35,7 @@ from ingest.memory import release_free_heap
 from ingest.registry import DocumentRecord, Registry
 from ingest.stores.bm25_index import BM25Index
 from ingest.stores.protocols import WritableVectorStore
-from ingest.sync import SyncLock
+from ingest.sync import SYNC_LEASE, SyncLock
 from ingest.text_tokenizer import BM25Tokenizer
 from ingest.types import Chunk, IngestReport, LoadedDocument, sha256_hex
 
@@ -278,7 +278,7 @@ class Indexer:
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
             raise NotADirectoryError(f"sync folder {root} does not exist or is not a folder")
-        with SyncLock(self.registry.db):
+        with SyncLock(self.registry.db, name=self.registry.scoped_name(SYNC_LEASE)):
             report = IngestReport()
             # A previous run may have been killed half-way: converge first.
             repaired = self.check(repair=True)

@@ -1,8 +1,9 @@
 """The lock that lets only one folder sync run per knowledge base, across threads, processes and replicas.
 
-A lease named ``sync`` in the state database (``ingest.state.leases``): the holder renews it while
-the sync runs; a holder that dies (SIGKILL, a lost replica) stops renewing and the lease expires
-within ``ttl_s``. A holder on this machine whose process is gone is taken over at once.
+A lease named ``sync`` (``sync:<kb>`` for a knowledge base other than the default) in the state
+database (``ingest.state.leases``): the holder renews it while the sync runs; a holder that dies
+(SIGKILL, a lost replica) stops renewing and the lease expires within ``ttl_s``. A holder on this
+machine whose process is gone is taken over at once.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class SyncInProgressError(RuntimeError):
 class SyncLock(Lease):
     """Non-blocking exclusive lock; use as a context manager around one sync."""
 
-    def __init__(self, db: StateDatabase, ttl_s: float = SYNC_LEASE_TTL_S) -> None:
-        super().__init__(db, SYNC_LEASE, ttl_s=ttl_s)
+    def __init__(self, db: StateDatabase, ttl_s: float = SYNC_LEASE_TTL_S, *, name: str = SYNC_LEASE) -> None:
+        """``name``: the lease of one knowledge base (``Registry.scoped_name(SYNC_LEASE)``)."""
+        super().__init__(db, name, ttl_s=ttl_s)
 
     def acquire(self) -> None:
         try:

@@ -15,10 +15,13 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ingest.settings import BM25Settings, ChunkerSettings, EmbedderSettings, LoaderSettings, MilvusSettings
+from ingest.state.schema import DEFAULT_KB
 from rag_app.llm.settings import LLMSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+# A knowledge base's id: part of directory and Milvus collection names, so letters, digits, "_" only.
+KB_ID_PATTERN = r"^[a-z0-9_]{1,40}$"
 
 
 class FusionSettings(BaseModel):
@@ -267,6 +270,10 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     tuning: TuningSettings = TuningSettings()
     calibration: CalibrationSettings = CalibrationSettings()
+    # The knowledge base these settings describe: ``default`` is the data directory's own layout (what
+    # a single-knowledge-base setup always had); one made in the app (``rag_app.team``) keeps its
+    # stores under ``kbs/<id>/`` and in the Milvus collection ``<milvus.collection>_<id>``.
+    knowledge_base: str = Field(DEFAULT_KB, pattern=KB_ID_PATTERN)
 
     @classmethod
     def settings_customise_sources(
@@ -279,7 +286,31 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
+    def for_knowledge_base(self, kb_id: str, scheduler: SchedulerSettings | None = None) -> Settings:
+        """These settings for knowledge base ``kb_id``, with its own folder-sync schedule if given."""
+        update: dict[str, Any] = {"knowledge_base": kb_id}
+        if scheduler is not None:
+            update["scheduler"] = scheduler
+        return self.model_copy(update=update)
+
     # --- derived paths -------------------------------------------------------------------------
+    @property
+    def kb_dir(self) -> Path:
+        """Where this knowledge base's own files live (BM25, uploads, tuned models)."""
+        return self.data_dir if self.knowledge_base == DEFAULT_KB else self.data_dir / "kbs" / self.knowledge_base
+
+    @property
+    def milvus_settings(self) -> MilvusSettings:
+        """``milvus`` with this knowledge base's collection (one collection per knowledge base:
+        BENCHMARKS.md "Knowledge bases in Milvus")."""
+        if self.knowledge_base == DEFAULT_KB:
+            return self.milvus
+        return self.milvus.model_copy(update={"collection": f"{self.milvus.collection}_{self.knowledge_base}"})
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.kb_dir / "uploads"
+
     def resolve(self, path: str | Path) -> Path:
         """A path from the config, relative ones taken against the data directory."""
         p = Path(path).expanduser()
@@ -298,7 +329,7 @@ class Settings(BaseSettings):
 
     @property
     def bm25_dir(self) -> Path:
-        return self.data_dir / "bm25"
+        return self.kb_dir / "bm25"
 
     @property
     def registry_path(self) -> Path:
@@ -323,7 +354,7 @@ class Settings(BaseSettings):
     @property
     def calibration_path(self) -> Path:
         """This knowledge base's calibrated cutoff and fusion (``rag_app.calibration``)."""
-        return self.data_dir / "calibration.json"
+        return self.kb_dir / "calibration.json"
 
 
 class _YamlSource(PydanticBaseSettingsSource):

@@ -1,4 +1,4 @@
-"""What ``rag-app`` serves: the JSON API under ``/api`` and the Gradio UI at ``/``, one service."""
+"""What ``rag-app`` serves: the JSON API under ``/api`` and the Gradio UI at ``/``, one workspace."""
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -7,6 +7,7 @@ from rag_app.api import create_api
 from rag_app.config import Settings
 from rag_app.llm import LLMBackend
 from rag_app.service import KnowledgeBase, RagService
+from rag_app.service.workspace import Workspace
 
 
 def create_app(
@@ -15,17 +16,18 @@ def create_app(
     *,
     llm: LLMBackend | None = None,
     service: RagService | None = None,
+    workspace: Workspace | None = None,
     mount_ui: bool = True,
 ) -> FastAPI:
-    """The whole app. ``kb`` defaults to a new, warmed knowledge base over ``settings``; the LLM is
-    built on the first question that needs it unless ``llm`` is given."""
-    service = service or RagService.open(settings, llm=llm, kb=kb)
-    app = create_api(service)
+    """The whole app. ``kb`` (or ``service``) is the default knowledge base, by default a new one
+    over ``settings``; the LLM is built on the first question that needs it unless ``llm`` is given."""
+    workspace = workspace or Workspace.open(settings, llm=llm, default_kb=kb, default_service=service)
+    app = create_api(workspace)
     if not mount_ui:
         return app
     import gradio as gr
 
     from rag_app.ui.app import build_ui, mount_kwargs  # first: it turns analytics off before gradio loads
 
-    mounted: FastAPI = gr.mount_gradio_app(app, build_ui(service), path="/", **mount_kwargs(service))
+    mounted: FastAPI = gr.mount_gradio_app(app, build_ui(workspace), path="/", **mount_kwargs(workspace))
     return mounted

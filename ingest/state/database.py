@@ -92,6 +92,18 @@ class StateDatabase:
             self._engine = engine
             return self
 
+    def migrate(self, script_location: Path, version_table: str) -> None:
+        """Bring another set of tables in this database to its newest revision: an application's own
+        Alembic migrations at ``script_location``, versioned in their own ``version_table`` (its
+        ``env.py`` reads ``config.attributes["version_table"]``), under the same migration lock."""
+        try:
+            _migrate(self.engine, script_location, version_table)
+        except SQLAlchemyError as exc:
+            raise StateDatabaseError(
+                f"cannot migrate {version_table} in the state database {self.display_url()}: "
+                f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from exc
+
     def close(self) -> None:
         with self._lock:
             if self._engine is not None:
@@ -163,21 +175,24 @@ def _sqlite_transactions(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _migrate(engine: Engine) -> None:
+def _migrate(
+    engine: Engine, script_location: Path = Path(__file__).parent / "migrations", version_table: str = "alembic_version"
+) -> None:
     """Upgrade the schema to the newest revision. A registry made before migrations existed (its
     tables, no ``alembic_version``) is stamped as the baseline first, so nothing is re-created."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["version_table"] = version_table
     with engine.execution_options(immediate=True).begin() as conn:
         if conn.dialect.name == "postgresql":
             # Replicas starting together: one migrates, the others wait and find nothing to do.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
         config.attributes["connection"] = conn
         tables = set(inspect(conn).get_table_names())
-        if "documents" in tables and "alembic_version" not in tables:
+        if version_table == "alembic_version" and "documents" in tables and "alembic_version" not in tables:
             log.info("state database: stamping the pre-migration registry as revision %s", BASELINE_REVISION)
             command.stamp(config, BASELINE_REVISION)
         command.upgrade(config, "head")
@@ -247,12 +262,12 @@ def new_holder() -> str:
 
 
 def upsert(
-    conn: Connection, table: Table, values: dict[str, Any], *, key: str, update: dict[str, Any],
+    conn: Connection, table: Table, values: dict[str, Any], *, key: str | tuple[str, ...], update: dict[str, Any],
     where: ColumnElement[bool] | None = None,
 ) -> PgInsert | SqliteInsert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE SET update [WHERE where]`` in the connection's
     dialect (SQLite and PostgreSQL spell it alike, through different constructs)."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     return insert(table).values(**values).on_conflict_do_update(
-        index_elements=[table.c[key]], set_=update, where=where
+        index_elements=[table.c[k] for k in ((key,) if isinstance(key, str) else key)], set_=update, where=where
     )

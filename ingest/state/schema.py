@@ -2,29 +2,37 @@
 this module is what the code reads and writes through)."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, ForeignKeyConstraint, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
+DEFAULT_KB = "default"  # the knowledge base a single-knowledge-base data directory is
+KB_ID_LENGTH = 64
+
+# The registry of every knowledge base: ``kb`` (its id) is part of each key, since one file or one
+# content hash may be indexed in two knowledge bases.
 documents = Table(
     "documents",
     metadata,
+    Column("kb", String(KB_ID_LENGTH), primary_key=True),
     Column("source", Text, primary_key=True),
     Column("doc_id", Text, nullable=False),
     Column("file_type", Text, nullable=False),
     Column("title", Text, nullable=False, server_default=""),
     Column("chunk_count", Integer, nullable=False),
     Column("indexed_at", Float, nullable=False),
-    Index("documents_doc_id", "doc_id"),
+    Index("documents_doc_id", "kb", "doc_id"),
 )
 
 chunks = Table(
     "chunks",
     metadata,
+    Column("kb", String(KB_ID_LENGTH), primary_key=True),
     Column("chunk_id", Text, primary_key=True),
-    Column("source", Text, ForeignKey("documents.source", ondelete="CASCADE"), nullable=False),
+    Column("source", Text, nullable=False),
     Column("ordinal", Integer, nullable=False),
-    Index("chunks_source", "source"),
+    ForeignKeyConstraint(["kb", "source"], ["documents.kb", "documents.source"], ondelete="CASCADE"),
+    Index("chunks_source", "kb", "source"),
 )
 
 # Sources re-pointed by a rename whose Milvus rows may still name the old source in ``meta``:
@@ -32,7 +40,9 @@ chunks = Table(
 stale_meta = Table(
     "stale_meta",
     metadata,
-    Column("source", Text, ForeignKey("documents.source", ondelete="CASCADE"), primary_key=True),
+    Column("kb", String(KB_ID_LENGTH), primary_key=True),
+    Column("source", Text, primary_key=True),
+    ForeignKeyConstraint(["kb", "source"], ["documents.kb", "documents.source"], ondelete="CASCADE"),
 )
 
 # A named exclusive right (a folder sync) held by one process until ``expires_at`` (unix seconds);
@@ -82,5 +92,6 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("lease_until", Float, nullable=False),
+    Column("kb", String(KB_ID_LENGTH), nullable=False, server_default=DEFAULT_KB),
     Index("jobs_created_at", "created_at"),
 )

@@ -54,6 +54,40 @@ class _DropMvccTsWarning(logging.Filter):
 logging.getLogger("pymilvus.orm.iterator").addFilter(_DropMvccTsWarning())
 
 
+class _SharedClients:
+    """One ``MilvusClient`` per connection (URI, token, database) in this process, counted: pymilvus
+    names a connection by its address, so closing one of two clients to the same Milvus (one
+    knowledge base's collection closing while another's stays open) would cut the other's too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, ...], tuple[Any, int]] = {}
+
+    def acquire(self, kwargs: dict[str, Any]) -> Any:
+        from pymilvus import MilvusClient
+
+        key = tuple(f"{k}={v}" for k, v in sorted(kwargs.items()))
+        with self._lock:
+            client, users = self._clients.get(key, (None, 0))
+            if client is None:
+                client = MilvusClient(**kwargs)
+            self._clients[key] = (client, users + 1)
+            return client
+
+    def release(self, client: Any) -> None:
+        with self._lock:
+            for key, (held, users) in list(self._clients.items()):
+                if held is client:
+                    if users > 1:
+                        self._clients[key] = (held, users - 1)
+                        return
+                    del self._clients[key]
+            client.close()
+
+
+_shared_clients = _SharedClients()
+
+
 class VectorStoreError(RuntimeError):
     """Milvus could not be opened or answered with an error; the message says which and where."""
 
@@ -85,8 +119,6 @@ class MilvusVectorStore:
             with warnings.catch_warnings():
                 # milvus-lite 2.5.1 imports the deprecated pkg_resources (pinned setuptools<81).
                 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-                from pymilvus import MilvusClient
-
                 if "://" not in self.uri:
                     import milvus_lite  # noqa: F401
 
@@ -101,7 +133,7 @@ class MilvusVectorStore:
             if "://" in self.uri:
                 kwargs["timeout"] = CONNECT_TIMEOUT_S
             try:
-                self._client = MilvusClient(**kwargs)
+                self._client = _shared_clients.acquire(kwargs)
             except Exception as exc:  # pymilvus raises several types; the user needs one message
                 hint = (
                     " (a Milvus Lite file can be opened by one process at a time: is the app or"
@@ -117,9 +149,15 @@ class MilvusVectorStore:
         with self._lock:
             if self._client is not None:
                 try:
-                    self._client.close()
+                    _shared_clients.release(self._client)
                 finally:
                     self._client = None
+
+    def drop(self) -> None:
+        """Remove this store's collection with everything in it (a knowledge base being deleted)."""
+        with self._lock:
+            if self.client.has_collection(self.settings.collection):
+                self._call("drop", self.client.drop_collection, self.settings.collection)
 
     @property
     def client(self) -> Any:

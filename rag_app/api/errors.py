@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import Request, status
@@ -22,14 +23,30 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="application/json")
 
 
+async def client_error(request: Request, exc: Exception) -> Response:
+    """The service's refusals as HTTP: not found (or not yours) 404, not allowed 403, a bad value 422
+    (a name already taken 409). The message is the service's own, written for the user."""
+    if isinstance(exc, LookupError):
+        code = status.HTTP_404_NOT_FOUND
+    elif isinstance(exc, PermissionError):
+        code = status.HTTP_403_FORBIDDEN
+    elif "already exists" in str(exc):
+        code = status.HTTP_409_CONFLICT
+    else:
+        code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
 class DeclaredSizeLimit:
-    """ASGI middleware: 413 for a POST to ``path`` whose Content-Length is over ``limit``."""
+    """ASGI middleware: 413 for a POST to ``path`` (``*`` matches one path segment) whose
+    Content-Length is over ``limit``."""
 
     def __init__(self, app: Any, path: str, limit: int, message: str) -> None:
-        self.app, self.path, self.limit, self.message = app, path, limit, message
+        self.app, self.limit, self.message = app, limit, message
+        self.path = re.compile("^" + re.escape(path).replace(r"\*", "[^/]+") + "$")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.path.match(scope["path"]):
             declared = dict(scope["headers"]).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.limit:
                 response = JSONResponse({"detail": self.message}, status_code=413)

@@ -28,6 +28,7 @@ _NOISY_LOGGERS = ("jieba", "pymilvus", "httpx", "urllib3", "transformers", "http
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML settings file (default: $RAG_CONFIG or configs/default.yaml)")
     parser.add_argument("--data-dir", help="data directory (overrides the config)")
+    parser.add_argument("--kb", help="knowledge base, by id or name (default: the default one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -40,7 +41,32 @@ def load_cli_settings(args: argparse.Namespace) -> Settings:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if getattr(args, "kb", None):
+        try:
+            settings = _for_knowledge_base(settings, args.kb)
+        except ValueError as exc:
+            raise SystemExit(f"--kb: {exc}") from None
     return settings
+
+
+def _for_knowledge_base(settings: Settings, name_or_id: str) -> Settings:
+    """The settings of the knowledge base ``--kb`` names (ValueError when there is none)."""
+    from ingest.state import StateDatabase
+    from rag_app.service.workspace import find_knowledge_base, knowledge_base_settings
+    from rag_app.team import migrate_team_tables
+    from rag_app.team.knowledge_bases import KnowledgeBaseCatalog
+
+    db = StateDatabase(settings.database_url).warm_up()
+    try:
+        migrate_team_tables(db)
+        catalog = KnowledgeBaseCatalog(db)
+        catalog.ensure_default()
+        try:
+            return knowledge_base_settings(settings, find_knowledge_base(catalog, name_or_id))
+        except LookupError as exc:
+            raise ValueError(str(exc)) from None
+    finally:
+        db.close()
 
 
 def open_service(settings: Settings, prog: str) -> RagService | None:

@@ -72,6 +72,8 @@ def _ingest(service: RagService, folder: Path) -> None:
 
 
 def _collect(service: RagService, folder: Path, args: argparse.Namespace) -> CandidateSet:
+    """The folder's judged queries through the retriever; with ``--kb``, against that knowledge base's
+    own index, its qrels naming its chunks (``/api/kbs/{kb}/feedback/export``)."""
     bar = progress_bar(f"queries {folder.name}", "q")
 
     def progress(done: int, total: int) -> None:
@@ -79,7 +81,7 @@ def _collect(service: RagService, folder: Path, args: argparse.Namespace) -> Can
         bar.update(1)
 
     cands = service.evaluate(folder, max_queries=args.max_queries, depth=args.depth, split=args.split,
-                             progress=progress)
+                             progress=progress, by_chunk=bool(args.kb))
     bar.close()
     return cands
 
@@ -157,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"rag-eval: not a BEIR folder (corpus.jsonl + queries.jsonl): {', '.join(bad)}", file=sys.stderr)
         return 1
+    if args.kb and args.holes is not None:
+        print("rag-eval: --holes removes documents: it runs on evaluation copies, not on --kb", file=sys.stderr)
+        return 1
     base = load_cli_settings(args)
     data_root = (args.data_root or base.data_dir / "eval").resolve()
     retrieval = base.retrieval
@@ -177,11 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ood_sources = args.ood or args.datasets
     for folder in args.datasets:
         name = folder.resolve().name
-        settings = _kb_settings(base, data_root, name)
+        # --kb: the knowledge base itself is evaluated (nothing indexed); else one copy per set.
+        settings = RagService.effective_settings(base) if args.kb else _kb_settings(base, data_root, name)
+        cache_dir = settings.kb_dir / "eval" / name if args.kb else settings.data_dir
+        cache_dir.mkdir(parents=True, exist_ok=True)
         key = _candidates_key(settings, args.depth)
-        cache = settings.data_dir / f"candidates-{key}-{args.split}-{args.max_queries or 'all'}.json"
+        cache = cache_dir / f"candidates-{key}-{args.split}-{args.max_queries or 'all'}.json"
         ood_key = hashlib.sha256("\x00".join(sorted(str(o.resolve()) for o in ood_sources)).encode()).hexdigest()[:8]
-        ood_cache = settings.data_dir / f"candidates-{key}-ood-{ood_key}-{args.ood_max}.json"
+        ood_cache = cache_dir / f"candidates-{key}-ood-{ood_key}-{args.ood_max}.json"
         cands, ood = _load_cached(cache), (_load_cached(ood_cache) if want_ood else None)
         cal = stored_calibration(settings)
         need_kb = (args.refresh or cands is None or (want_ood and ood is None) or args.recalibrate
@@ -193,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if service is None:
                 return 2
             try:
-                _ingest(service, folder)
+                if not args.kb:
+                    _ingest(service, folder)
                 cal = _calibrate(service, name, force=args.recalibrate)
                 if args.refresh or cands is None:
                     cands = _collect(service, folder, args)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ingest.stores.milvus_store import VectorStoreError
 from rag_app.config import Settings
-from rag_app.service import RagService
+from rag_app.service.workspace import Workspace
 
 from .common import add_common_options, load_cli_settings
 
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_locked_message(settings), file=sys.stderr)
         return EXIT_LOCKED
     try:
-        service = RagService.open(settings)
+        workspace = Workspace.open(settings)
     except VectorStoreError as exc:
         locked = settings.is_milvus_lite and milvus_lite_lock_holder(settings) is not None
         print(_locked_message(settings) if locked else f"rag-app: {exc}", file=sys.stderr)
@@ -90,16 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rag_app.web import create_app
 
-    app = create_app(settings, service=service)
+    app = create_app(settings, workspace=workspace)
     ui = settings.ui
-    if ui.host not in ("127.0.0.1", "localhost", "::1") and not ui.auth_enabled:
-        log.warning("serving on %s without a login: set ui.auth_user and ui.auth_password", ui.host)
+    if ui.host not in ("127.0.0.1", "localhost", "::1") and not workspace.accounts_enabled:
+        log.warning("serving on %s without a login: set ui.auth_user and ui.auth_password, or create an admin"
+                    " with rag-admin create-user --admin", ui.host)
     log.info("open http://%s:%d/ (API under /api)", ui.host, ui.port)
     level = logging.getLogger().getEffectiveLevel()
     try:
         uvicorn.run(app, host=ui.host, port=ui.port, log_level=logging.getLevelName(max(level, logging.INFO)).lower())
     finally:
-        service.close()
+        workspace.close()
     return 0
 
 

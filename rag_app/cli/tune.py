@@ -62,7 +62,7 @@ def _status(store: TunedModelStore) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_cli_settings(args)
-    store = TunedModelStore(settings.data_dir)
+    store = TunedModelStore(settings.kb_dir)
     try:
         if args.command == "status":
             _status(store)

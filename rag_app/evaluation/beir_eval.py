@@ -141,8 +141,11 @@ def collect_candidates(
     depth: int = DEFAULT_DEPTH,
     split: str = "dev",
     progress: Callable[[int, int], None] | None = None,
+    by_chunk: bool = False,
 ) -> CandidateSet:
-    """Run every judged query once and keep all its candidates with both legs' evidence."""
+    """Run every judged query once and keep all its candidates with both legs' evidence.
+    ``by_chunk``: the qrels name chunk ids of the knowledge base (judged questions exported from
+    feedback), not BEIR corpus ids indexed from the folder's corpus."""
     folder = Path(dataset_dir)
     queries = load_queries(folder)
     qrels = load_qrels(folder, split)
@@ -153,7 +156,7 @@ def collect_candidates(
         log.warning("%s: %d judged queries have no text in queries.jsonl; skipped", folder.name, missing)
     if max_queries is not None:
         qids = qids[:max_queries]
-    out = collect_for_queries(kb, {q: queries[q] for q in qids}, depth, progress)
+    out = collect_for_queries(kb, {q: queries[q] for q in qids}, depth, progress, by_chunk=by_chunk)
     out.dataset = folder.resolve().name
     out.qrels = {q: dict(qrels[q]) for q in qids}
     return out
@@ -164,6 +167,7 @@ def collect_for_queries(
     queries: Mapping[str, str],
     depth: int = DEFAULT_DEPTH,
     progress: Callable[[int, int], None] | None = None,
+    by_chunk: bool = False,
 ) -> CandidateSet:
     """Candidates for arbitrary query texts (e.g. another set's questions, to measure refusal)."""
     out = CandidateSet(dataset="", depth=depth)
@@ -185,7 +189,7 @@ def collect_for_queries(
             latency = (time.perf_counter() - t0) * 1000
             chunks = []
             for c in result.chunks:
-                cid = corpus_id_of(c.source)
+                cid = c.chunk_id if by_chunk else corpus_id_of(c.source)
                 if cid is None:
                     continue  # a non-BEIR document sharing the knowledge base
                 chunks.append(

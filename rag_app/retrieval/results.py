@@ -37,6 +37,7 @@ class RetrievedChunk:
     rerank_score: float | None = None
     bm25_coverage: float = math.nan  # bm25_score / the query's highest possible BM25 score, in [0, 1)
     relevance: float | None = None  # the knowledge base's calibrated score, when it has one
+    kb: str = ""  # the knowledge base it came from, when a question searched several (``multi``)
 
     # Read-only views of the chunk, so callers written against the old flat record keep working.
     @property
@@ -86,6 +87,7 @@ class RetrievedChunk:
             "chunk_id": self.chunk_id,
             "text": self.text,
             "scores": chunk_scores(self),
+            **({"kb": self.kb} if self.kb else {}),
         }
 
 

@@ -21,8 +21,10 @@ FOLLOW_INTERVAL_S = 10.0  # how often a replica looks for a calibration another 
 
 
 class CalibrationStore:
-    def __init__(self, db: StateDatabase, legacy_path: Path | None = None) -> None:
+    def __init__(self, db: StateDatabase, legacy_path: Path | None = None, key: str = CALIBRATION_KEY) -> None:
+        """``key``: the knowledge base's own (``Registry.scoped_name(CALIBRATION_KEY)``)."""
         self.db = db
+        self.key = key
         self.legacy_path = legacy_path
         self.loaded_at: float | None = None  # ``updated_at`` of the calibration last loaded or saved
         self._next_look = 0.0
@@ -30,7 +32,7 @@ class CalibrationStore:
     def load(self) -> KnowledgeBaseCalibration | None:
         """The stored calibration, or None when there is none or it cannot be read (logged: the
         retriever then uses the fallback threshold rather than failing every question)."""
-        stored = get_value(self.db, CALIBRATION_KEY)
+        stored = get_value(self.db, self.key)
         if stored is None:
             return self._adopt_legacy()
         text, stamp = stored
@@ -42,7 +44,7 @@ class CalibrationStore:
             return None
 
     def save(self, calibration: KnowledgeBaseCalibration) -> None:
-        self.loaded_at = put_value(self.db, CALIBRATION_KEY, calibration.model_dump_json())
+        self.loaded_at = put_value(self.db, self.key, calibration.model_dump_json())
 
     def newer(self) -> KnowledgeBaseCalibration | None:
         """A calibration stored (by another replica) since this one's was loaded; looks at most every
@@ -51,7 +53,7 @@ class CalibrationStore:
         if now < self._next_look:
             return None
         self._next_look = now + FOLLOW_INTERVAL_S
-        stamp = updated_at(self.db, CALIBRATION_KEY)
+        stamp = updated_at(self.db, self.key)
         if stamp is None or stamp == self.loaded_at:
             return None
         return self.load()

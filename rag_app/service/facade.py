@@ -20,7 +20,7 @@ from rag_app.answering import Answerer, AnswerEvent, ErrorEvent, FinalEvent
 from rag_app.answering.question import BoundedQuestion, History
 from rag_app.calibration.collect import Progress
 from rag_app.calibration.probes import QuestionWriter
-from rag_app.config import Settings, TuningSettings
+from rag_app.config import SchedulerSettings, Settings, TuningSettings
 from rag_app.evaluation.answer_eval import AnswerCase, AnswerOutcome, run_cases
 from rag_app.evaluation.beir_eval import CandidateSet, collect_candidates, collect_for_queries
 from rag_app.llm import LLMBackend, make_llm
@@ -65,14 +65,15 @@ class RagService:
         self.settings = settings
         self.kb = kb
         self.answerer = answerer
-        self.uploads = UploadStore(settings.data_dir / "uploads")
-        self.journal = JobJournal(kb.stores()[0].db)  # every replica's jobs, in the state database
+        self.uploads = UploadStore(settings.uploads_dir)
+        self.journal = JobJournal(kb.stores()[0].db, kb=settings.knowledge_base)  # every replica's jobs
         self.worker = JobWorker(recorder=self.journal)
         self._tuning: Job | None = None
         self._tuning_lock = threading.Lock()
         # The folder sync runs in this process (Milvus Lite admits one process per file).
         self.calibration = CalibrationKeeper(kb, settings, background=background,
                                              question_writer=self.llm_question_writer, recorder=self.journal)
+        self._background = background
         self.scheduler = SyncScheduler(kb, settings.scheduler, on_change=self._corpus_changed)
         if background and self.scheduler.folder:
             self.scheduler.start()
@@ -83,12 +84,12 @@ class RagService:
         cls,
         settings: Settings,
         *,
-        llm: LLMBackend | None = None,
+        llm: LLMBackend | Callable[[], LLMBackend] | None = None,
         kb: KnowledgeBase | None = None,
         background: bool = True,
     ) -> RagService:
-        """A service over a warmed knowledge base. Without ``llm`` the configured backend is built on
-        the first question that needs it, so the service starts without loading a model."""
+        """A service over a warmed knowledge base. Without ``llm`` (or with a factory) the backend is
+        built on the first question that needs it, so the service starts without loading a model."""
         kb = (kb or KnowledgeBase(settings)).warm_up()
         backend: LLMBackend | Callable[[], LLMBackend] = llm if llm is not None else (
             lambda: make_llm(settings.llm, settings.data_dir)
@@ -243,6 +244,14 @@ class RagService:
         """The folder the schedule mirrors ("" when none is configured)."""
         return self.scheduler.folder
 
+    def reschedule(self, schedule: SchedulerSettings) -> None:
+        """Replace the folder-sync schedule (changed in the app); a sync running now finishes first."""
+        self.scheduler.shutdown()
+        self.settings = self.settings.model_copy(update={"scheduler": schedule})
+        self.scheduler = SyncScheduler(self.kb, schedule, on_change=self._corpus_changed)
+        if self._background and self.scheduler.folder:
+            self.scheduler.start()
+
     def sync(self, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
         """Run the configured folder sync now (queued behind a running one)."""
         if not self.scheduler.folder:
@@ -252,7 +261,7 @@ class RagService:
     # --- reranker tuning ----------------------------------------------------------------------------
     @property
     def tuned_models(self) -> TunedModelStore:
-        return TunedModelStore(self.settings.data_dir)
+        return TunedModelStore(self.settings.kb_dir)
 
     @property
     def tuning(self) -> Job | None:
@@ -303,10 +312,12 @@ class RagService:
         depth: int,
         split: str = "dev",
         progress: Callable[[int, int], None] | None = None,
+        by_chunk: bool = False,
     ) -> CandidateSet:
-        """Every judged query of a BEIR folder through the retriever (threshold off), all candidates kept."""
+        """Every judged query of a BEIR folder through the retriever (threshold off), all candidates
+        kept. ``by_chunk``: its qrels name this knowledge base's chunks (``rag-eval --kb``)."""
         return collect_candidates(self.kb, dataset_dir, max_queries=max_queries, depth=depth, split=split,
-                                  progress=progress)
+                                  progress=progress, by_chunk=by_chunk)
 
     def evaluate_queries(self, queries: Mapping[str, str], depth: int) -> CandidateSet:
         """Candidates for unjudged questions (e.g. out-of-domain ones, to measure refusal)."""

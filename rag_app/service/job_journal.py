@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 
 from ingest.state import StateDatabase
 from ingest.state.database import new_holder
+from ingest.state.schema import DEFAULT_KB
 from ingest.state.schema import jobs as jobs_table
 
 from .jobs import Job
@@ -30,8 +31,11 @@ HEARTBEAT_S = LEASE_S / 3
 
 
 class JobJournal:
-    def __init__(self, db: StateDatabase, holder: str | None = None) -> None:
+    """The jobs of one knowledge base (``kb``) in the shared ``jobs`` table."""
+
+    def __init__(self, db: StateDatabase, holder: str | None = None, kb: str = DEFAULT_KB) -> None:
         self.db = db
+        self.kb = kb
         self.holder = holder or new_holder()
         self._ids: dict[int, str] = {}  # in-memory job id -> row id
         self._live: dict[str, Job] = {}  # rows whose job is queued or running
@@ -51,7 +55,7 @@ class JobJournal:
                 self._beat.start()
         now = time.time()
         self._safely(lambda conn: conn.execute(insert(jobs_table).values(
-            id=row_id, kind=job.kind, holder=self.holder, created_at=job.created, **_fields(job, now))))
+            id=row_id, kind=job.kind, kb=self.kb, holder=self.holder, created_at=job.created, **_fields(job, now))))
 
     def finish(self, job: Job) -> None:
         """Write the job's end state (done or failed) now."""
@@ -89,11 +93,12 @@ class JobJournal:
 
     # --- reads --------------------------------------------------------------------------------------
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest jobs of every replica, newest first; ``state`` is ``interrupted`` for a job
+        """The newest jobs of this knowledge base on every replica, newest first; ``state`` is ``interrupted`` for a job
         whose replica stopped renewing it."""
         with self.db.read() as conn:
             rows = conn.execute(
-                select(jobs_table).order_by(jobs_table.c.created_at.desc()).limit(limit)
+                select(jobs_table).where(jobs_table.c.kb == self.kb)
+                .order_by(jobs_table.c.created_at.desc()).limit(limit)
             ).mappings().all()
         now = time.time()
         out = []

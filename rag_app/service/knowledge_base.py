@@ -21,7 +21,7 @@ from rag_app.retrieval.pipeline import HybridRetriever
 from rag_app.retrieval.protocols import KeywordStore
 from rag_app.retrieval.rerank import CrossEncoderReranker
 
-from .calibration_store import CalibrationStore
+from .calibration_store import CALIBRATION_KEY, CalibrationStore
 from .model_store import apply_active
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,13 @@ class KnowledgeBase:
         *,
         embedder: TextEmbedder | None = None,
         vectors: SearchableVectorStore | None = None,
+        database: StateDatabase | None = None,
     ) -> None:
         """``embedder``: an already loaded one to share (tests, several knowledge bases in one process),
         or any other ``TextEmbedder`` (a test's in-memory one). ``vectors``: a vector store to use
         instead of opening Milvus at ``settings.milvus_uri`` (a test's in-memory one); its ``warm_up``
-        is still called, and the knowledge base closes it with itself.
+        is still called, and the knowledge base closes it with itself. ``database``: the state
+        database to share with other knowledge bases of this process (left open by ``close``).
 
         Keyword search (``settings.bm25.backend``): ``local``, the in-process ``BM25Index`` beside the
         registry (``bm25``); ``milvus``, Milvus full-text search in the chunks collection itself
@@ -54,6 +56,7 @@ class KnowledgeBase:
             embedder if embedder is not None else Embedder(settings.embedder, data_dir=settings.data_dir)
         )
         self._given_vectors = vectors
+        self._shared_database = database
         self.tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
         self.registry: Registry | None = None
         self.calibrations: CalibrationStore | None = None  # where its calibration is kept (state database)
@@ -75,14 +78,15 @@ class KnowledgeBase:
             vectors = self._given_vectors
             if vectors is None:
                 full_text = s.bm25 if in_milvus else None
-                vectors = MilvusVectorStore(s.milvus, s.milvus_uri, self.embedder.dim, full_text=full_text)
+                vectors = MilvusVectorStore(s.milvus_settings, s.milvus_uri, self.embedder.dim, full_text=full_text)
             elif in_milvus and not (isinstance(vectors, MilvusVectorStore) and vectors.full_text is not None):
                 raise ValueError("bm25.backend: milvus needs a Milvus vector store opened with full_text")
             vectors.warm_up()
             self.vectors = vectors
             self.embedder.warm_up()
-            self.registry = Registry(StateDatabase(s.database_url))
-            self.calibrations = CalibrationStore(self.registry.db, legacy_path=s.calibration_path)
+            self.registry = Registry(self._shared_database or StateDatabase(s.database_url), kb=s.knowledge_base)
+            self.calibrations = CalibrationStore(self.registry.db, legacy_path=s.calibration_path,
+                                                 key=self.registry.scoped_name(CALIBRATION_KEY))
             keyword_index: KeywordStore
             if in_milvus and isinstance(vectors, MilvusVectorStore):
                 self.bm25 = None  # the indexer writes each chunk's tokens with its vector
@@ -160,6 +164,6 @@ class KnowledgeBase:
                 self.bm25.save()
             if self.vectors is not None:
                 self.vectors.close()
-            if self.registry is not None:
+            if self.registry is not None and self._shared_database is None:
                 self.registry.close()
             self._warm = False

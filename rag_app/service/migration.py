@@ -45,7 +45,7 @@ class MigrationReport:
 
 def same_stores(a: Settings, b: Settings) -> bool:
     """Whether two configurations name the same Milvus collection and the same state database."""
-    return (a.milvus_uri, a.milvus.collection) == (b.milvus_uri, b.milvus.collection) or (
+    return (a.milvus_uri, a.milvus_settings.collection) == (b.milvus_uri, b.milvus_settings.collection) or (
         a.database_url == b.database_url
     )
 

@@ -135,7 +135,7 @@ def apply_active(settings: Settings) -> Settings:
     reranker = settings.retrieval.reranker
     if not reranker.use_tuned:
         return settings
-    model = TunedModelStore(settings.data_dir).active()
+    model = TunedModelStore(settings.kb_dir).active()
     if model is None:
         return settings
     update: dict[str, Any] = {"enabled": True, "model": str(model.path), "blend": model.blend}

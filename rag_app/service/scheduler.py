@@ -234,7 +234,7 @@ class SyncScheduler:
         registry, _, _ = self.kb.stores()
         period = self._tick_period_s()
         tick = float(int(time.time() // period) * period)
-        return claim_tick(registry.db, f"folder-sync:{self.folder}", tick)
+        return claim_tick(registry.db, registry.scoped_name(f"folder-sync:{self.folder}"), tick)
 
     def _run_job(self, done: threading.Event | None = None, periodic: bool = False) -> None:
         """One sync; never raises (an exception would only be logged by APScheduler, unrecorded)."""

@@ -69,7 +69,7 @@ def build_status(
         "milvus": {
             "uri": redact_uri(settings.milvus_uri),
             "mode": "Milvus Lite (embedded file)" if settings.is_milvus_lite else "Milvus server",
-            "collection": settings.milvus.collection,
+            "collection": settings.milvus_settings.collection,
         },
         "keyword_search": {
             "local": "in process (BM25 files in the data directory)",

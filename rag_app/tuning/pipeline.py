@@ -126,7 +126,7 @@ def run_tuning(
 
     started = time.monotonic()
     budget_s = settings.max_minutes * 60
-    root = kb.settings.data_dir / "tuned"
+    root = kb.settings.kb_dir / "tuned"
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
     seconds: dict[str, float] = {}
 

@@ -1,4 +1,5 @@
-"""The Knowledge base tab: upload with per-file results, the documents table, re-index, delete."""
+"""The Documents tab: upload with per-file results, the documents table, re-index, delete, for the
+knowledge base chosen at the top of the page (readers see the table; editors change it)."""
 from __future__ import annotations
 
 import html
@@ -11,9 +12,11 @@ from typing import Any
 import gradio as gr
 
 from ingest.loaders import SUPPORTED_EXTENSIONS
-from rag_app.service import RagService
+from rag_app.service.access import Forbidden, NotFound
+from rag_app.service.workspace import Workspace
 
 from .render import fmt_time, job_status, results_rows
+from .session import principal_of, service_for
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,9 @@ _POLL_S = 0.3
 Outputs = tuple[Any, ...]
 
 
-def build_documents_tab(service: RagService, demo: gr.Blocks) -> None:
-    """The tab's components and events (inside a ``gr.Tab`` of ``demo``)."""
-    settings = service.settings
+def build_documents_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dropdown) -> None:
+    """The tab's components and events (inside a ``gr.Tab`` of ``demo``), on ``kb_select``'s knowledge base."""
+    settings = workspace.settings
     data_dir = settings.data_dir.resolve()
 
     def shown_source(source: str) -> str:
@@ -33,51 +36,64 @@ def build_documents_tab(service: RagService, demo: gr.Blocks) -> None:
         except (ValueError, OSError):
             return source
 
-    def documents_rows() -> list[list[Any]]:
-        return [
-            [d["file"], d["type"], d["chunks"], fmt_time(d["indexed_at"]), shown_source(d["source"])]
-            for d in service.documents()
-        ]
+    def listed(kb: str | None, request: gr.Request) -> list[dict[str, Any]]:
+        if not kb:
+            return []
+        try:
+            return workspace.documents(principal_of(workspace, request), kb)
+        except (NotFound, Forbidden):
+            return []
 
-    def delete_choices() -> Any:
+    def documents_rows(docs: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[d["file"], d["type"], d["chunks"], fmt_time(d["indexed_at"]), shown_source(d["source"])] for d in docs]
+
+    def delete_choices(docs: list[dict[str, Any]]) -> Any:
         # Label with the date too: two uploads may share a file name.
-        choices = [(f"{d['file']} ({fmt_time(d['indexed_at'])})", d["source"]) for d in service.documents()]
+        choices = [(f"{d['file']} ({fmt_time(d['indexed_at'])})", d["source"]) for d in docs]
         return gr.Dropdown(choices=choices, value=None)
 
-    def index_files(files: list[str] | None) -> Iterator[Outputs]:
+    def index_files(files: list[str] | None, kb: str | None, request: gr.Request) -> Iterator[Outputs]:
         paths = [Path(f) for f in (files or [])]
         if not paths:
             yield "Choose one or more files first.", gr.update(), gr.update(), gr.update(), gr.update()
             return
+        service_for(workspace, request, kb, "editor")  # the refusal as a message before anything is read
+        assert kb is not None
         # Gradio keeps the client's file name as the temp file's base name; the service sanitises it
         # and stores the bytes under its own name (the client's name never becomes a path).
-        job = service.upload([(p.name, p) for p in paths])
+        job = workspace.upload(principal_of(workspace, request), kb, [(p.name, p) for p in paths])
         started = time.time()
         while not job.wait(_POLL_S):
             yield job_status(job, started), results_rows(job.snapshot()), gr.update(), gr.update(), gr.update()
-        yield job_status(job, started), results_rows(job.snapshot()), documents_rows(), delete_choices(), None
+        docs = listed(kb, request)
+        yield job_status(job, started), results_rows(job.snapshot()), documents_rows(docs), delete_choices(docs), None
 
-    def reindex() -> Iterator[Outputs]:
-        job = service.reindex()
+    def reindex(kb: str | None, request: gr.Request) -> Iterator[Outputs]:
+        job = service_for(workspace, request, kb, "editor").reindex()
         started = time.time()
         while not job.wait(_POLL_S):
             yield job_status(job, started), results_rows(job.snapshot()), gr.update(), gr.update()
-        yield job_status(job, started), results_rows(job.snapshot()), documents_rows(), delete_choices()
+        docs = listed(kb, request)
+        yield job_status(job, started), results_rows(job.snapshot()), documents_rows(docs), delete_choices(docs)
 
-    def delete_document(source: str | None) -> Outputs:
+    def delete_document(source: str | None, kb: str | None, request: gr.Request) -> Outputs:
         if not source:
             return "Choose a document to delete.", gr.update(), gr.update()
+        service_for(workspace, request, kb, "editor")
+        assert kb is not None
         try:
-            removed = service.delete(source)
+            removed = workspace.delete_document(principal_of(workspace, request), kb, source)
         except Exception as exc:
             log.exception("delete failed")
             return f"**Could not delete:** {exc}", gr.update(), gr.update()
         name = html.escape(Path(source).name)
         msg = f"Deleted **{name}** ({removed} chunks)." if removed is not None else f"{name} is not indexed."
-        return msg, documents_rows(), delete_choices()
+        docs = listed(kb, request)
+        return msg, documents_rows(docs), delete_choices(docs)
 
-    def refresh_documents() -> Outputs:
-        return documents_rows(), delete_choices()
+    def refresh_documents(kb: str | None, request: gr.Request) -> Outputs:
+        docs = listed(kb, request)
+        return documents_rows(docs), delete_choices(docs)
 
     ui = settings.ui
     with gr.Row(equal_height=False):
@@ -105,7 +121,7 @@ def build_documents_tab(service: RagService, demo: gr.Blocks) -> None:
     gr.Markdown("### Documents")
     documents = gr.Dataframe(
         headers=["File", "Type", "Chunks", "Last indexed", "Source"],
-        value=documents_rows,
+        value=[],
         interactive=False,
         elem_id="documents",
         wrap=True,
@@ -131,17 +147,18 @@ def build_documents_tab(service: RagService, demo: gr.Blocks) -> None:
     # re-indexing never take a chat slot.
     index_btn.click(
         index_files,
-        inputs=[upload],
+        inputs=[upload, kb_select],
         outputs=[ingest_status, results, documents, to_delete, upload],
         concurrency_id="ingest",
         concurrency_limit=ui.concurrency_limit,
     )
     reindex_btn.click(
         reindex,
+        inputs=[kb_select],
         outputs=[ingest_status, results, documents, to_delete],
         concurrency_id="ingest",
         concurrency_limit=ui.concurrency_limit,
     )
-    delete_btn.click(delete_document, inputs=[to_delete], outputs=[delete_status, documents, to_delete])
-    refresh_btn.click(refresh_documents, outputs=[documents, to_delete], queue=False)
-    demo.load(refresh_documents, outputs=[documents, to_delete], queue=False)
+    delete_btn.click(delete_document, inputs=[to_delete, kb_select], outputs=[delete_status, documents, to_delete])
+    refresh_btn.click(refresh_documents, inputs=[kb_select], outputs=[documents, to_delete], queue=False)
+    kb_select.change(refresh_documents, inputs=[kb_select], outputs=[documents, to_delete], queue=False)

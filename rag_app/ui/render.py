@@ -139,3 +139,36 @@ def job_status(job: Job, started: float) -> str:
 
 def fmt_time(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_saved_sources(sources: list[dict[str, Any]], citations: list[dict[str, Any]], outcome: str) -> str:
+    """The Sources panel of a stored answer (a resumed conversation), from its saved JSON."""
+    cited = {c.get("number") for c in citations}
+    parts = []
+    if outcome == "refused":
+        parts.append('<div class="no-evidence" id="no-evidence"><b>No evidence found</b> — this question was'
+                     " not sent to the language model.</div>")
+    elif outcome in ("not_in_documents", "unsupported"):
+        parts.append('<div class="no-evidence" id="not-answered"><b>Not in the documents</b> — the passages'
+                     " below are related reading only.</div>")
+    for s in sources:
+        is_cited = s.get("number") in cited and outcome == "answered"
+        badge = '<span class="badge">cited</span>' if is_cited else ""
+        location = f" — {html.escape(str(s.get('location') or ''))}" if s.get("location") else ""
+        text = " ".join(str(s.get("text", "")).split())
+        snippet = text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
+        parts.append(
+            f'<div class="src-card{" cited" if is_cited else ""}" data-source="{html.escape(str(s.get("file", "")))}">'
+            f'<div class="src-head">[{s.get("number")}] {html.escape(str(s.get("file", "")))}{location}{badge}</div>'
+            f'<p class="src-snippet">{html.escape(snippet)}</p></div>'
+        )
+    return "\n".join(parts) or '<div class="src-empty">Sources for the answer appear here.</div>'
+
+
+def render_context(context: list[dict[str, Any]], note: str = "") -> str:
+    """A cited chunk among its neighbours in the document, the cited one marked."""
+    parts = [f'<div class="src-meta">{html.escape(note)}</div>'] if note else []
+    for item in context:
+        cls = "ctx-chunk cited" if item.get("cited") else "ctx-chunk"
+        parts.append(f'<p class="{cls}">{html.escape(str(item.get("text", "")))}</p>')
+    return "\n".join(parts)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import gradio as gr
 
 from rag_app.service import RagService
+from rag_app.service.workspace import Workspace
 
 from .render import sync_rows
+from .session import principal_of, service_for
 
 _TUNING_STAGES = {
     "starting": "Starting",
@@ -92,21 +94,28 @@ def tuning_markdown(service: RagService) -> str:
     return "\n".join(f"- {html.escape(line)}" for line in job.report) + f"\n\n{on}"
 
 
-def build_status_tab(service: RagService, tab: gr.Tab) -> None:
-    """The tab's components and events (inside ``tab``)."""
-    settings = service.settings
+def build_status_tab(workspace: Workspace, tab: gr.Tab, kb_select: gr.Dropdown) -> None:
+    """The tab's components and events (inside ``tab``), on ``kb_select``'s knowledge base."""
+    settings = workspace.settings
 
-    def show_status() -> str:
-        return status_markdown(service)
+    def show_status(kb: str | None, request: gr.Request) -> str:
+        return status_markdown(service_for(workspace, request, kb, "reader")) if kb else ""
 
-    def show_tuning() -> str:
-        return tuning_markdown(service)
+    def show_both(kb: str | None, request: gr.Request) -> tuple[str, str, object]:
+        service = service_for(workspace, request, kb, "reader") if kb else None
+        if service is None:
+            return "", "", gr.update(visible=False)
+        sync_visible = gr.update(visible=bool(service.sync_folder_configured))
+        return status_markdown(service), tuning_markdown(service), sync_visible
 
-    def sync_now() -> str:
-        service.sync(wait=False)
-        return status_markdown(service)
+    def sync_now(kb: str | None, request: gr.Request) -> str:
+        service_for(workspace, request, kb, "editor")
+        assert kb is not None
+        workspace.sync(principal_of(workspace, request), kb, wait=False)
+        return show_status(kb, request)
 
-    def tune(generator: str) -> Iterator[str]:
+    def tune(generator: str, kb: str | None, request: gr.Request) -> Iterator[str]:
+        service = service_for(workspace, request, kb, "owner")
         try:
             job = service.tune(generator)
         except RuntimeError as exc:
@@ -116,14 +125,15 @@ def build_status_tab(service: RagService, tab: gr.Tab) -> None:
             yield tuning_markdown(service)
         yield tuning_markdown(service)
 
-    def rollback_tuned() -> str:
+    def rollback_tuned(kb: str | None, request: gr.Request) -> str:
+        service = service_for(workspace, request, kb, "owner")
         try:
             version = service.rollback_tuning()
         except Exception as exc:
             return f"**Could not roll back:** {html.escape(str(exc))}"
         return f"Rolled back: now `{version}`.\n\n" + tuning_markdown(service)
 
-    status_info = gr.Markdown(show_status, elem_id="status-info")
+    status_info = gr.Markdown("", elem_id="status-info")
     with gr.Accordion("Reranker tuning", open=False, elem_id="tuning"):
         gr.Markdown(
             "Train a reranker on this knowledge base's own documents: questions are written for a"
@@ -140,19 +150,18 @@ def build_status_tab(service: RagService, tab: gr.Tab) -> None:
             )
             tune_btn = gr.Button("Tune reranker", elem_id="tune-btn")
             rollback_btn = gr.Button("Roll back", size="sm", elem_id="tune-rollback")
-        tune_status = gr.Markdown(show_tuning, elem_id="tune-status")
+        tune_status = gr.Markdown("", elem_id="tune-status")
     with gr.Row():
         status_btn = gr.Button("Refresh", size="sm", elem_id="refresh-status")
-        sync_btn = gr.Button(
-            "Sync folder now", size="sm", elem_id="sync-now", visible=bool(service.sync_folder_configured)
-        )
+        sync_btn = gr.Button("Sync folder now", size="sm", elem_id="sync-now", visible=False)
 
-    status_btn.click(show_status, outputs=[status_info], queue=False)
-    sync_btn.click(sync_now, outputs=[status_info], concurrency_id="ingest")
-    tab.select(show_status, outputs=[status_info], queue=False)
-    tab.select(show_tuning, outputs=[tune_status], queue=False)
-    tune_btn.click(tune, inputs=[tune_generator], outputs=[tune_status], concurrency_id="tune", concurrency_limit=1)
-    rollback_btn.click(rollback_tuned, outputs=[tune_status], queue=False)
+    status_btn.click(show_status, inputs=[kb_select], outputs=[status_info], queue=False)
+    sync_btn.click(sync_now, inputs=[kb_select], outputs=[status_info], concurrency_id="ingest")
+    for event in (tab.select, kb_select.change):
+        event(show_both, inputs=[kb_select], outputs=[status_info, tune_status, sync_btn], queue=False)
+    tune_btn.click(tune, inputs=[tune_generator, kb_select], outputs=[tune_status], concurrency_id="tune",
+                   concurrency_limit=1)
+    rollback_btn.click(rollback_tuned, inputs=[kb_select], outputs=[tune_status], queue=False)
 
 
 def _jobs_line(jobs: list[dict]) -> str:

@@ -63,3 +63,20 @@ def test_a_chunk_id_belongs_to_one_source(registry: Registry) -> None:
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         registry.put("b.md", "d1", "markdown", "", ["c1"])
     assert registry.get("b.md") is None and registry.chunk_ids() == {"c1"}  # rolled back whole
+
+
+def test_knowledge_bases_share_the_tables_but_never_see_each_others_rows(registry: Registry) -> None:
+    other = Registry(registry.db, kb="k2")
+    # The same file and the same content in both: one key per knowledge base, no clash.
+    registry.put("a.md", "d1", "markdown", "A", ["c1", "c2"])
+    other.put("a.md", "d1", "markdown", "A in k2", ["c1", "c2"])
+    other.put("b.md", "d2", "markdown", "B", ["c3"])
+    assert [d.source for d in registry.documents()] == ["a.md"] and registry.chunk_count() == 2
+    assert other.get("a.md").title == "A in k2" and other.chunk_ids() == {"c1", "c2", "c3"}  # type: ignore[union-attr]
+    assert registry.source_of("d2") is None and other.source_of("d2") == "b.md"
+    other.rename("a.md", "moved.md")
+    assert registry.get("a.md") is not None and registry.stale_meta_sources() == []
+    assert other.remove(["moved.md"]) == {"c1", "c2"} and registry.chunk_ids() == {"c1", "c2"}
+    assert other.remove_all() == 1 and other.documents() == [] and other.chunk_count() == 0
+    assert registry.chunk_count() == 2 and registry.scoped_name("sync") == "sync"
+    assert other.scoped_name("sync") == "sync:k2"

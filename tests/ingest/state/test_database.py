@@ -11,6 +11,7 @@ from sqlalchemy import inspect, text
 from ingest.registry import Registry
 from ingest.state import StateDatabase, StateDatabaseError
 
+HEAD = "0005"  # the newest migration
 TABLES = {"alembic_version", "documents", "chunks", "stale_meta", "leases", "ticks", "kb_values", "jobs"}
 # The registry's schema before it moved behind SQLAlchemy (ingest/registry.py, session 27).
 PRE_MIGRATION_SCHEMA = """
@@ -37,9 +38,9 @@ def test_migrations_from_empty_create_every_table(backend: str, tmp_path: Path, 
         assert db.dialect == backend
         with db.read() as conn:
             assert set(inspect(conn).get_table_names()) == TABLES
-        assert _revision(db) == "0004"
+        assert _revision(db) == HEAD
         StateDatabase(url).warm_up().close()  # a second opener finds nothing to do
-        assert _revision(db) == "0004"
+        assert _revision(db) == HEAD
     finally:
         db.close()
 
@@ -53,9 +54,10 @@ def test_a_registry_from_before_migrations_opens_in_place(tmp_path: Path) -> Non
     registry = Registry(path)
     try:
         assert registry.ordered_chunk_ids("a.md") == ["c1", "c2"]  # kept, not re-created
-        assert _revision(registry.db) == "0004"
+        assert _revision(registry.db) == HEAD
         assert registry.put("b.md", "d2", "markdown", "B", ["c3"]) == set()
         assert registry.chunk_count() == 3
+        assert Registry(registry.db, kb="other").documents() == []  # the old rows are the default knowledge base's
     finally:
         registry.close()
 

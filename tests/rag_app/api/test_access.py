@@ -105,7 +105,7 @@ def test_every_api_route_but_health_refuses_unauthenticated_requests(secured) ->
 def test_ui_page_queue_upload_and_files_refuse_unauthenticated_requests(secured, stub: StubLLMServer) -> None:
     app, client = secured
     source = app.state.service.documents()[0]["source"]
-    join = {"data": [EN_Q, [], None], "fn_index": 0, "session_hash": "s3ss10n"}
+    join = {"data": [EN_Q, [], "", [], ["default"]], "fn_index": 0, "session_hash": "s3ss10n"}
     # Not logged in: the page is the login form (none of the app's content), the rest is 401.
     page = client.get("/")
     assert page.status_code == 200 and '"auth_required":true' in page.text.replace(" ", "")
@@ -118,8 +118,8 @@ def test_ui_page_queue_upload_and_files_refuse_unauthenticated_requests(secured,
         client.get("/gradio_api/queue/data", params={"session_hash": "s3ss10n"}),
         client.post("/gradio_api/upload", files=[("files", ("a.md", b"# hi\n"))]),
         client.get(f"/gradio_api/file={source}"),
-        client.post("/gradio_api/call/ask", json={"data": [EN_Q, [], None]}),
-        client.post("/gradio_api/run/ask", json={"data": [EN_Q, [], None]}),
+        client.post("/gradio_api/call/ask", json={"data": [EN_Q, [], "", [], ["default"]]}),
+        client.post("/gradio_api/run/ask", json={"data": [EN_Q, [], "", [], ["default"]]}),
         # HTTP basic credentials are the API's login, not a UI session.
         client.get("/config", auth=(USER, PASSWORD)),
     ]

@@ -120,7 +120,7 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     screenshots = Path(os.environ.get("RAG_SCREENSHOT_DIR") or tmp_path)
     screenshots.mkdir(parents=True, exist_ok=True)
     page.goto(server)
-    page.get_by_role("tab", name="Knowledge base").click()
+    page.get_by_role("tab", name="Documents").click()
 
     # --- upload a Chinese and an English document ------------------------------------------------
     uploads = [SAMPLES / "employee_handbook_zh.md", SAMPLES / "release_notes_en.pdf"]
@@ -175,7 +175,7 @@ def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLL
     assert len(stub.answer_bodies()) == answers_before
 
     # --- delete the Chinese document --------------------------------------------------------------
-    page.get_by_role("tab", name="Knowledge base").click()
+    page.get_by_role("tab", name="Documents").click()
     page.locator("#delete-select input").click()
     page.locator("#delete-select input").fill("employee_handbook")
     page.get_by_role("option", name="employee_handbook_zh.md").click()
@@ -296,7 +296,7 @@ def test_one_question_at_a_time_honest_citations_and_follow_ups(honesty_server, 
         assert page.locator("#sources .badge.related").count() >= 1
 
         # --- an oversize upload and a refused type: their reasons in the results table ---
-        page.get_by_role("tab", name="Knowledge base").click()
+        page.get_by_role("tab", name="Documents").click()
         big = tmp_path / "big_notes.txt"
         big.write_text("年假制度说明。" * 200_000, encoding="utf-8")  # ~4 MB, over the 1 MB limit
         archive = tmp_path / "bundle.zip"
