@@ -6,8 +6,7 @@ from fastapi import FastAPI
 from rag_app.api import create_api
 from rag_app.config import Settings
 from rag_app.llm import LLMBackend
-from rag_app.service import KnowledgeBase, RagService
-from rag_app.service.workspace import Workspace
+from rag_app.service import KnowledgeBase, RagService, Workspace
 
 
 def create_app(

@@ -1,19 +1,25 @@
 """The JSON API under ``/api`` (``rag_app.web`` mounts the Gradio UI beside it at ``/``).
 
-    POST   /api/ask                 {"question": "...", "history": [{"role": "user", "content": "..."}, ...],
-                                     "stream": false}  -> answer, citations, sources (stream: SSE events)
-    GET    /api/search?query=…&top_k=5
-    POST   /api/search              {"query": "...", "top_k": 5}  -> the retrieved chunks with their scores
-    POST   /api/sync                run the configured folder sync now (?wait=true)
-    POST   /api/documents           multipart "files" (one or more)  -> per-file results
-    GET    /api/documents           indexed documents
-    DELETE /api/documents?source=…  remove a document from the registry, Milvus and BM25
-    GET    /api/status              models, Milvus URI, counts (never secrets)
-    GET    /api/health              liveness (no login needed)
+Per knowledge base, under ``/api/kbs/{kb}`` (and directly under ``/api`` with ``?kb=``, default
+``default``):
 
-When ``ui.auth_user``/``ui.auth_password`` are set, the UI asks for them and ``/api/*`` (except
-health; the docs at /api/docs and /api/openapi.json included) requires the same credentials with
-HTTP basic auth.
+    POST   ask                      {"question", "history", "stream", "kbs": [...], "keep"}  -> answer (SSE)
+    GET    search?query=…&top_k=5   POST search {"query", "top_k"}  -> ranked chunks with their scores
+    POST   sync                     the knowledge base's folder sync now (?wait=true)
+    POST   documents                multipart "files"  -> per-file results
+    GET    documents                indexed documents;  GET documents/file?source=…  the stored file
+    DELETE documents?source=…       remove a document from every store
+    GET    status, jobs
+
+    GET/PATCH/DELETE /api/kbs/{kb}  the knowledge base; members, feedback (+ /export), audit,
+                                    chunks/{id}/preview and chunks/{id}/page.png
+    GET/POST /api/kbs               the ones the user may see; create (admins)
+    /api/conversations[/{id}[/ask]], /api/messages/{id}/feedback, /api/me[/tokens|/password],
+    /api/users (admins), /api/audit (admins), GET /api/health (no login)
+
+Credentials, when accounts exist: HTTP basic (a user's name and password) or ``Authorization:
+Bearer <API token>``. A knowledge base the user has no role in is 404, an action above their role
+403 (``rag_app.service.access``).
 
 Questions and search queries are cleaned (control characters out) and cut to
 ``answer.max_question_tokens`` tokens; an empty one is a 422 with a message, never a 5xx.

@@ -4,8 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from rag_app.service.access import Forbidden, NotFound
-from rag_app.service.workspace import Workspace
+from rag_app.service import Forbidden, NotFound, Workspace
 from rag_app.team.accounts import AccountError
 from rag_app.team.knowledge_bases import KnowledgeBaseError
 

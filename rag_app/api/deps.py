@@ -14,9 +14,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from ingest.state.schema import DEFAULT_KB
-from rag_app.service import RagService
-from rag_app.service.access import Principal
-from rag_app.service.workspace import Workspace
+from rag_app.service import Principal, RagService, Workspace
 
 
 def get_workspace(request: Request) -> Workspace:

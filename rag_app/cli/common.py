@@ -52,7 +52,7 @@ def load_cli_settings(args: argparse.Namespace) -> Settings:
 def _for_knowledge_base(settings: Settings, name_or_id: str) -> Settings:
     """The settings of the knowledge base ``--kb`` names (ValueError when there is none)."""
     from ingest.state import StateDatabase
-    from rag_app.service.workspace import find_knowledge_base, knowledge_base_settings
+    from rag_app.service import find_knowledge_base, knowledge_base_settings
     from rag_app.team import migrate_team_tables
     from rag_app.team.knowledge_bases import KnowledgeBaseCatalog
 

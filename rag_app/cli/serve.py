@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ingest.stores.milvus_store import VectorStoreError
 from rag_app.config import Settings
-from rag_app.service.workspace import Workspace
+from rag_app.service import Workspace
 
 from .common import add_common_options, load_cli_settings
 

@@ -1,10 +1,10 @@
 """Thumbs up or down, with an optional comment, on an answer; kept with the answer's sources, and
 exported as judged questions for ``rag-eval`` and training lines for ``rag-tune``.
 
-Export rules: an upvoted answer's cited chunks are relevant to its question (qrels, and ``pos``
-for training); a downvoted answer's cited chunks are ``neg`` for its question (they were quoted as
-support for an answer its reader rejected). A question without a cited chunk says nothing about
-retrieval and is left out.
+Export rules: an upvoted answer's cited chunks are relevant to its question (qrels grade 1, and
+``pos`` for training); a downvoted answer's cited chunks are judged not relevant (grade 0, and
+``neg`` for training: they were quoted as support for an answer its reader rejected). Every
+verdict, comment included, is in the judged-questions archive's ``feedback.jsonl`` as given.
 """
 from __future__ import annotations
 
@@ -98,13 +98,17 @@ def training_lines(items: Iterable[FeedbackItem], text_of: Callable[[list[str]],
 def judged_questions_zip(
     items: Iterable[FeedbackItem], corpus: Iterable[tuple[str, str, str]], name: str = "feedback"
 ) -> bytes:
-    """A BEIR folder, zipped, for ``rag-eval``: the knowledge base's chunks as ``corpus.jsonl``
-    (``corpus``: ``(chunk_id, title, text)``), the upvoted questions as ``queries.jsonl`` and their
-    cited chunks as ``qrels/test.tsv``."""
-    judged: dict[str, dict[str, None]] = {}
+    """A BEIR folder, zipped, for ``rag-eval --kb``: the knowledge base's chunks as ``corpus.jsonl``
+    (``corpus``: ``(chunk_id, title, text)``), the judged questions as ``queries.jsonl`` and
+    ``qrels/test.tsv`` (an upvoted answer's cited chunks 1, a downvoted one's 0: judged not
+    relevant), and every verdict as it was given in ``feedback.jsonl`` (comments included)."""
+    items = list(items)
+    judged: dict[str, dict[str, int]] = {}
     for item in items:
-        if item.vote > 0 and item.cited_chunks:
-            judged.setdefault(item.query or item.question, {}).update(dict.fromkeys(item.cited_chunks))
+        grades = judged.setdefault(item.query or item.question, {})
+        for chunk_id in item.cited_chunks:
+            grades[chunk_id] = max(grades.get(chunk_id, 0), 1 if item.vote > 0 else 0)
+    judged = {q: grades for q, grades in judged.items() if grades}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         with archive.open(f"{name}/corpus.jsonl", "w") as out:
@@ -115,8 +119,10 @@ def judged_questions_zip(
         archive.writestr(f"{name}/queries.jsonl",
                          "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries))
         qrels = ["query-id\tcorpus-id\tscore"] + [
-            f"{q['_id']}\t{chunk_id}\t1"
-            for q, chunks in zip(queries, judged.values(), strict=True) for chunk_id in chunks
+            f"{q['_id']}\t{chunk_id}\t{grade}"
+            for q, grades in zip(queries, judged.values(), strict=True) for chunk_id, grade in grades.items()
         ]
         archive.writestr(f"{name}/qrels/test.tsv", "\n".join(qrels) + "\n")
+        archive.writestr(f"{name}/feedback.jsonl",
+                         "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items))
     return buffer.getvalue()

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from rag_app.service.workspace import Workspace
+from rag_app.service import Workspace
 
 from .chat_tab import build_chat_tab
 from .documents_tab import build_documents_tab

@@ -10,8 +10,7 @@ import gradio as gr
 from PIL import Image
 
 from rag_app.answering import DeltaEvent, ErrorEvent, FinalEvent, NumberedSource, QueryEvent, SourcesEvent
-from rag_app.service.access import Forbidden, NotFound
-from rag_app.service.workspace import SavedEvent, Workspace
+from rag_app.service import Forbidden, NotFound, SavedEvent, Workspace
 from rag_app.team.feedback import Vote
 
 from .render import render_context, render_saved_sources, render_sources
@@ -69,6 +68,8 @@ def build_chat_tab(workspace: Workspace, demo: gr.Blocks) -> None:
             yield gr.update(), chat, conversation, ids, gr.update(), gr.update(), gr.update()
             return
         principal = principal_of(workspace, request)
+        if not kbs and not conversation:
+            raise gr.Error("Choose at least one knowledge base to search (\"Search in\").")
         try:
             events = workspace.ask_stream(principal, question, kbs=kbs or None,
                                           conversation_id=conversation or None, keep=True)

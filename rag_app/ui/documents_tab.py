@@ -12,8 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ingest.loaders import SUPPORTED_EXTENSIONS
-from rag_app.service.access import Forbidden, NotFound
-from rag_app.service.workspace import Workspace
+from rag_app.service import Forbidden, NotFound, Workspace
 
 from .render import fmt_time, job_status, results_rows
 from .session import principal_of, service_for

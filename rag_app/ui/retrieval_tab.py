@@ -8,8 +8,7 @@ from typing import Any
 import gradio as gr
 
 from rag_app.retrieval.results import RetrievedChunk, chunk_scores
-from rag_app.service import EmptyQuestionError
-from rag_app.service.workspace import Workspace
+from rag_app.service import EmptyQuestionError, Workspace, display_name
 
 from .render import plain_match
 from .session import service_for
@@ -26,7 +25,7 @@ def _score(value: float | None) -> str:
 def _row(rank: int, chunk: RetrievedChunk, passed: bool) -> list[Any]:
     scores = chunk_scores(chunk)
     text = " ".join(chunk.text.split())
-    return [rank, "yes" if passed else "no", chunk.source.rsplit("/", 1)[-1], chunk.location,
+    return [rank, "yes" if passed else "no", display_name(chunk.source), chunk.location,
             *(_score(scores.get(k)) for k in ("relevance", "fused", "dense", "dense_margin", "bm25", "bm25_coverage",
                                                 "rerank")),
             plain_match(chunk), text[:_SNIPPET] + ("…" if len(text) > _SNIPPET else "")]
@@ -43,9 +42,11 @@ def build_retrieval_tab(workspace: Workspace, kb_select: gr.Dropdown) -> None:
         threshold = service.kb.ready_retriever().threshold.describe()
         rows = [_row(i, c, True) for i, c in enumerate(result.chunks, start=1)]
         rows += [_row(len(rows) + i, c, False) for i, c in enumerate(result.below_threshold, start=1)]
-        verdict = (f"**{len(result.chunks)} chunk(s) passed** the threshold `{html.escape(threshold)}`"
+        # Inside a code span Markdown shows characters as they are: no HTML escaping there.
+        code = "`" + threshold.replace("`", "'") + "`"
+        verdict = (f"**{len(result.chunks)} chunk(s) passed** the threshold {code}"
                    if result.has_evidence else
-                   f"**Nothing passed** the threshold `{html.escape(threshold)}`: a question like this is refused"
+                   f"**Nothing passed** the threshold {code}: a question like this is refused"
                    " without calling the LLM." + (f" ({html.escape(result.note)})" if result.note else ""))
         timings = " · ".join(f"{name} {ms:.0f} ms" for name, ms in result.timings_ms.items())
         lines = [verdict, f"{result.candidates} candidates from the dense and keyword legs, fused and ranked."

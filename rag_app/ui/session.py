@@ -7,9 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from rag_app.service import RagService
-from rag_app.service.access import LOCAL, Forbidden, NotFound, Principal
-from rag_app.service.workspace import Workspace
+from rag_app.service import LOCAL, Forbidden, NotFound, Principal, RagService, Workspace
 from rag_app.team.accounts import Role, role_at_least
 
 

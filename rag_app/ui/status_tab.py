@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from rag_app.service import RagService
-from rag_app.service.workspace import Workspace
+from rag_app.service import RagService, Workspace
 
 from .render import sync_rows
 from .session import principal_of, service_for

@@ -10,8 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from rag_app.service.access import Forbidden, NotFound
-from rag_app.service.workspace import Workspace
+from rag_app.service import Forbidden, NotFound, Workspace
 from rag_app.team.accounts import AccountError, role_at_least
 from rag_app.team.knowledge_bases import KnowledgeBaseError
 

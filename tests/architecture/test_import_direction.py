@@ -1,7 +1,7 @@
 """The layering, checked on the source: every import points down.
 
-    front ends (cli > web > api, ui) -> service -> tuning, calibration > evaluation > answering
-    > retrieval -> config -> llm -> ingest
+    front ends (cli > web > api, ui) -> service -> tuning, calibration, team, preview > evaluation
+    > answering > retrieval -> config -> llm -> ingest
 
 A package may import itself and any package of a lower layer, never a higher one nor a sibling of
 its own layer (the web API and the UI do not know each other). Imports inside ``if TYPE_CHECKING``
@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "rag_app.evaluation": 6,
     "rag_app.tuning": 7,
     "rag_app.calibration": 7,  # a sibling of tuning: neither knows the other
+    "rag_app.team": 7,  # knowledge bases, accounts, conversations, feedback, audit (their tables)
+    "rag_app.preview": 7,  # cited sources shown in place (PDF pages)
     "rag_app.service": 8,
     "rag_app.api": 9,
     "rag_app.ui": 9,

@@ -34,6 +34,18 @@ def is_rewrite_request(body: dict[str, Any]) -> bool:
     return bool(messages) and "standalone question" in str(messages[0].get("content", "")).lower()
 
 
+def answer_from_samples(body: dict[str, Any]) -> list[str]:
+    """A responder for questions about samples/: the annual-leave answer of the Chinese handbook or
+    the upload limit of the English release notes, citing [1]; a follow-up rewrite returns the
+    follow-up as it was asked."""
+    user = str(body["messages"][-1]["content"])
+    if is_rewrite_request(body):
+        return [user.split("Follow-up question:", 1)[1].split("\n")[0].strip()]
+    if "年假" in user:
+        return ["入职满五年的正式员工", "每年享有 18 天带薪年假 [1]。"]
+    return ["Since version 3.2, ", "the maximum upload size ", "is 200 MB per file [1]."]
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 

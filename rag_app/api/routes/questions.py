@@ -12,9 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag_app.answering import ErrorEvent
 from rag_app.answering.question import BoundedQuestion
-from rag_app.service import EmptyQuestionError
-from rag_app.service.access import Forbidden, NotFound, Principal
-from rag_app.service.workspace import Workspace
+from rag_app.service import EmptyQuestionError, Forbidden, NotFound, Principal, Workspace
 
 from ..deps import KbId, PrincipalDep, WorkspaceDep
 from ..schemas import MAX_JSON_BODY_BYTES, MAX_QUESTION_CHARS, AskRequest, SearchRequest

@@ -10,19 +10,10 @@ from sqlalchemy import inspect, text
 
 from ingest.registry import Registry
 from ingest.state import StateDatabase, StateDatabaseError
+from tests.support.old_layouts import REGISTRY_SCHEMA_0001 as PRE_MIGRATION_SCHEMA
 
 HEAD = "0005"  # the newest migration
 TABLES = {"alembic_version", "documents", "chunks", "stale_meta", "leases", "ticks", "kb_values", "jobs"}
-# The registry's schema before it moved behind SQLAlchemy (ingest/registry.py, session 27).
-PRE_MIGRATION_SCHEMA = """
-CREATE TABLE documents (source TEXT PRIMARY KEY, doc_id TEXT NOT NULL, file_type TEXT NOT NULL,
-    title TEXT NOT NULL DEFAULT '', chunk_count INTEGER NOT NULL, indexed_at REAL NOT NULL);
-CREATE INDEX documents_doc_id ON documents(doc_id);
-CREATE TABLE chunks (chunk_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL REFERENCES documents(source) ON DELETE CASCADE, ordinal INTEGER NOT NULL);
-CREATE INDEX chunks_source ON chunks(source);
-CREATE TABLE stale_meta (source TEXT PRIMARY KEY REFERENCES documents(source) ON DELETE CASCADE);
-"""
 
 
 def _revision(db: StateDatabase) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from ingest.state.schema import DEFAULT_KB
 from rag_app.web import create_app
 from tests.support.paths import SAMPLES
-from tests.support.stub_llm_server import StubLLMServer, is_rewrite_request
+from tests.support.stub_llm_server import StubLLMServer, answer_from_samples
 
 ADMIN = ("admin", "admin-" + secrets.token_urlsafe(12))
 ALICE = ("alice", "alice-" + secrets.token_urlsafe(12))
@@ -28,15 +28,6 @@ HR_Q = "入职满五年的正式员工每年有几天带薪年假？"
 EN_Q = "What is the maximum upload size per file in Lumen Beacon 3.2?"
 
 
-def _respond(body: dict) -> list[str]:
-    question = body["messages"][-1]["content"]
-    if is_rewrite_request(body):
-        return [question.split("Follow-up question:", 1)[1].split("\n")[0].strip()]
-    if "年假" in question:
-        return ["入职满五年的正式员工", "每年有 18 天带薪年假 [1]。"]
-    return ["The maximum upload size ", "is 200 MB per file [1]."]
-
-
 @pytest.fixture
 def team(make_kb, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[tuple]:
     """(app, client, kb ids): an admin from the configuration, two knowledge bases with one document
@@ -44,7 +35,7 @@ def team(make_kb, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixt
     Engineering."""
     caplog.set_level(logging.DEBUG)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with StubLLMServer(responder=_respond) as stub:
+    with StubLLMServer(responder=answer_from_samples) as stub:
         for name, value in {"RAG_UI__AUTH_USER": ADMIN[0], "RAG_UI__AUTH_PASSWORD": ADMIN[1],
                             "RAG_LLM__BACKEND": "openai", "RAG_LLM__BASE_URL": stub.base_url,
                             "RAG_LLM__OPENAI_MODEL": "stub"}.items():

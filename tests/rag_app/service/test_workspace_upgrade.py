@@ -8,17 +8,8 @@ from pathlib import Path
 from ingest.state.schema import DEFAULT_KB
 from rag_app.service.access import LOCAL
 from rag_app.service.workspace import Workspace
+from tests.support.old_layouts import REGISTRY_SCHEMA_0001
 from tests.support.paths import SAMPLES
-
-OLD_REGISTRY = """
-CREATE TABLE documents (source TEXT PRIMARY KEY, doc_id TEXT NOT NULL, file_type TEXT NOT NULL,
-    title TEXT NOT NULL DEFAULT '', chunk_count INTEGER NOT NULL, indexed_at FLOAT NOT NULL);
-CREATE INDEX documents_doc_id ON documents(doc_id);
-CREATE TABLE chunks (chunk_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL REFERENCES documents(source) ON DELETE CASCADE, ordinal INTEGER NOT NULL);
-CREATE INDEX chunks_source ON chunks(source);
-CREATE TABLE stale_meta (source TEXT PRIMARY KEY REFERENCES documents(source) ON DELETE CASCADE);
-"""
 
 
 def _to_schema_0004(path: Path) -> None:
@@ -26,7 +17,7 @@ def _to_schema_0004(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         documents = conn.execute("SELECT source, doc_id, file_type, title, chunk_count, indexed_at FROM documents").fetchall()
         chunks = conn.execute("SELECT chunk_id, source, ordinal FROM chunks").fetchall()
-        conn.executescript("DROP TABLE stale_meta; DROP TABLE chunks; DROP TABLE documents;" + OLD_REGISTRY)
+        conn.executescript("DROP TABLE stale_meta; DROP TABLE chunks; DROP TABLE documents;" + REGISTRY_SCHEMA_0001)
         conn.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)", documents)
         conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", chunks)
         conn.execute("ALTER TABLE jobs DROP COLUMN kb")

@@ -16,20 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.app_process import ingest, running_app, write_config
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.support.browser import wait_file_listed as _wait_file_listed
+from tests.support.browser import wait_text as _wait_text
 from tests.support.paths import SAMPLES
 from tests.support.stub_llm_server import StubLLMServer, is_rewrite_request
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 ZH_Q = "入职满五年的正式员工每年有几天带薪年假？"
 EN_Q = "What is the maximum upload size per file in Lumen Beacon 3.2?"
@@ -38,7 +29,6 @@ ZH_DELTAS = ["根据员工手册，", "入职满五年的正式员工", "每年�
 EN_DELTAS = ["Since version 3.2, ", "the maximum upload size ", "is 200 MB per file [1]."]
 # Indexed before the browser starts: a realistic corpus around the two documents the test uploads.
 BACKGROUND = ["product_faq_en.md", "security_policy_en.html", "onboarding_en.docx", "会议纪要_gbk.txt"]
-TIMEOUT_MS = 90_000  # a loaded 2-core machine: embedding a PDF can take a while
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,23 +87,6 @@ def _ask(page, question: str) -> None:
     box = page.locator("#question textarea")
     box.fill(question)
     page.locator("#ask-btn").click()
-
-
-def _wait_text(page, selector: str, text: str) -> None:
-    page.wait_for_function(
-        "([sel, text]) => { const el = document.querySelector(sel); return !!el && el.innerText.includes(text); }",
-        arg=[selector, text],
-    )
-
-
-def _wait_file_listed(page, selector: str, name: str) -> None:
-    # Gradio's file list renders a name as two blocks, stem and extension ("report" / ".pdf"), so
-    # innerText holds "report\n.pdf" once laid out: compare with whitespace removed.
-    page.wait_for_function(
-        "([sel, name]) => { const el = document.querySelector(sel);"
-        " return !!el && el.innerText.replace(/\\s+/g, '').includes(name.replace(/\\s+/g, '')); }",
-        arg=[selector, name],
-    )
 
 
 def test_upload_ask_refuse_delete_in_the_browser(page, server: str, stub: StubLLMServer, tmp_path: Path) -> None:
