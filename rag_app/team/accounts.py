@@ -124,8 +124,11 @@ class Accounts:
             row = conn.execute(select(*_USER_COLUMNS).where(users.c.name == name)).one_or_none()
         return _user(row) if row else None
 
-    def create(self, name: str, password: str, *, is_admin: bool = False, origin: str = "app") -> User:
-        name, password = check_user_name(name), check_password(password)
+    def create(self, name: str, password: str, *, is_admin: bool = False, origin: str = "app",
+               check: bool = True) -> User:
+        """``check=False``: the configured login, whose password the operator chose (never empty)."""
+        name = check_user_name(name)
+        password = check_password(password) if check else password
         now = time.time()
         try:
             with self.db.write() as conn:
@@ -146,8 +149,8 @@ class Accounts:
                                   .values(password_hash=LOCKED))
             return int(locked.rowcount)
 
-    def set_password(self, user_id: int, password: str) -> None:
-        digest = hash_password(check_password(password))
+    def set_password(self, user_id: int, password: str, *, check: bool = True) -> None:
+        digest = hash_password(check_password(password) if check else password)
         with self.db.write() as conn:
             if conn.execute(update(users).where(users.c.id == user_id).values(password_hash=digest)).rowcount == 0:
                 raise AccountError("no such user")
