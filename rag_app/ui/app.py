@@ -84,8 +84,8 @@ def build_ui(workspace: Workspace) -> gr.Blocks:
                 build_retrieval_tab(workspace, kb_select)
             with gr.Tab("Status", id="status") as status_tab:
                 build_status_tab(workspace, status_tab, kb_select)
-            with gr.Tab("Team", id="team"):
-                build_team_tab(workspace, demo, kb_select)
+            with gr.Tab("Team", id="team") as team_tab:
+                build_team_tab(workspace, demo, team_tab, kb_select)
         demo.load(signed_in, outputs=[who, kb_select], queue=False)
     # Several users can chat at once (the local LLM itself still generates one answer at a time).
     demo.queue(default_concurrency_limit=settings.ui.concurrency_limit)

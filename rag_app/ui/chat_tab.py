@@ -68,13 +68,13 @@ def build_chat_tab(workspace: Workspace, demo: gr.Blocks) -> None:
             yield gr.update(), chat, conversation, ids, gr.update(), gr.update(), gr.update()
             return
         principal = principal_of(workspace, request)
-        if not kbs and not conversation:
-            raise gr.Error("Choose at least one knowledge base to search (\"Search in\").")
         try:
+            # Nothing chosen (e.g. asked before the page finished loading): the default knowledge base.
             events = workspace.ask_stream(principal, question, kbs=kbs or None,
                                           conversation_id=conversation or None, keep=True)
         except (NotFound, Forbidden) as exc:
-            raise gr.Error(str(exc)) from None
+            hint = "" if kbs or conversation else " Choose a knowledge base to search (\"Search in\")."
+            raise gr.Error(str(exc) + hint) from None
         chat = list(chat or []) + [{"role": "user", "content": question}, {"role": "assistant", "content": _SEARCHING}]
         ids = list(ids or []) + [None, None]
         yield "", chat, conversation, ids, render_sources([], query_note="Searching…"), gr.update(), gr.update()

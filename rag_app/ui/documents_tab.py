@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ingest.loaders import SUPPORTED_EXTENSIONS
+from ingest.state.schema import DEFAULT_KB
 from rag_app.service import Forbidden, NotFound, Workspace
 
 from .render import fmt_time, job_status, results_rows
@@ -36,10 +37,8 @@ def build_documents_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dro
             return source
 
     def listed(kb: str | None, request: gr.Request) -> list[dict[str, Any]]:
-        if not kb:
-            return []
         try:
-            return workspace.documents(principal_of(workspace, request), kb)
+            return workspace.documents(principal_of(workspace, request), kb or DEFAULT_KB)
         except (NotFound, Forbidden):
             return []
 
@@ -56,8 +55,7 @@ def build_documents_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dro
         if not paths:
             yield "Choose one or more files first.", gr.update(), gr.update(), gr.update(), gr.update()
             return
-        service_for(workspace, request, kb, "editor")  # the refusal as a message before anything is read
-        assert kb is not None
+        kb = service_for(workspace, request, kb, "editor").settings.knowledge_base  # refused before reading
         # Gradio keeps the client's file name as the temp file's base name; the service sanitises it
         # and stores the bytes under its own name (the client's name never becomes a path).
         job = workspace.upload(principal_of(workspace, request), kb, [(p.name, p) for p in paths])
@@ -78,8 +76,7 @@ def build_documents_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dro
     def delete_document(source: str | None, kb: str | None, request: gr.Request) -> Outputs:
         if not source:
             return "Choose a document to delete.", gr.update(), gr.update()
-        service_for(workspace, request, kb, "editor")
-        assert kb is not None
+        kb = service_for(workspace, request, kb, "editor").settings.knowledge_base
         try:
             removed = workspace.delete_document(principal_of(workspace, request), kb, source)
         except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from ingest.state.schema import DEFAULT_KB
 from rag_app.service import LOCAL, Forbidden, NotFound, Principal, RagService, Workspace
 from rag_app.team.accounts import Role, role_at_least
 
@@ -40,10 +41,9 @@ def kb_dropdown(workspace: Workspace, request: gr.Request | None, current: Any =
 
 
 def service_for(workspace: Workspace, request: gr.Request | None, kb: str | None, needed: Role) -> RagService:
-    """The knowledge base's service, when the user's role allows; else a message on the page."""
-    if not kb:
-        raise gr.Error("Choose a knowledge base first.")
+    """The knowledge base's service, when the user's role allows; else a message on the page. None
+    chosen (the page still loading its choices): the default knowledge base."""
     try:
-        return workspace.open_for(principal_of(workspace, request), kb, needed)
+        return workspace.open_for(principal_of(workspace, request), kb or DEFAULT_KB, needed)
     except (NotFound, Forbidden) as exc:
         raise gr.Error(str(exc)) from None

@@ -98,18 +98,15 @@ def build_status_tab(workspace: Workspace, tab: gr.Tab, kb_select: gr.Dropdown) 
     settings = workspace.settings
 
     def show_status(kb: str | None, request: gr.Request) -> str:
-        return status_markdown(service_for(workspace, request, kb, "reader")) if kb else ""
+        return status_markdown(service_for(workspace, request, kb, "reader"))
 
     def show_both(kb: str | None, request: gr.Request) -> tuple[str, str, object]:
-        service = service_for(workspace, request, kb, "reader") if kb else None
-        if service is None:
-            return "", "", gr.update(visible=False)
+        service = service_for(workspace, request, kb, "reader")
         sync_visible = gr.update(visible=bool(service.sync_folder_configured))
         return status_markdown(service), tuning_markdown(service), sync_visible
 
     def sync_now(kb: str | None, request: gr.Request) -> str:
-        service_for(workspace, request, kb, "editor")
-        assert kb is not None
+        kb = service_for(workspace, request, kb, "editor").settings.knowledge_base
         workspace.sync(principal_of(workspace, request), kb, wait=False)
         return show_status(kb, request)
 

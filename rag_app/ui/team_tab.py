@@ -28,7 +28,7 @@ def _export_path(kb: str, suffix: str, data: bytes) -> str:
     return str(path)
 
 
-def build_team_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dropdown) -> None:
+def build_team_tab(workspace: Workspace, demo: gr.Blocks, tab: gr.Tab, kb_select: gr.Dropdown) -> None:
     def guarded(fn: Any) -> Any:
         """A refusal (not allowed, a bad name) as a message on the page, never a traceback."""
 
@@ -104,7 +104,11 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dropdown
         return f"Created **{html.escape(record.name)}**.", kb_dropdown(workspace, request, record.id)
 
     def create_user(name: str, password: str, is_admin: bool, request: gr.Request) -> Outputs:
+        had_accounts = workspace.accounts_enabled
         user = workspace.create_user(principal_of(workspace, request), name, password, is_admin=is_admin)
+        if not had_accounts:  # the page was served without a login: it cannot ask for one until a restart
+            return (f"Created user **{html.escape(user.name)}**. Accounts are now on: restart the app, then"
+                    " everyone signs in.", [], "")
         return f"Created user **{html.escape(user.name)}**.", admin_view(request)[1], ""
 
     def delete_user(name: str, request: gr.Request) -> Outputs:
@@ -173,7 +177,8 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, kb_select: gr.Dropdown
         token_out = gr.Markdown("", elem_id="token-out")
 
     view_outputs = [kb_note, owner_box, kb_name, kb_description, members, feedback, audit, sync_folder, sync_cron]
-    kb_select.change(guarded(kb_view), inputs=[kb_select], outputs=view_outputs, queue=False)
+    for event in (kb_select.change, tab.select):  # fresh on every visit: uploads and votes happen elsewhere
+        event(guarded(kb_view), inputs=[kb_select], outputs=view_outputs, queue=False)
     demo.load(guarded(admin_view), outputs=[admin_box, users], queue=False)
     save_btn.click(guarded(save_settings), inputs=[kb_select, kb_name, kb_description],
                    outputs=[settings_status, kb_select], queue=False)
