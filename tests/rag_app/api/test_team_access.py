@@ -271,3 +271,34 @@ def test_deleting_a_knowledge_base_leaves_nothing_behind(team) -> None:
     found = client.get(f"/api/kbs/{hr}/search", params={"query": HR_Q}, auth=ALICE).json()
     assert found["results"]
     assert client.delete(f"/api/kbs/{DEFAULT_KB}", auth=ADMIN).status_code == 422
+
+
+def test_each_knowledge_base_syncs_its_own_folder(team, tmp_path: Path) -> None:
+    app, client, hr, eng = team
+    folder = tmp_path / "hr-share"
+    folder.mkdir()
+    (folder / "travel.md").write_text("# Travel\n\nTrain tickets over 500 yuan need a manager's approval.\n",
+                                      encoding="utf-8")
+    change = {"sync_folder": str(folder), "sync_cron": "0 3 * * *"}
+    assert client.patch(f"/api/kbs/{hr}", json=change, auth=ALICE).status_code == 403  # owners may not either
+    assert client.patch(f"/api/kbs/{hr}", json={"sync_folder": str(tmp_path / "nope")}, auth=ADMIN).status_code == 422
+    assert client.patch(f"/api/kbs/{hr}", json={**change, "sync_cron": "every day"}, auth=ADMIN).status_code == 422
+    assert client.patch(f"/api/kbs/{hr}", json=change, auth=ADMIN).json()["sync_folder"] == str(folder)
+    assert client.post(f"/api/kbs/{eng}/sync", auth=ADMIN).status_code == 409  # Engineering has no folder
+    done = client.post(f"/api/kbs/{hr}/sync", params={"wait": "true"}, auth=ADMIN)
+    assert done.status_code == 200, done.text
+    files = {d["file"] for d in client.get(f"/api/kbs/{hr}/documents", auth=ADMIN).json()["documents"]}
+    assert files == {"employee_handbook_zh.md", "travel.md"}
+    assert [d["file"] for d in client.get(f"/api/kbs/{eng}/documents", auth=ADMIN).json()["documents"]] == [
+        "release_notes_en.pdf"]
+    assert client.get("/api/documents", auth=ADMIN).json()["documents"] == []  # nor the default one
+    found = client.get(f"/api/kbs/{hr}/search", params={"query": "train ticket approval"}, auth=ALICE).json()
+    assert found["results"][0]["file"] == "travel.md"
+    # The schedule is the knowledge base's own; its status says so.
+    status = client.get(f"/api/kbs/{hr}/status", auth=ADMIN).json()
+    assert status["sync"]["folder"] == str(folder.resolve()) and status["milvus"]["collection"] == f"chunks_{hr}"
+    # A folder file is downloadable by a reader; a path outside what the app keeps is not.
+    source = next(d["source"] for d in client.get(f"/api/kbs/{hr}/documents", auth=ALICE).json()["documents"]
+                  if d["file"] == "travel.md")
+    assert client.get(f"/api/kbs/{hr}/documents/file", params={"source": source}, auth=ALICE).status_code == 200
+    assert client.get(f"/api/kbs/{hr}/documents/file", params={"source": "/etc/passwd"}, auth=ALICE).status_code == 404
