@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from ingest.state.schema import DEFAULT_KB
-from rag_app.service import Principal, RagService, Workspace
+from rag_app.service import Principal, Workspace
 
 
 def get_workspace(request: Request) -> Workspace:
@@ -61,11 +61,3 @@ def kb_id(kb: str = DEFAULT_KB) -> str:
 
 KbId = Annotated[str, Depends(kb_id)]
 
-
-def get_service(request: Request) -> RagService:
-    """The default knowledge base's service (routes that predate several knowledge bases)."""
-    service: RagService = request.app.state.service
-    return service
-
-
-Service = Annotated[RagService, Depends(get_service)]

@@ -22,7 +22,8 @@ import sys
 from collections.abc import Sequence
 
 from ingest.state import StateDatabase
-from rag_app.service import LOCAL, Forbidden, NotFound
+from rag_app.config import Settings
+from rag_app.service import LOCAL, Forbidden, NotFound, Workspace, find_knowledge_base
 from rag_app.team import migrate_team_tables
 from rag_app.team.accounts import AccountError, Accounts, parse_role
 from rag_app.team.audit import AuditLog
@@ -101,8 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(db: StateDatabase, args: argparse.Namespace) -> int:
-    from rag_app.service import find_knowledge_base
-
     accounts, catalog, audit = Accounts(db), KnowledgeBaseCatalog(db), AuditLog(db)
     catalog.ensure_default()
 
@@ -154,11 +153,7 @@ def _run(db: StateDatabase, args: argparse.Namespace) -> int:
     return 0
 
 
-def _delete_kb(settings: object, args: argparse.Namespace) -> int:
-    from rag_app.config import Settings
-    from rag_app.service import Workspace, find_knowledge_base
-
-    assert isinstance(settings, Settings)
+def _delete_kb(settings: Settings, args: argparse.Namespace) -> int:
     if not args.yes:
         print(f"{PROG}: deleting a knowledge base removes everything in it; add --yes", file=sys.stderr)
         return 1

@@ -74,9 +74,7 @@ class RagService:
         self.calibration = CalibrationKeeper(kb, settings, background=background,
                                              question_writer=self.llm_question_writer, recorder=self.journal)
         self._background = background
-        self.scheduler = SyncScheduler(kb, settings.scheduler, on_change=self._corpus_changed)
-        if background and self.scheduler.folder:
-            self.scheduler.start()
+        self.scheduler = self._scheduled(settings.scheduler)
         self.calibration.start_if_stale()
 
     @classmethod
@@ -244,13 +242,18 @@ class RagService:
         """The folder the schedule mirrors ("" when none is configured)."""
         return self.scheduler.folder
 
+    def _scheduled(self, schedule: SchedulerSettings) -> SyncScheduler:
+        """A folder-sync schedule over this knowledge base, started when running in the background."""
+        scheduler = SyncScheduler(self.kb, schedule, on_change=self._corpus_changed)
+        if self._background and scheduler.folder:
+            scheduler.start()
+        return scheduler
+
     def reschedule(self, schedule: SchedulerSettings) -> None:
         """Replace the folder-sync schedule (changed in the app); a sync running now finishes first."""
         self.scheduler.shutdown()
         self.settings = self.settings.model_copy(update={"scheduler": schedule})
-        self.scheduler = SyncScheduler(self.kb, schedule, on_change=self._corpus_changed)
-        if self._background and self.scheduler.folder:
-            self.scheduler.start()
+        self.scheduler = self._scheduled(schedule)
 
     def sync(self, wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
         """Run the configured folder sync now (queued behind a running one)."""

@@ -30,7 +30,7 @@ from ingest.types import source_label
 from rag_app.answering import Answerer, AnswerEvent, ErrorEvent, FinalEvent
 from rag_app.answering.question import BoundedQuestion, History
 from rag_app.config import SchedulerSettings, Settings
-from rag_app.llm import LLMBackend, make_llm
+from rag_app.llm import LLMBackend
 from rag_app.preview import PreviewError, render_pdf_passage
 from rag_app.retrieval.multi import MultiRetriever
 from rag_app.team import migrate_team_tables
@@ -81,21 +81,6 @@ def outcome_of(final: FinalEvent) -> str:
         return "answered"
     return {"no_evidence": "refused", "not_in_sources": "not_in_documents", "unsupported": "unsupported",
             "model": "not_in_documents"}.get(final.refusal, "refused")
-
-
-class _SharedLLM:
-    """One LLM for every knowledge base, built on the first question that needs it."""
-
-    def __init__(self, factory: Callable[[], LLMBackend]) -> None:
-        self._factory = factory
-        self._llm: LLMBackend | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> LLMBackend:
-        with self._lock:
-            if self._llm is None:
-                self._llm = self._factory()
-            return self._llm
 
 
 class _Sources:
@@ -176,9 +161,8 @@ class Workspace:
             if service is None:
                 settings = self._settings_for(default)
                 kb = self._default_kb or KnowledgeBase(settings, database=db)
-                llm: LLMBackend | Callable[[], LLMBackend] = self._given_llm or _SharedLLM(
-                    lambda: make_llm(self.settings.llm, self.settings.data_dir))
-                service = RagService.open(settings, llm=llm, kb=kb, background=self.background)
+                service = RagService.open(settings, llm=self._given_llm, kb=kb, background=self.background)
+            # One LLM for every knowledge base: the default one's, built on the first question that needs it.
             self._llm: LLMBackend | Callable[[], LLMBackend] = self._given_llm or service.answerer.get_llm
             self._services[DEFAULT_KB] = service
             self.db = db
@@ -456,9 +440,13 @@ class Workspace:
     def document_file(self, principal: Principal, kb_id: str, source: str) -> Path:
         """The stored file of an indexed document (an upload, or a file of the synced folder)."""
         service = self.open_for(principal, kb_id, "reader")
-        registry = service.kb.stores()[0]
-        if registry.get(source) is None:
+        if service.kb.stores()[0].get(source) is None:
             raise NotFound(f"not indexed: {source}")
+        return self._kept_file(service, source)
+
+    @staticmethod
+    def _kept_file(service: RagService, source: str) -> Path:
+        """An indexed source's file, when it lies where the app keeps files (its uploads, its folder)."""
         path = Path(source).resolve()
         roots = [service.settings.uploads_dir.resolve()]
         if service.sync_folder_configured:
@@ -486,8 +474,7 @@ class Workspace:
         record = registry.get(chunk.source)
         if record is not None and record.file_type == "pdf" and chunk.page:
             try:
-                path = self.document_file(principal, kb_id, chunk.source)
-                png = render_pdf_passage(path, chunk.page, chunk.text).png
+                png = render_pdf_passage(self._kept_file(service, chunk.source), chunk.page, chunk.text).png
             except (NotFound, PreviewError) as exc:
                 note = str(exc)
         return ChunkPreview(kb_id, cited, context, png, note)
@@ -523,13 +510,13 @@ class Workspace:
         if conversation is not None:
             history = self.conversations.history(conversation.id)
         services = {kb_id: self.service(kb_id) for kb_id in kb_ids}
-        for service in services.values():
-            service.calibration.follow()
         if len(services) == 1:
-            answerer = next(iter(services.values())).answerer
+            events = services[kb_ids[0]].ask_stream(question, history)
         else:
-            answerer = Answerer(_Sources(services), self._llm, self.settings.answer)
-        return self._kept(principal, answerer.stream(question, history), kb_ids, conversation, keep)
+            for service in services.values():
+                service.calibration.follow()
+            events = Answerer(_Sources(services), self._llm, self.settings.answer).stream(question, history)
+        return self._kept(principal, events, kb_ids, conversation, keep)
 
     def _kept(self, principal: Principal, events: Iterator[AnswerEvent], kb_ids: list[str],
               conversation: Conversation | None, keep: bool) -> Iterator[AnswerEvent | SavedEvent]:
@@ -557,6 +544,7 @@ class Workspace:
 
     def ask(self, principal: Principal, question: str | BoundedQuestion, **kwargs: Any
             ) -> tuple[FinalEvent | ErrorEvent, SavedEvent | None]:
+        """The whole answer (``ask_stream``'s final or error event) and, when kept, where it was saved."""
         final: FinalEvent | ErrorEvent | None = None
         saved = None
         for event in self.ask_stream(principal, question, **kwargs):

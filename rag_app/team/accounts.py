@@ -31,6 +31,7 @@ Role = Literal["reader", "editor", "owner"]
 ROLES: tuple[Role, ...] = get_args(Role)
 MAX_NAME_CHARS = 64
 LOCKED = "!locked"  # a password hash no password matches
+TOKEN_USE_RESOLUTION_S = 60.0  # how precisely a token's last use is kept
 
 
 class AccountError(ValueError):
@@ -213,16 +214,20 @@ class Accounts:
             return bool(gone.rowcount)
 
     def user_for_token(self, token: str) -> User | None:
+        """The token's user. ``last_used_at`` is written at most once a ``TOKEN_USE_RESOLUTION_S``: a
+        request is a read, not a write, on the path every API call takes."""
         digest = token_digest(token)
         with self.db.read() as conn:
             row = conn.execute(
-                select(*_USER_COLUMNS).join(api_tokens, api_tokens.c.user_id == users.c.id)
+                select(*_USER_COLUMNS, api_tokens.c.last_used_at).join(api_tokens, api_tokens.c.user_id == users.c.id)
                 .where(api_tokens.c.token_hash == digest)
             ).one_or_none()
         if row is None:
             return None
-        with self.db.write() as conn:
-            conn.execute(update(api_tokens).where(api_tokens.c.token_hash == digest).values(last_used_at=time.time()))
+        now = time.time()
+        if row[4] is None or now - row[4] >= TOKEN_USE_RESOLUTION_S:
+            with self.db.write() as conn:
+                conn.execute(update(api_tokens).where(api_tokens.c.token_hash == digest).values(last_used_at=now))
         return _user(row)
 
     # --- memberships --------------------------------------------------------------------------------

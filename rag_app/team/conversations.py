@@ -91,11 +91,15 @@ class Conversations:
         return _conversation(row) if row else None
 
     def messages(self, conversation_id: str) -> list[Message]:
+        return self._messages(messages.c.conversation_id == conversation_id)
+
+    def _messages(self, where: ColumnElement[bool]) -> list[Message]:
+        """Messages with their feedback, in conversation order."""
         with self.db.read() as conn:
             rows = conn.execute(
                 select(messages, feedback.c.vote, feedback.c.comment)
                 .outerjoin(feedback, feedback.c.message_id == messages.c.id)
-                .where(messages.c.conversation_id == conversation_id).order_by(messages.c.position)
+                .where(where).order_by(messages.c.position)
             ).mappings().all()
         return [_message(r) for r in rows]
 
@@ -130,13 +134,13 @@ class Conversations:
                        timings, now)
 
     def message(self, message_id: str) -> tuple[Conversation, Message] | None:
+        """One stored answer and the conversation it belongs to."""
+        found = self._messages(messages.c.id == message_id)
+        if not found:
+            return None
         with self.db.read() as conn:
-            row = conn.execute(select(messages.c.conversation_id).where(messages.c.id == message_id)).one_or_none()
-            if row is None:
-                return None
-            conv_row = conn.execute(select(conversations).where(conversations.c.id == row[0])).one()
-        found = next((m for m in self.messages(row[0]) if m.id == message_id), None)
-        return (_conversation(conv_row), found) if found else None
+            row = conn.execute(select(conversations).where(conversations.c.id == found[0].conversation_id)).one()
+        return _conversation(row), found[0]
 
     def rename(self, user_id: int | None, conversation_id: str, title: str) -> bool:
         with self.db.write() as conn:

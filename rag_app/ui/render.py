@@ -74,29 +74,40 @@ def plain_match(chunk: Any) -> str:
     return " · ".join(parts)
 
 
+def _snippet(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat[:limit] + ("…" if len(flat) > limit else "")
+
+
+def _card(number: object, file: str, location: str, snippet: str, *, badge: str = "", cited: bool = False,
+          label: str | None = None, details: str | None = None) -> str:
+    """One source card of the Sources panel: a live answer's (with its scores in words and in full)
+    or a stored one's (``label`` and ``details`` None: the card has neither)."""
+    where = f" — {html.escape(location)}" if location else ""
+    meta = "" if label is None else f'<div class="src-meta">{html.escape(label)}</div>'
+    more = "" if details is None else (
+        f'<details class="src-details"><summary>details</summary>{html.escape(details)}</details>')
+    return (
+        f'<div class="src-card{" cited" if cited else ""}" data-source="{html.escape(file)}">'
+        f'<div class="src-head">[{number}] {html.escape(file)}{where}{badge}</div>'
+        f'{meta}<p class="src-snippet">{html.escape(snippet)}</p>{more}</div>'
+    )
+
+
 def _source_card(s: NumberedSource, cited: dict[int, bool] | None, *, related: bool = False) -> str:
     c = s.chunk
     is_cited = cited is not None and s.number in cited and not related
     scores = chunk_scores(c)
     raw = " · ".join(f"{name} {_fmt_score(value)}" for name, value in scores.items() if value is not None)
-    text = " ".join(c.text.split())
-    limit = _SNIPPET_CHARS if is_cited or cited is None else 200
-    snippet = text[:limit] + ("…" if len(text) > limit else "")
     badge = ""
     if is_cited:
         inferred = bool(cited and cited.get(s.number))
         badge = f'<span class="badge">{"matched by the app" if inferred else "cited"}</span>'
     elif related:
         badge = '<span class="badge related">related, does not answer</span>'
-    location = f" — {html.escape(c.location)}" if c.location else ""
-    label = plain_match(c)
-    return (
-        f'<div class="src-card{" cited" if is_cited else ""}" data-source="{html.escape(s.file)}">'
-        f'<div class="src-head">[{s.number}] {html.escape(s.file)}{location}{badge}</div>'
-        f'<div class="src-meta">{html.escape(label)}</div>'
-        f'<p class="src-snippet">{html.escape(snippet)}</p>'
-        f'<details class="src-details"><summary>details</summary>{html.escape(raw)}</details></div>'
-    )
+    limit = _SNIPPET_CHARS if is_cited or cited is None else 200
+    return _card(s.number, s.file, c.location, _snippet(c.text, limit), badge=badge, cited=is_cited,
+                 label=plain_match(c), details=raw)
 
 
 def results_rows(results: list[FileResult]) -> list[list[str]]:
@@ -153,15 +164,9 @@ def render_saved_sources(sources: list[dict[str, Any]], citations: list[dict[str
                      " below are related reading only.</div>")
     for s in sources:
         is_cited = s.get("number") in cited and outcome == "answered"
-        badge = '<span class="badge">cited</span>' if is_cited else ""
-        location = f" — {html.escape(str(s.get('location') or ''))}" if s.get("location") else ""
-        text = " ".join(str(s.get("text", "")).split())
-        snippet = text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
-        parts.append(
-            f'<div class="src-card{" cited" if is_cited else ""}" data-source="{html.escape(str(s.get("file", "")))}">'
-            f'<div class="src-head">[{s.get("number")}] {html.escape(str(s.get("file", "")))}{location}{badge}</div>'
-            f'<p class="src-snippet">{html.escape(snippet)}</p></div>'
-        )
+        parts.append(_card(s.get("number"), str(s.get("file", "")), str(s.get("location") or ""),
+                           _snippet(str(s.get("text", "")), _SNIPPET_CHARS), cited=is_cited,
+                           badge='<span class="badge">cited</span>' if is_cited else ""))
     return "\n".join(parts) or '<div class="src-empty">Sources for the answer appear here.</div>'
 
 

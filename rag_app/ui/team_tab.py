@@ -42,6 +42,9 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, tab: gr.Tab, kb_select
         return run
 
     # --- the chosen knowledge base (owners) -------------------------------------------------------------
+    def member_rows(kb: str | None, request: gr.Request) -> list[list[str]]:
+        return [[user.name, role] for user, role in workspace.members(principal_of(workspace, request), kb or "")]
+
     def kb_view(kb: str | None, request: gr.Request) -> Outputs:
         principal = principal_of(workspace, request)
         role = workspace.role(principal, kb) if kb else None
@@ -50,7 +53,7 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, tab: gr.Tab, kb_select
         if record is None or not owner:
             note = f"You are a **{role}** of this knowledge base." if role else ""
             return (note, gr.update(visible=False), "", "", [], [], [], "", "")
-        members = [[u.name, r] for u, r in workspace.members(principal, kb or "")]
+        members = member_rows(kb, request)
         feedback = [[fmt_time(f.created_at), "👍" if f.vote > 0 else "👎", f.question, f.answer[:200], f.comment]
                     for f in workspace.feedback(principal, record.id)]
         audit = [[fmt_time(e.at), e.actor, e.action, e.detail] for e in workspace.audit_entries(principal, record.id)]
@@ -67,12 +70,12 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, tab: gr.Tab, kb_select
 
     def set_member(kb: str | None, user: str, role: str, request: gr.Request) -> Outputs:
         workspace.set_member(principal_of(workspace, request), kb or "", user.strip(), role)
-        return f"{html.escape(user)} is now a {role}.", kb_view(kb, request)[4]
+        return f"{html.escape(user)} is now a {role}.", member_rows(kb, request)
 
     def remove_member(kb: str | None, user: str, request: gr.Request) -> Outputs:
         removed = workspace.remove_member(principal_of(workspace, request), kb or "", user.strip())
         return (f"Removed {html.escape(user)}." if removed else f"{html.escape(user)} is not a member."), \
-            kb_view(kb, request)[4]
+            member_rows(kb, request)
 
     def export_judged_questions(kb: str | None, request: gr.Request) -> str:
         data = workspace.feedback_judged_questions(principal_of(workspace, request), kb or "")
@@ -91,13 +94,14 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, tab: gr.Tab, kb_select
                 kb_dropdown(workspace, request))
 
     # --- admins -----------------------------------------------------------------------------------------
-    def admin_view(request: gr.Request) -> Outputs:
+    def user_rows(request: gr.Request) -> list[list[str]]:
         principal = principal_of(workspace, request)
-        if not principal.is_admin:
+        return [[u.name, "yes" if u.is_admin else "", fmt_time(u.created_at)] for u in workspace.users(principal)]
+
+    def admin_view(request: gr.Request) -> Outputs:
+        if not principal_of(workspace, request).is_admin:
             return gr.update(visible=False), []
-        users = [[u.name, "yes" if u.is_admin else "", fmt_time(u.created_at)] for u in workspace.users(principal)] \
-            if workspace.accounts_enabled else []
-        return gr.update(visible=True), users
+        return gr.update(visible=True), user_rows(request) if workspace.accounts_enabled else []
 
     def create_kb(name: str, description: str, request: gr.Request) -> Outputs:
         record = workspace.create_knowledge_base(principal_of(workspace, request), name, description)
@@ -109,11 +113,11 @@ def build_team_tab(workspace: Workspace, demo: gr.Blocks, tab: gr.Tab, kb_select
         if not had_accounts:  # the page was served without a login: it cannot ask for one until a restart
             return (f"Created user **{html.escape(user.name)}**. Accounts are now on: restart the app, then"
                     " everyone signs in.", [], "")
-        return f"Created user **{html.escape(user.name)}**.", admin_view(request)[1], ""
+        return f"Created user **{html.escape(user.name)}**.", user_rows(request), ""
 
     def delete_user(name: str, request: gr.Request) -> Outputs:
         workspace.delete_user(principal_of(workspace, request), name.strip())
-        return f"Deleted user {html.escape(name)}.", admin_view(request)[1]
+        return f"Deleted user {html.escape(name)}.", user_rows(request)
 
     # --- my account -------------------------------------------------------------------------------------
     def new_token(name: str, request: gr.Request) -> str:

@@ -39,9 +39,9 @@ def answer(workspace: Workspace, principal: Principal, req: AskRequest, kbs: lis
     question = _prepared(workspace, req.question)  # before a stream starts, so an empty one is a 422
     history = [t.model_dump() for t in req.history]
     keep = req.keep or conversation_id is not None
-    events = workspace.ask_stream(principal, question, kbs=kbs, conversation_id=conversation_id,
-                                  history=history, keep=keep)
     if req.stream or stream:
+        events = workspace.ask_stream(principal, question, kbs=kbs, conversation_id=conversation_id,
+                                      history=history, keep=keep)
 
         def sse() -> Iterator[str]:
             # Sync generator: Starlette runs it in a thread pool, so the LLM never blocks the loop.
@@ -51,13 +51,9 @@ def answer(workspace: Workspace, principal: Principal, req: AskRequest, kbs: lis
         return StreamingResponse(
             sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
-    result: Any = None
-    saved: dict[str, Any] = {}
-    for event in events:
-        if event.type in ("final", "error"):
-            result = event
-        elif event.type == "saved":
-            saved = event.to_dict()
+    result, kept = workspace.ask(principal, question, kbs=kbs, conversation_id=conversation_id, history=history,
+                                 keep=keep)
+    saved = kept.to_dict() if kept else {}
     if isinstance(result, ErrorEvent):
         code = (
             status.HTTP_422_UNPROCESSABLE_CONTENT
