@@ -1,14 +1,15 @@
-"""Embedding throughput: the fp32 torch runtime against the int8 ONNX Runtime one
-(``embedder.runtime``), side by side in one process on the same chunks.
+"""Embedding throughput: the fp32 torch runtime against OpenVINO (the default; bfloat16 where the
+CPU has it) and int8 ONNX Runtime (``embedder.runtime``), side by side in one process on the same chunks.
 
 The chunks are those the pipeline makes (same loaders, same chunker) of the first N SciFact
 abstracts and CMRC paragraphs. Rounds alternate the runtimes (each warmed up untimed first);
-reported: chunks/s per round, the cosine of each int8 vector to its fp32 one, and the latency of
+reported: chunks/s per round, the cosine of each vector to its torch fp32 one, and the latency of
 one query embedded alone (what a question waits for), median of the queries of both sets.
-Results are printed and written to BENCHMARKS.md under "## Embedding throughput" (that section only).
+Results are printed as the table of BENCHMARKS.md, "Embedding throughput" (that section also holds
+the ranking runs and what was tried, so the script does not rewrite it).
 
     python benchmarks/bench_embedder.py                  # 120 + 60 documents, 3 rounds, 2 threads
-    python benchmarks/bench_embedder.py --threads 1 --no-write
+    python benchmarks/bench_embedder.py --threads 1
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, offline_setup, write_section  # benchmarks/machine.py (scripts run from this folder)
+from machine import cpu_model, offline_setup  # benchmarks/machine.py (scripts run from this folder)
 
 REPO = offline_setup()
 
@@ -32,7 +33,7 @@ from ingest.loaders import load_document  # noqa: E402
 from ingest.settings import ChunkerSettings, EmbedderSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-RUNTIMES = ("torch", "onnx-int8")
+RUNTIMES = ("torch", "openvino", "onnx-int8")
 log = logging.getLogger("bench_embedder")
 
 
@@ -66,7 +67,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--queries", type=int, default=25, help="single-query latency: this many per set")
     p.add_argument("--models-dir", default=str(REPO / "data" / "models"))
-    p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -94,11 +94,10 @@ def main() -> None:
             vectors[rt] = e.embed_documents(texts)
             rates[rt].append(len(texts) / (time.perf_counter() - t0))
             log.info("round %d %s: %.1f chunks/s", r + 1, rt, rates[rt][-1])
-    cosines = (vectors["torch"] * vectors["onnx-int8"]).sum(axis=1)
+    cosines = {rt: (vectors["torch"] * vectors[rt]).sum(axis=1) for rt in RUNTIMES[1:]}
 
     qs = queries(args.queries)
     query_ms: dict[str, float] = {}
-    qcos: list[float] = []
     qvec: dict[str, np.ndarray] = {}
     for rt, e in embedders.items():
         times, vecs = [], []
@@ -108,7 +107,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         query_ms[rt] = statistics.median(times) * 1000
         qvec[rt] = np.stack(vecs)
-    qcos = list((qvec["torch"] * qvec["onnx-int8"]).sum(axis=1))
+    qcos = {rt: (qvec["torch"] * qvec[rt]).sum(axis=1) for rt in RUNTIMES[1:]}
 
     best = {rt: max(v) for rt, v in rates.items()}
     lines = [
@@ -119,32 +118,24 @@ def main() -> None:
         "```",
         "",
         f"{cpu_model()}, {platform.machine()}, Python {platform.python_version()}; {args.threads} threads for"
-        f" both runtimes; {time.strftime('%Y-%m-%d')}. Chunks: the pipeline's chunks of the first {args.en}"
+        f" every runtime; {time.strftime('%Y-%m-%d')}. Chunks: the pipeline's chunks of the first {args.en}"
         f" SciFact abstracts and {args.zh} CMRC paragraphs ({len(texts)} chunks, median"
         f" {statistics.median(tokens):.0f} tokens, batch 16, length-sorted), embedded whole in each round;"
         " rounds alternate the runtimes in one process. Query latency: one query embedded alone, median of"
         f" {len(qs)} questions of both sets.",
         "",
-        "| runtime | load s (first use builds the int8 file) | "
+        "| runtime | computes in | load s (first use builds the converted copy) | "
         + " | ".join(f"round {i + 1} chunks/s" for i in range(args.rounds))
-        + " | best chunks/s | query p50 ms |",
-        "|---|---:|" + "---:|" * args.rounds + "---:|---:|",
+        + " | best chunks/s | speed-up over torch | query p50 ms | min cosine to torch fp32: chunks / queries |",
+        "|---|---|---:|" + "---:|" * args.rounds + "---:|---:|---:|---:|",
     ]
     for rt in RUNTIMES:
         lines.append(
-            f"| {rt} | {load_s[rt]:.1f} | " + " | ".join(f"{x:.1f}" for x in rates[rt])
-            + f" | {best[rt]:.1f} | {query_ms[rt]:.0f} |"
+            f"| {rt} | {embedders[rt].precision} | {load_s[rt]:.1f} | " + " | ".join(f"{x:.1f}" for x in rates[rt])
+            + f" | {best[rt]:.1f} | {best[rt] / best['torch']:.2f}x | {query_ms[rt]:.0f} | "
+            + (f"{cosines[rt].min():.5f} / {qcos[rt].min():.5f} |" if rt in cosines else "– |")
         )
-    lines += [
-        "",
-        f"Speed-up int8 over fp32 (best rounds): **{best['onnx-int8'] / best['torch']:.2f}x**. Cosine of each int8"
-        f" vector to its fp32 one: chunks min {cosines.min():.4f}, mean {cosines.mean():.4f}; queries min"
-        f" {min(qcos):.4f}, mean {statistics.fmean(qcos):.4f}.",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        write_section(REPO / "BENCHMARKS.md", "## Embedding throughput", text)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

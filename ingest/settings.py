@@ -25,9 +25,13 @@ class EmbedderSettings(BaseModel):
     max_tokens: int = 512  # the model's input limit, special tokens included
     batch_size: int = 16
     num_threads: int | None = None  # torch / ONNX Runtime intra-op threads; None keeps the default
-    # torch: the fp32 model as it is. onnx-int8: the same model exported to ONNX with int8 weights
-    # (per-channel), run by ONNX Runtime; built once beside the model (ingest.embedding.onnx_int8).
-    runtime: Literal["torch", "onnx-int8"] = "torch"
+    # openvino: the model converted once to OpenVINO (ingest.embedding.openvino_encoder), computed in
+    # bfloat16 where the CPU does so natively, else fp32. torch: the fp32 model as it is. onnx-int8:
+    # the model exported to ONNX with int8 weights (per-channel), run by ONNX Runtime
+    # (ingest.embedding.onnx_int8). Converted copies are kept beside the model.
+    runtime: Literal["openvino", "torch", "onnx-int8"] = "openvino"
+    # openvino only: "auto" lets OpenVINO choose (bf16 on CPUs with native bfloat16); "f32" forces fp32.
+    precision: Literal["auto", "f32", "bf16"] = "auto"
     device: str = "cpu"
     cache_dir: str | None = None  # where a packaged model is rebuilt; defaults to <data_dir>/models
 

@@ -38,6 +38,7 @@ REAL_COMPONENT_FIXTURES = frozenset(
     {
         "e5_model_dir",
         "e5_embedder",
+        "e5_torch_embedder",
         "make_kb",
         "samples_kb",
         "tiny_random_cross_encoder",
@@ -80,8 +81,16 @@ def e5_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def e5_embedder(e5_model_dir: Path) -> Embedder:
-    """A warmed Embedder with the default settings over the session's converted model."""
+    """A warmed Embedder with the default settings (the OpenVINO runtime) over the session's converted model."""
     embedder = Embedder(EmbedderSettings(cache_dir=str(e5_model_dir.parent)))
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def e5_torch_embedder(e5_model_dir: Path) -> Embedder:
+    """The same model run by torch in fp32: the reference the faster runtimes are held to."""
+    embedder = Embedder(EmbedderSettings(cache_dir=str(e5_model_dir.parent), runtime="torch"))
     embedder.warm_up()
     return embedder
 

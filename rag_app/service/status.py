@@ -64,7 +64,10 @@ def build_status(
         llm_info.update(model=llm.model)
     return {
         "embedder": {"model": settings.embedder.model, "runtime": settings.embedder.runtime,
-                     "dim": kb.embedder.dim if kb.embedder.is_warm else None},
+                     "dim": kb.embedder.dim if kb.embedder.is_warm else None,
+                     # what the encoder computes in (bf16 on OpenVINO where the CPU has it); not every
+                     # embedder says
+                     "precision": getattr(kb.embedder, "precision", None) if kb.embedder.is_warm else None},
         "llm": llm_info,
         "milvus": {
             "uri": redact_uri(settings.milvus_uri),

