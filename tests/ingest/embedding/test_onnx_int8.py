@@ -15,26 +15,12 @@ import pytest
 from ingest.embedding import Embedder
 from ingest.embedding.onnx_int8 import MODEL_FILE, build_int8_model, int8_dir_for
 from ingest.settings import EmbedderSettings
+from tests.support.sample_text import SAMPLE_QUESTIONS, sample_paragraphs
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = Path(__file__).resolve().parents[3] / "samples"
-QUESTIONS = [
-    "入职满五年的正式员工每年有几天带薪年假？",
-    "报销单需要在费用发生后多少天内提交？",
-    "What is the maximum upload size per file in Lumen Beacon 3.2?",
-    "How long must passwords be according to the security policy?",
-]
 # Measured on the samples: the lowest cosine between an int8 and an fp32 vector was about 0.996.
 MIN_COSINE = 0.99
-
-
-def _sample_passages() -> list[str]:
-    texts = []
-    for name in ("employee_handbook_zh.md", "product_faq_en.md", "security_policy_en.html"):
-        raw = (SAMPLES / name).read_text(encoding="utf-8")
-        texts += [p.strip() for p in raw.split("\n\n") if len(p.strip()) > 20]
-    return texts
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +31,14 @@ def int8_embedder(e5_model_dir: Path) -> Embedder:
 
 
 def test_int8_vectors_stay_close_to_fp32_on_the_samples(int8_embedder: Embedder, e5_torch_embedder: Embedder) -> None:
-    passages = _sample_passages()
+    passages = sample_paragraphs()
     assert len(passages) > 20
     fp32, int8 = e5_torch_embedder.embed_documents(passages), int8_embedder.embed_documents(passages)
     assert int8.shape == fp32.shape and int8.dtype == np.float32
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     cosines = (fp32 * int8).sum(axis=1)
     assert cosines.min() >= MIN_COSINE, cosines.min()
-    q32, q8 = e5_torch_embedder.embed_queries(QUESTIONS), int8_embedder.embed_queries(QUESTIONS)
+    q32, q8 = e5_torch_embedder.embed_queries(SAMPLE_QUESTIONS), int8_embedder.embed_queries(SAMPLE_QUESTIONS)
     assert (q32 * q8).sum(axis=1).min() >= MIN_COSINE
     # Each question's best passage is the same under both runtimes.
     assert ((q8 @ int8.T).argmax(axis=1) == (q32 @ fp32.T).argmax(axis=1)).all()

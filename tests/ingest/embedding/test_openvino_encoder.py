@@ -15,25 +15,11 @@ import pytest
 from ingest.embedding import Embedder
 from ingest.embedding.openvino_encoder import MODEL_FILE, build_openvino_model, openvino_dir_for
 from ingest.settings import EmbedderSettings
-from tests.support.paths import SAMPLES
+from tests.support.sample_text import SAMPLE_QUESTIONS, sample_paragraphs
 from tests.support.tiny_bert import write_tiny_random_bert
 
-QUESTIONS = [
-    "入职满五年的正式员工每年有几天带薪年假？",
-    "报销单需要在费用发生后多少天内提交？",
-    "What is the maximum upload size per file in Lumen Beacon 3.2?",
-    "How long must passwords be according to the security policy?",
-]
 # Measured on the samples: bfloat16 vectors were within cosine 0.99998 of fp32 (int8: 0.996).
 MIN_COSINE = {"bf16": 0.9995, "f32": 0.99999}
-
-
-def _sample_passages() -> list[str]:
-    texts = []
-    for name in ("employee_handbook_zh.md", "product_faq_en.md", "security_policy_en.html"):
-        raw = (SAMPLES / name).read_text(encoding="utf-8")
-        texts += [p.strip() for p in raw.split("\n\n") if len(p.strip()) > 20]
-    return texts
 
 
 @pytest.mark.parametrize("precision", ["auto", "f32"])
@@ -45,13 +31,13 @@ def test_openvino_vectors_match_torch_fp32_on_the_samples(
     assert embedder.precision in MIN_COSINE
     if precision == "f32":
         assert embedder.precision == "f32"
-    passages = _sample_passages()
+    passages = sample_paragraphs()
     assert len(passages) > 20
     fp32, got = e5_torch_embedder.embed_documents(passages), embedder.embed_documents(passages)
     assert got.shape == fp32.shape and got.dtype == np.float32
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
     assert (fp32 * got).sum(axis=1).min() >= MIN_COSINE[embedder.precision]
-    q32, q = e5_torch_embedder.embed_queries(QUESTIONS), embedder.embed_queries(QUESTIONS)
+    q32, q = e5_torch_embedder.embed_queries(SAMPLE_QUESTIONS), embedder.embed_queries(SAMPLE_QUESTIONS)
     assert (q32 * q).sum(axis=1).min() >= MIN_COSINE[embedder.precision]
     assert ((q @ got.T).argmax(axis=1) == (q32 @ fp32.T).argmax(axis=1)).all()
 
