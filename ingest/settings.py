@@ -24,7 +24,7 @@ class EmbedderSettings(BaseModel):
     normalize: bool = True
     max_tokens: int = 512  # the model's input limit, special tokens included
     batch_size: int = 16
-    num_threads: int | None = None  # torch / ONNX Runtime intra-op threads; None keeps the default
+    num_threads: int | None = None  # the runtime's intra-op threads; None keeps its default
     # openvino: the model converted once to OpenVINO (ingest.embedding.openvino_encoder), computed in
     # bfloat16 where the CPU does so natively, else fp32. torch: the fp32 model as it is. onnx-int8:
     # the model exported to ONNX with int8 weights (per-channel), run by ONNX Runtime

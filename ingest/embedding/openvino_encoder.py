@@ -3,20 +3,17 @@
 Built once from the transformers folder the torch runtime loads: the fp32 ONNX export of
 ``exported_model`` converted to OpenVINO's own format (weights kept in fp32). OpenVINO fuses the
 attention and layer-norm patterns itself and, on a CPU with native bfloat16 arithmetic
-(AVX512-BF16 or AMX), computes in bfloat16 by default: about 2.2x the torch fp32 throughput on 2
+(AVX512-BF16 or AMX), computes in bfloat16 by default: about 2.1x the torch fp32 throughput on 2
 cores with vectors within cosine 0.9999 of fp32 (BENCHMARKS.md, "Embedding throughput"); on other
 CPUs it computes in fp32. ``embedder.precision`` overrides that choice.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from ingest.embedding.exported_model import build_derived_model, derived_dir_for, export_onnx_fp32
-
-logger = logging.getLogger(__name__)
 
 EXPORTER_VERSION = 1
 MODEL_FILE = "model.xml"
