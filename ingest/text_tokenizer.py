@@ -68,6 +68,10 @@ def _get_jieba() -> ModuleType:
     return _jieba
 
 
+# The ideograph range of jieba's block pattern (re_han_default).
+_IDEOGRAPH = re.compile("[\u4e00-\u9fd5]")
+
+
 def _segment(text: str) -> list[str]:
     """``jieba.lcut(text, cut_all=False, HMM=True)``, the same words, faster on latin text.
 
@@ -85,10 +89,6 @@ def _segment(text: str) -> list[str]:
         else:
             words.extend(_segment_without_ideographs(block))
     return words
-
-
-# The ideograph range of jieba's block pattern (re_han_default).
-_IDEOGRAPH = re.compile("[\u4e00-\u9fd5]")
 
 
 @functools.lru_cache(maxsize=200_000)
