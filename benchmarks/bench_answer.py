@@ -2,16 +2,16 @@
 for several backends and with the answer check on and off, in one run on the same questions.
 
 The samples corpus is indexed into a temporary data directory (e5-small + Milvus Lite + BM25), each
-LLM setup (packaged Qwen2.5-Coder-0.5B-Instruct through llama.cpp, the default; the same model fp32
-through transformers) is loaded once, then each question goes through the full answerer (retrieval,
+LLM setup (packaged Qwen2.5-Coder-0.5B-Instruct through ik_llama.cpp, the default, and through mainline
+llama.cpp; the same model fp32 through transformers) is loaded once, then each question goes through the full answerer (retrieval,
 answer check, prompt, streamed generation, citation parsing), as in the app. Results are printed and
 written to BENCHMARKS.md under "## Answer latency" (only that section is replaced).
 
-    python benchmarks/bench_answer.py                 # 5 questions x (llamacpp check on/off, local)
-    python benchmarks/bench_answer.py --setups llamacpp:on --threads 1 --repeat 2 --no-write
-    python benchmarks/bench_answer.py --setups llamacpp:on,llamacpp:on:quality   # configs/quality.yaml's LLM
+    python benchmarks/bench_answer.py                 # 5 questions x (ik_llama, llamacpp: check on/off; local)
+    python benchmarks/bench_answer.py --setups ik_llama:on --threads 1 --repeat 2 --no-write
+    python benchmarks/bench_answer.py --setups ik_llama:on:quality,llamacpp:on:quality   # configs/quality.yaml's LLM
 
-A repeat asks the same question again: llama.cpp then reuses the whole prompt from its cache
+A repeat asks the same question again: both llama.cpp backends then reuse the whole prompt from their cache
 (first token about 1 s), so repeats measure the cache, not a new question; report single runs.
 """
 from __future__ import annotations
@@ -208,8 +208,8 @@ def section(results: list[dict], command: str) -> str:
             "",
             f"Most of the time to first token is prompt prefill on CPU ({min(p)}-{max(p)} prompt tokens). Token"
             " counts are the tokenizer-free estimate for every row (`approx_token_count`, slightly high), so"
-            " decode rates compare across backends but read high in absolute terms. With llama.cpp the answer check reads the prompt first and the answer"
-            " then reuses it from the cache, so the check's own cost is the first-token difference between"
+            " decode rates compare across backends but read high in absolute terms. With either llama.cpp backend the answer check reads the prompt first and"
+            " the answer then reuses it from the cache, so the check's own cost is the first-token difference between"
             " check on and off. \"(inferred)\": the model wrote no [n] marker and the app matched the answer to"
             " the source holding its terms and numbers (`answer.infer_citations`).",
             "",
@@ -222,9 +222,9 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
     parser.add_argument("--models-dir", default=str(REPO / "data" / "models"), help="where packaged models are cached")
     parser.add_argument("--threads", type=int, default=None, help="LLM threads (default: from the config)")
-    parser.add_argument("--setups", default="llamacpp:on,llamacpp:off,local:off",
+    parser.add_argument("--setups", default="ik_llama:on,ik_llama:off,llamacpp:on,llamacpp:off,local:off",
                         help="comma-separated BACKEND:CHECK[:SHAPE] (check on/off; SHAPE: the LLM and answer"
-                             " settings of configs/SHAPE.yaml, e.g. llamacpp:on:quality), measured in this order")
+                             " settings of configs/SHAPE.yaml, e.g. ik_llama:on:quality), measured in this order")
     parser.add_argument("--repeat", type=int, default=1, help="runs per question")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update BENCHMARKS.md")
     args = parser.parse_args()

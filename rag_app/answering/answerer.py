@@ -16,11 +16,18 @@ from rag_app.retrieval.protocols import Tokenizer
 from rag_app.retrieval.results import RetrievalResult
 
 from .answer_check import AnswerCheck, AnswerChecker
-from .citations import infer_citation, is_non_answer, map_citations, supported_citations
+from .citations import (
+    infer_citation,
+    is_bare_citation,
+    is_non_answer,
+    map_citations,
+    may_be_bare_citation,
+    supported_citations,
+)
 from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, Refusal, SourcesEvent
 from .followup import FollowupMethod, StandaloneQuery, prompt_question, standalone_query
 from .language import Language, detect_language
-from .prompt import Prompt, build_prompt, build_rewrite_messages, clean_rewrite
+from .prompt import Prompt, ask_for_content, build_prompt, build_rewrite_messages, clean_rewrite
 from .question import BoundedQuestion, History, bound_question, clean_question, normalise_history
 
 log = logging.getLogger(__name__)
@@ -250,12 +257,30 @@ class Answerer:
         yield SourcesEvent(prompt.sources)
 
         parts: list[str] = []
+        held: str | None = ""  # the reply's start while it is only source markers; None once words came
         try:
             for delta in llm.stream(prompt.messages, stop=ANSWER_STOPS):
                 if not parts:
                     timings["first_token_s"] = round(time.perf_counter() - t0, 3)
                 parts.append(delta)
+                if held is not None:
+                    if may_be_bare_citation(held + delta):
+                        held += delta
+                        continue
+                    delta, held = held + delta, None
                 yield DeltaEvent(delta)
+            if held is None or not is_bare_citation(held):
+                if held:
+                    yield DeltaEvent(held)  # an unfinished marker or white space: the stream stays the answer
+            else:
+                # Only "[1]": the source named, the answer not written. Asked once more for it, in the
+                # same conversation (the prompt is still in the model's cache); if it again writes
+                # nothing else, the support rule below withholds it.
+                log.info("bare citation %r for %r: asking for the answer itself", held.strip(), asked)
+                parts = []
+                for delta in llm.stream(ask_for_content(prompt.messages, held.strip(), language), stop=ANSWER_STOPS):
+                    parts.append(delta)
+                    yield DeltaEvent(delta)
         except LLMUnavailableError as exc:
             log.warning("LLM failed: %s", exc)
             yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")

@@ -65,6 +65,22 @@ def map_citations(text: str, sources: Sequence[NumberedSource]) -> list[Citation
 Tokenize = Callable[[str], list[str]]
 
 
+_MARKER = r"\[\s*\d+(?:\s*[,，、]\s*\d+)*\s*\]"
+_MARKER_GAP = r"[\s,，。.、;；]*"
+_BARE_RE = re.compile(rf"\s*(?:{_MARKER}{_MARKER_GAP})+")
+_BARE_SO_FAR_RE = re.compile(rf"\s*(?:{_MARKER}{_MARKER_GAP})*(?:\[\s*(?:\d+(?:\s*[,，、]\s*\d*)*)?\s*)?")
+
+
+def is_bare_citation(text: str) -> bool:
+    """Nothing but citation markers ("[1]", "[1, 2]。"): a source named, no answer written."""
+    return bool(_BARE_RE.fullmatch(text))
+
+
+def may_be_bare_citation(text: str) -> bool:
+    """A reply streamed so far that is still nothing but markers, or the start of one ("", "[", "[1")."""
+    return bool(_BARE_SO_FAR_RE.fullmatch(text))
+
+
 def is_non_answer(answer: str) -> bool:
     """The model said that it does not know or that the documents do not say (a refusal in its words)."""
     return not answer.strip() or bool(_DONT_KNOW_RE.search(answer))

@@ -62,6 +62,13 @@ _RULES = {
 # the packaged 0.5B model answer with bare "[1] [2] ..." markers: measured, see answerer.infer_citation.)
 _QUESTION = {"en": "Question: {question}", "zh": "问题：{question}"}
 
+# When the answer is nothing but a source number (the packaged 0.5B does this for about 5% of Chinese
+# questions: "[1]", end of turn), it is asked once more, in the same conversation, for the answer itself.
+_CONTENT_REQUEST = {
+    "en": "You wrote only a source number. Write the answer itself in one sentence, then its source number.",
+    "zh": "你只写了资料编号。请用一句话写出答案本身，再在句末注明资料编号。",
+}
+
 _REWRITE_SYSTEM = (
     "You rewrite the user's follow-up question into ONE standalone question that can be understood "
     "without the conversation. Use the conversation only to resolve references such as it, that, "
@@ -183,6 +190,12 @@ def build_prompt(
         ChatMessage(role="user", content=_QUESTION[language].format(question=defuse(question.strip()))),
     ]
     return Prompt(messages, sources, dropped, count_tokens(block))
+
+
+def ask_for_content(messages: Sequence[ChatMessage], bare_answer: str, language: Language) -> list[ChatMessage]:
+    """The answer prompt continued: the bare-marker reply, then the request for the answer itself."""
+    return [*messages, {"role": "assistant", "content": bare_answer},
+            {"role": "user", "content": _CONTENT_REQUEST[language]}]
 
 
 def build_rewrite_messages(question: str, history: Sequence[ChatMessage], max_chars: int = 600) -> list[ChatMessage]:

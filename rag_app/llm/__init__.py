@@ -2,7 +2,8 @@
 
 ``make_llm(settings, data_dir)`` builds the configured backend:
 
-* ``llamacpp``  -> :class:`LlamaCppLLM` (default: the packaged Qwen2.5-Coder-0.5B-Instruct GGUF, llama.cpp)
+* ``ik_llama``  -> :class:`IkLlamaLLM` (default: the packaged Qwen2.5-Coder-0.5B-Instruct GGUF, ik_llama.cpp)
+* ``llamacpp``  -> :class:`LlamaCppLLM` (the same GGUFs through mainline llama.cpp, ``xllamacpp``)
 * ``local``     -> :class:`TransformersLLM` (transformers, fp32 CPU: models without a GGUF)
 * ``openai``    -> :class:`OpenAICompatibleLLM` (vLLM, Ollama, DashScope, DeepSeek, OpenAI)
 
@@ -19,6 +20,7 @@ from .base import ChatMessage, LLMBackend, LLMUnavailableError, approx_token_cou
 from .settings import LLMSettings
 
 if TYPE_CHECKING:
+    from .ik_llama_backend import IkLlamaLLM
     from .langchain_chat import RagChatModel
     from .llamacpp_backend import LlamaCppLLM
     from .openai_backend import OpenAICompatibleLLM
@@ -30,6 +32,7 @@ __all__ = [
     "ChatMessage",
     "LLMBackend",
     "LLMSettings",
+    "IkLlamaLLM",
     "LLMUnavailableError",
     "LlamaCppLLM",
     "OpenAICompatibleLLM",
@@ -60,6 +63,10 @@ def make_llm(settings: LLMSettings, data_dir: Path) -> LLMBackend:
         from .llamacpp_backend import LlamaCppLLM
 
         return LlamaCppLLM(settings, cache_dir)
+    if settings.backend == "ik_llama":
+        from .ik_llama_backend import IkLlamaLLM
+
+        return IkLlamaLLM(settings, cache_dir)
     raise ValueError(f"Unknown LLM backend {settings.backend!r}")
 
 
@@ -73,6 +80,10 @@ def __getattr__(name: str) -> Any:
         from .llamacpp_backend import LlamaCppLLM
 
         return LlamaCppLLM
+    if name == "IkLlamaLLM":
+        from .ik_llama_backend import IkLlamaLLM
+
+        return IkLlamaLLM
     if name == "OpenAICompatibleLLM":
         from .openai_backend import OpenAICompatibleLLM
 

@@ -13,9 +13,11 @@ class LLMSettings(BaseModel):
     """Which LLM answers, and how.
 
     ``backend``:
-      * ``llamacpp`` (default): llama.cpp in process through the prebuilt ``xllamacpp`` wheel; ``model``
-        = ``packaged:qwen2.5-coder-0.5b-instruct`` (the packaged GGUF, used as it is) or a ``.gguf`` file.
-        It can also read the first token's probabilities (the answer check needs them).
+      * ``ik_llama`` (default): ik_llama.cpp in process through the prebuilt ``ik-llama-cpp-python`` wheel;
+        ``model`` = ``packaged:qwen2.5-coder-0.5b-instruct`` (the packaged GGUF, used as it is) or a
+        ``.gguf`` file. On 2 cores it reads prompts about twice as fast as ``llamacpp``.
+      * ``llamacpp``: mainline llama.cpp in process through the prebuilt ``xllamacpp`` wheel, same models.
+        Both llama.cpp backends read the first token's probabilities (the answer check needs them).
       * ``local``: in-process transformers on CPU (models without a GGUF). ``model`` is ``packaged:<name>``
         (rebuilt once from the part wheels into ``cache_dir``), a local HF folder, a ``.gguf`` file
         (converted once into ``cache_dir``), or a hub id (needs network the first time).
@@ -23,7 +25,7 @@ class LLMSettings(BaseModel):
         OpenAI) at ``base_url``, model ``openai_model``.
     """
 
-    backend: Literal["local", "openai", "llamacpp"] = "llamacpp"
+    backend: Literal["ik_llama", "llamacpp", "local", "openai"] = "ik_llama"
     model: str = PACKAGED_MODEL_ID
     base_url: str = "http://127.0.0.1:8000/v1"
     # SecretStr: masked in repr/str/JSON dumps so it never lands in logs. Read it with ``get_api_key()``.

@@ -5,7 +5,15 @@ from __future__ import annotations
 from rag_app.answering import Answerer, DeltaEvent, FinalEvent, SourcesEvent
 from rag_app.answering.answer_check import AnswerCheck, verdict_messages
 from rag_app.answering.answerer import ANSWER_STOPS
-from rag_app.answering.citations import cited_claims, held_terms, is_non_answer, new_terms, supported_citations
+from rag_app.answering.citations import (
+    cited_claims,
+    held_terms,
+    is_bare_citation,
+    is_non_answer,
+    may_be_bare_citation,
+    new_terms,
+    supported_citations,
+)
 from rag_app.config import AnswerCheckSettings, AnswerSettings
 from tests.support.fakes import ScriptedLLM
 
@@ -103,6 +111,40 @@ def test_an_answer_no_passage_backs_is_withheld_with_what_the_model_wrote(sample
     llm = ScriptedLLM(["入职满五年及以上的正式员工每年享有 18 天带薪年假。"], verdict=None)
     final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
     assert not final.refused and final.citations and final.draft == ""
+
+
+def test_a_bare_source_number_is_asked_again_for_the_answer_itself(samples_kb) -> None:
+    # The packaged 0.5B answers some Chinese questions with "[1]" and nothing else.
+    replies = iter([["[", "1", "]"], ["入职满五年及以上的正式员工每年享有 18 天带薪年假。", " [1]"]])
+    llm = ScriptedLLM(responder=lambda messages: next(replies), verdict=None)
+    events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
+    final = events[-1]
+    assert isinstance(final, FinalEvent) and not final.refused and "18 天" in final.answer and final.citations
+    # The second request continues the first: the bare reply, then the request for the answer.
+    first, second = llm.calls
+    assert second[:len(first)] == first and second[len(first)]["content"] == "[1]"
+    assert "答案本身" in second[-1]["content"]
+    # The bare marker was never shown: the stream is the final answer.
+    assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == final.answer
+    # Asked once only: a second bare reply is withheld as unsupported, like any answer nothing backs.
+    llm = ScriptedLLM(["[1]"], verdict=None)
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
+    assert len(llm.calls) == 2 and final.refusal == "unsupported" and final.draft == "[1]"
+    # Markers after words, or a reply that starts with one and goes on, are answers, asked once.
+    for deltas in (["每年 18 天", " [1]"], ["[1]", " 每年 18 天。"]):
+        llm = ScriptedLLM(deltas, verdict=None)
+        events = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)
+        assert len(llm.calls) == 1 and not events[-1].refused
+        assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == events[-1].answer
+
+
+def test_bare_citation_patterns() -> None:
+    for bare in ("[1]", " [1] ", "[1, 2]。", "[1][2]", "[1]，[3]"):
+        assert is_bare_citation(bare) and may_be_bare_citation(bare), bare
+    for start in ("", " ", "[", "[1", "[1,", "[1, 2"):
+        assert may_be_bare_citation(start) and not is_bare_citation(start), start
+    for answer in ("18 天 [1]", "[1] 18 天", "[a]", "Yes [1]"):
+        assert not is_bare_citation(answer) and not may_be_bare_citation(answer), answer
 
 
 def test_citation_rules_directly(samples_kb) -> None:

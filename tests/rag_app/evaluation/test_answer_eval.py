@@ -154,10 +154,10 @@ def test_rag_eval_answers_end_to_end(tmp_path: Path, e5_model_dir: Path, capsys:
     for rules in ("none", "check", "check + support"):
         assert f"| samples-qa | {rules} |" in printed
     dump = json.loads(out_json.read_text(encoding="utf-8"))["samples-qa"]
-    assert dump["llm"].startswith("llamacpp:") and dump["rules_off"]["answerable"]["questions"] == 2
+    assert dump["llm"].startswith("ik_llama:") and dump["rules_off"]["answerable"]["questions"] == 2
     assert dump["rules_off"]["hole"]["questions"] == 1 and dump["rules_off"]["unanswerable"]["questions"] == 1
     # Named by model and prompt budget: runs comparing them do not overwrite each other's answers.
-    assert Path(dump["outcomes"]).name == "answers-llamacpp_qwen2.5-coder-0.5b-instruct-ctx700-0-0-4.json"
+    assert Path(dump["outcomes"]).name == "answers-ik_llama_qwen2.5-coder-0.5b-instruct-ctx700-0-0-4.json"
     outcomes = json.loads(Path(dump["outcomes"]).read_text(encoding="utf-8"))["outcomes"]
     assert len(outcomes) == 4 and all(o["refusal"] != "error" for o in outcomes)
     hole = next(o for o in outcomes if o["kind"] == "hole")

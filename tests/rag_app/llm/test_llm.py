@@ -216,12 +216,14 @@ def test_rag_chat_model_invoke_stream_and_lcel(stub_server: StubLLMServer) -> No
 
 
 def test_make_llm_backends(tmp_path: Path) -> None:
-    from rag_app.llm import LlamaCppLLM, TransformersLLM
+    from rag_app.llm import IkLlamaLLM, LlamaCppLLM, TransformersLLM
 
     default = make_llm(LLMSettings(), tmp_path)  # constructing does not load anything
-    assert isinstance(default, LlamaCppLLM) and isinstance(default, LLMBackend)
+    assert isinstance(default, IkLlamaLLM) and isinstance(default, LLMBackend)
     assert default.cache_dir == tmp_path / "models"
-    assert default.name == "llamacpp:qwen2.5-coder-0.5b-instruct"
+    assert default.name == "ik_llama:qwen2.5-coder-0.5b-instruct"
+    mainline = make_llm(LLMSettings(backend="llamacpp"), tmp_path)
+    assert isinstance(mainline, LlamaCppLLM) and mainline.name == "llamacpp:qwen2.5-coder-0.5b-instruct"
     local = make_llm(LLMSettings(backend="local", cache_dir=str(tmp_path / "c")), tmp_path)
     assert isinstance(local, TransformersLLM) and local.name == "local:qwen2.5-coder-0.5b-instruct"
     assert local.cache_dir == tmp_path / "c"
