@@ -269,10 +269,7 @@ class Answerer:
                         continue
                     delta, held = held + delta, None
                 yield DeltaEvent(delta)
-            if held is None or not is_bare_citation(held):
-                if held:
-                    yield DeltaEvent(held)  # an unfinished marker or white space: the stream stays the answer
-            else:
+            if held and is_bare_citation(held):
                 # Only "[1]": the source named, the answer not written. Asked once more for it, in the
                 # same conversation (the prompt is still in the model's cache); if it again writes
                 # nothing else, the support rule below withholds it.
@@ -281,6 +278,8 @@ class Answerer:
                 for delta in llm.stream(ask_for_content(prompt.messages, held.strip(), language), stop=ANSWER_STOPS):
                     parts.append(delta)
                     yield DeltaEvent(delta)
+            elif held:
+                yield DeltaEvent(held)  # an unfinished marker or white space: the stream stays the answer
         except LLMUnavailableError as exc:
             log.warning("LLM failed: %s", exc)
             yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
