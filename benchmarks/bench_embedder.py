@@ -1,5 +1,6 @@
-"""Embedding throughput: the fp32 torch runtime against OpenVINO (the default; bfloat16 where the
-CPU has it) and int8 ONNX Runtime (``embedder.runtime``), side by side in one process on the same chunks.
+"""Embedding throughput: the fp32 torch runtime against OpenVINO int8 (the default), OpenVINO
+unquantised (bfloat16 where the CPU has it) and int8 ONNX Runtime (``embedder.runtime``), side by
+side in one process on the same chunks.
 
 The chunks are those the pipeline makes (same loaders, same chunker) of the first N SciFact
 abstracts and CMRC paragraphs. Rounds alternate the runtimes (each warmed up untimed first);
@@ -33,7 +34,7 @@ from ingest.loaders import load_document  # noqa: E402
 from ingest.settings import ChunkerSettings, EmbedderSettings  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-RUNTIMES = ("torch", "openvino", "onnx-int8")
+RUNTIMES = ("torch", "openvino", "openvino-int8", "onnx-int8")
 log = logging.getLogger("bench_embedder")
 
 

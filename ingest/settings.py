@@ -25,12 +25,15 @@ class EmbedderSettings(BaseModel):
     max_tokens: int = 512  # the model's input limit, special tokens included
     batch_size: int = 16
     num_threads: int | None = None  # the runtime's intra-op threads; None keeps its default
-    # openvino: the model converted once to OpenVINO (ingest.embedding.openvino_encoder), computed in
-    # bfloat16 where the CPU does so natively, else fp32. torch: the fp32 model as it is. onnx-int8:
-    # the model exported to ONNX with int8 weights (per-channel), run by ONNX Runtime
-    # (ingest.embedding.onnx_int8). Converted copies are kept beside the model.
-    runtime: Literal["openvino", "torch", "onnx-int8"] = "openvino"
-    # openvino only: "auto" lets OpenVINO choose (bf16 on CPUs with native bfloat16); "f32" forces fp32.
+    # openvino-int8 (the default): the model converted once to OpenVINO (ingest.embedding.openvino_encoder)
+    # and quantised to int8, weights and activations, with NNCF on shipped calibration texts.
+    # openvino: the same OpenVINO model unquantised, computed in bfloat16 where the CPU does so
+    # natively, else fp32. torch: the fp32 model as it is. onnx-int8: the model exported to ONNX with
+    # int8 weights (per-channel), run by ONNX Runtime (ingest.embedding.onnx_int8). Converted copies
+    # are kept beside the model.
+    runtime: Literal["openvino-int8", "openvino", "torch", "onnx-int8"] = "openvino-int8"
+    # openvino runtimes: "auto" lets OpenVINO choose (bf16 on CPUs with native bfloat16); "f32" forces fp32
+    # (for openvino-int8: what is not int8).
     precision: Literal["auto", "f32", "bf16"] = "auto"
     device: str = "cpu"
     cache_dir: str | None = None  # where a packaged model is rebuilt; defaults to <data_dir>/models

