@@ -10,7 +10,9 @@ from typing import Any
 from .prompt import NumberedSource
 
 # [1]  [1, 2]  [1,2]  [1-3]  【1】  【1，2】  [1、2]: one bracket holding numbers, lists or ranges.
-_CITATION_RE = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*(?:[,，、;；]|[-–~])\s*\d{1,3})*)\s*[\]】]")
+_NUMBERS_SEP = r"\s*(?:[,，、;；]|[-–~])\s*"
+_CITATION_BODY = r"\d{1,3}(?:" + _NUMBERS_SEP + r"\d{1,3})*"
+_CITATION_RE = re.compile(r"[\[【]\s*(" + _CITATION_BODY + r")\s*[\]】]")
 _NUM_SPLIT_RE = re.compile(r"\s*[,，、;；]\s*")
 _RANGE_RE = re.compile(r"^(\d+)\s*[-–~]\s*(\d+)$")
 _MAX_RANGE = 20  # "[1-999]" is not a citation
@@ -65,14 +67,17 @@ def map_citations(text: str, sources: Sequence[NumberedSource]) -> list[Citation
 Tokenize = Callable[[str], list[str]]
 
 
-_MARKER = r"\[\s*\d+(?:\s*[,，、]\s*\d+)*\s*\]"
+# A reply that is only markers, in the grammar the citations are parsed with; and a marker still
+# being streamed: an opening bracket with the start of its numbers ("[", "[1", "【1，").
+_MARKER = r"[\[【]\s*" + _CITATION_BODY + r"\s*[\]】]"
 _MARKER_GAP = r"[\s,，。.、;；]*"
-_BARE_RE = re.compile(rf"\s*(?:{_MARKER}{_MARKER_GAP})+")
-_BARE_SO_FAR_RE = re.compile(rf"\s*(?:{_MARKER}{_MARKER_GAP})*(?:\[\s*(?:\d+(?:\s*[,，、]\s*\d*)*)?\s*)?")
+_MARKER_START = r"[\[【]\s*(?:\d{1,3}(?:" + _NUMBERS_SEP + r"\d{0,3})*)?\s*"
+_BARE_RE = re.compile(r"\s*(?:" + _MARKER + _MARKER_GAP + r")+")
+_BARE_SO_FAR_RE = re.compile(r"\s*(?:" + _MARKER + _MARKER_GAP + r")*(?:" + _MARKER_START + r")?")
 
 
 def is_bare_citation(text: str) -> bool:
-    """Nothing but citation markers ("[1]", "[1, 2]。"): a source named, no answer written."""
+    """Nothing but citation markers ("[1]", "[1, 2]。", "【1】"): a source named, no answer written."""
     return bool(_BARE_RE.fullmatch(text))
 
 

@@ -12,6 +12,7 @@ from rag_app.answering.citations import (
     is_non_answer,
     may_be_bare_citation,
     new_terms,
+    parse_citation_numbers,
     supported_citations,
 )
 from rag_app.config import AnswerCheckSettings, AnswerSettings
@@ -139,11 +140,13 @@ def test_a_bare_source_number_is_asked_again_for_the_answer_itself(samples_kb) -
 
 
 def test_bare_citation_patterns() -> None:
-    for bare in ("[1]", " [1] ", "[1, 2]。", "[1][2]", "[1]，[3]"):
+    # The same grammar as the citations themselves: full-width brackets, lists and ranges.
+    for bare in ("[1]", " [1] ", "[1, 2]。", "[1][2]", "[1]，[3]", "【1】", "【1，2】", "[1-3]"):
         assert is_bare_citation(bare) and may_be_bare_citation(bare), bare
-    for start in ("", " ", "[", "[1", "[1,", "[1, 2"):
+        assert parse_citation_numbers(bare), bare
+    for start in ("", " ", "[", "[1", "[1,", "[1, 2", "【", "【1", "【1，", "[1-"):
         assert may_be_bare_citation(start) and not is_bare_citation(start), start
-    for answer in ("18 天 [1]", "[1] 18 天", "[a]", "Yes [1]"):
+    for answer in ("18 天 [1]", "[1] 18 天", "[a]", "Yes [1]", "【1】18 天", "[2024]"):
         assert not is_bare_citation(answer) and not may_be_bare_citation(answer), answer
 
 
