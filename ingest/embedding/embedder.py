@@ -81,8 +81,8 @@ class Embedder:
     # ------------------------------------------------------------------ loading
 
     def warm_up(self) -> None:
-        """Load tokenizer and model (building the packaged model, and for ``runtime: onnx-int8``
-        its int8 copy, once if needed). Idempotent."""
+        """Load tokenizer and model (building the packaged model, and for the OpenVINO and ONNX
+        runtimes their converted copy, once if needed). Idempotent."""
         if self._encoder is not None:
             return
         with self._lock:
