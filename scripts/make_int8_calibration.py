@@ -6,7 +6,7 @@ embedder (``embedder.runtime: openvino-int8``) is calibrated on when it is built
 Only text written for this project (licence: the project's): the chunks of the English answer-set
 documents (``benchmarks/answer_sets/*/documents``, cut by the pipeline's own chunker, so they have
 the lengths real chunks have), the generic off-topic questions of both languages
-(``rag_app/calibration/data``) as queries, and the same questions joined a dozen at a time as
+(``rag_app.calibration.offtopic``) as queries, and the same questions joined a dozen at a time as
 Chinese and English passage-length inputs. None of the evaluation sets (SciFact, CMRC) and none of
 ``samples/`` (the tests compare runtimes on those) is in it. Deterministic.
 """
@@ -26,15 +26,10 @@ from ingest.embedding import Embedder  # noqa: E402
 from ingest.embedding.openvino_encoder import CALIBRATION_FILE  # noqa: E402
 from ingest.loaders import load_document  # noqa: E402
 from ingest.settings import ChunkerSettings, EmbedderSettings  # noqa: E402
+from rag_app.calibration.offtopic import load_pool  # noqa: E402
 
-POOLS = REPO / "rag_app" / "calibration" / "data"
 QUESTIONS_PER_PASSAGE = 12
 EVERY_NTH_QUESTION = 6  # queries: a sixth of each pool (about 100 a language) is enough for their ranges
-
-
-def pool(name: str) -> list[str]:
-    lines = (POOLS / name).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def main() -> None:
@@ -43,8 +38,8 @@ def main() -> None:
     items: list[dict[str, str]] = []
     for path in sorted((REPO / "benchmarks" / "answer_sets").glob("*/documents/*")):
         items += [{"kind": "passage", "text": c.text} for c in chunker.chunk(load_document(path))]
-    for name, joiner in (("offtopic_zh.txt", ""), ("offtopic_en.txt", " ")):
-        questions = pool(name)
+    for language, joiner in (("zh", ""), ("en", " ")):
+        questions = load_pool(language)
         for start in range(0, len(questions), QUESTIONS_PER_PASSAGE):
             items.append({"kind": "passage", "text": joiner.join(questions[start:start + QUESTIONS_PER_PASSAGE])})
         items += [{"kind": "query", "text": q} for q in questions[::EVERY_NTH_QUESTION]]
