@@ -34,12 +34,14 @@ def main() -> None:
                         help="score the test answers at these cutoffs instead (e.g. the configured, rounded ones)")
     parser.add_argument("--no-support-rule", action="store_true",
                         help="place as if answer.refuse_unsupported were off")
+    parser.add_argument("--no-kind-rule", action="store_true",
+                        help="place as if answer.refuse_off_question were off")
     args = parser.parse_args()
-    support = not args.no_support_rule
+    support, kind = not args.no_support_rule, not args.no_kind_rule
     dev = [o for path in args.dev for o in load_outcomes(path)]
     cutoff: dict[str, float] = {}
     for language in ("zh", "en"):
-        placement = place_check_cutoff(dev, language, args.max_drop, args.keep, unsupported=support)
+        placement = place_check_cutoff(dev, language, args.max_drop, args.keep, unsupported=support, off_question=kind)
         if placement is not None:
             cutoff[language] = placement.cutoff
             print(f"{language} ({len(args.dev)} development file(s)): {placement.describe()}")
@@ -50,9 +52,12 @@ def main() -> None:
     for item in args.test:
         label, _, path = item.partition("=")
         test = load_outcomes(Path(path))
-        tables.append((label, [("none", summarise(test)), ("check", summarise(test, cutoff)),
-                               ("check + support" if support else "check (no support rule)",
-                                summarise(test, cutoff, unsupported=support))]))
+        rows = [("none", summarise(test)), ("check", summarise(test, cutoff)),
+                ("check + support" if support else "check (no support rule)", summarise(test, cutoff, unsupported=support))]
+        if kind:
+            rows.append(("+ kind" if support else "check + kind",
+                         summarise(test, cutoff, unsupported=support, off_question=True)))
+        tables.append((label, rows))
     if tables:
         print(f"\nTest answers at the cutoffs {cutoff}\n")
         print(answer_table(tables))

@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 
 from ingest.loaders.tables import is_separator_line, is_table_line
 from ingest.settings import ChunkerSettings
-from ingest.types import Chunk, LoadedDocument, Section, make_chunk_id
+from ingest.types import Chunk, LoadedDocument, Section, indexed_text, make_chunk_id
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Chunker:
         chunks: list[Chunk] = []
         for section in doc.sections:
             heading = " > ".join(section.heading_path)
-            for text, tokens, rows in self._chunk_section(section):
+            for text, tokens, rows in self._chunk_section(section, heading):
                 ordinal = len(chunks)
                 chunks.append(
                     Chunk(
@@ -124,10 +124,10 @@ class Chunker:
 
     def split_text(self, text: str) -> list[str]:
         """Chunk a bare string (no document metadata)."""
-        return [t for t, _, _ in self._chunk_section(Section(text=text))]
+        return [t for t, _, _ in self._chunk_section(Section(text=text), "")]
 
     # --- internals --------------------------------------------------------------------------------
-    def _chunk_section(self, section: Section) -> list[tuple[str, int, tuple[int, int] | None]]:
+    def _chunk_section(self, section: Section, heading: str) -> list[tuple[str, int, tuple[int, int] | None]]:
         text = section.text
         tables = _find_tables(text)
         units = self._units(text, tables)
@@ -135,7 +135,7 @@ class Chunker:
             return []
         pieces = self._pack(text, units, tables)
         pieces = [p for p in pieces if len(text[p.start : p.end].strip()) >= self.settings.min_chunk_chars]
-        return self._enforce_limit(text, pieces)
+        return self._enforce_limit(text, pieces, heading)
 
     def _units(self, text: str, tables: list[_Table]) -> list[_Unit]:
         """Sentences (character spans) with their token counts; long ones cut at token boundaries.
@@ -229,15 +229,16 @@ class Chunker:
         return pieces
 
     def _enforce_limit(
-        self, text: str, pieces: list[_Piece]
+        self, text: str, pieces: list[_Piece], heading: str
     ) -> list[tuple[str, int, tuple[int, int] | None]]:
-        """Tokenise each chunk exactly as the embedder will; split any that exceed the model limit
-        (token counts of joined sentences can differ from the sum of their parts)."""
+        """Tokenise each chunk exactly as the embedder will (its heading path first: ``indexed_text``);
+        split any that exceed the model limit (token counts of joined sentences can differ from the
+        sum of their parts)."""
         out: list[tuple[int, str, int, tuple[int, int] | None]] = []  # (start, text, tokens, rows)
         pending = list(pieces)
         while pending:
             texts = [_piece_text(text, p) for p in pending]
-            counts = self.counter.count_tokens(texts, "passage")
+            counts = self.counter.count_tokens([indexed_text(t, heading) for t in texts], "passage")
             retry: list[_Piece] = []
             for piece, chunk_text, n in zip(pending, texts, counts):
                 if n <= self.counter.max_tokens:

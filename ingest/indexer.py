@@ -37,7 +37,7 @@ from ingest.stores.bm25_index import BM25Index
 from ingest.stores.protocols import WritableVectorStore
 from ingest.sync import SYNC_LEASE, SyncLock
 from ingest.text_tokenizer import BM25Tokenizer
-from ingest.types import Chunk, IngestReport, LoadedDocument, sha256_hex
+from ingest.types import INDEX_FORMAT, Chunk, IngestReport, LoadedDocument, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -250,12 +250,13 @@ class Indexer:
         """Write a document whose chunks are already embedded (a knowledge base moved to other
         stores: ``rag-ingest --migrate-from``), through the same write path as ingestion: stores
         first, then the registry, under the writers' lock. Its date stays the original's."""
-        tokens = self.tokenizer.tokenize_many([c.text for c in chunks])
+        tokens = self.tokenizer.tokenize_many([c.indexed_text for c in chunks])
         ids = [c.chunk_id for c in chunks]
         with self._write_lock:
             self._upsert(chunks, vectors, tokens)
             stale = self.registry.put(
-                record.source, record.doc_id, record.file_type, record.title, ids, indexed_at=record.indexed_at
+                record.source, record.doc_id, record.file_type, record.title, ids, indexed_at=record.indexed_at,
+                index_format=record.index_format,
             )
             self._delete_chunks(stale)
 
@@ -360,7 +361,7 @@ class Indexer:
             reg -= dropped
         missing_bm25 = reg - self.bm25.ids() if self.bm25 is not None else set()
         if missing_bm25 and self.bm25 is not None:
-            texts = self.vectors.get_texts(sorted(missing_bm25))
+            texts = self.vectors.get_indexed_texts(sorted(missing_bm25))
             ids = list(texts)
             self.bm25.add(ids, self.tokenizer.tokenize_many([texts[i] for i in ids]))
             report.bm25_restored = len(ids)
@@ -418,7 +419,7 @@ class Indexer:
     ) -> tuple[str, str] | None:
         """'unchanged' or 'duplicate' without parsing the file; None when it must be indexed."""
         record = self.registry.get(cand.source)
-        if record is not None and record.doc_id == cand.doc_id:
+        if record is not None and record.doc_id == cand.doc_id and record.index_format >= INDEX_FORMAT:
             report.unchanged.append(cand.source)
             return ("unchanged", "")
         original = pending_ids.get(cand.doc_id) or self.registry.source_of(cand.doc_id)
@@ -435,8 +436,8 @@ class Indexer:
     def _write(self, batch: list[_Pending], report: IngestReport) -> list[tuple[str, str, str]]:
         chunks = [c for p in batch for c in p.chunks]
         # Embedding is the slow part and touches no store: done outside the write lock.
-        vectors = self.embedder.embed_documents([c.text for c in chunks])
-        tokens = self.tokenizer.tokenize_many([c.text for c in chunks])
+        vectors = self.embedder.embed_documents([c.indexed_text for c in chunks])
+        tokens = self.tokenizer.tokenize_many([c.indexed_text for c in chunks])
         events: list[tuple[str, str, str]] = []
         with self._write_lock:
             self._upsert(chunks, vectors, tokens)

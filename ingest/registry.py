@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from ingest.state.database import StateDatabase
 from ingest.state.schema import DEFAULT_KB, chunks, documents, stale_meta
+from ingest.types import INDEX_FORMAT
 
 _BATCH = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
@@ -27,6 +28,7 @@ class DocumentRecord:
     title: str
     chunk_count: int
     indexed_at: float
+    index_format: int = INDEX_FORMAT  # ingest.types.INDEX_FORMAT when it was indexed
 
 
 _DOCUMENT_COLUMNS = [c for c in documents.c if c.name != "kb"]
@@ -108,17 +110,19 @@ class Registry:
     # --- writes (each one transaction) ---------------------------------------------------------------
     def put(
         self, source: str, doc_id: str, file_type: str, title: str, chunk_ids: Sequence[str],
-        indexed_at: float | None = None,
+        indexed_at: float | None = None, index_format: int = INDEX_FORMAT,
     ) -> set[str]:
         """Record ``source`` as holding these chunks; returns the chunk ids it held before and no
         longer holds (the caller deletes them from the stores). ``indexed_at``: now, unless the
-        document keeps an earlier date (a migration)."""
+        document keeps an earlier date (a migration); ``index_format``: the current one, unless its
+        vectors were copied from another store (a migration)."""
         with self.db.write() as conn:
             mine = (self._chunk, chunks.c.source == source)
             old = set(conn.execute(select(chunks.c.chunk_id).where(*mine)).scalars())
             conn.execute(delete(chunks).where(*mine))
             values = {"doc_id": doc_id, "file_type": file_type, "title": title,
-                      "chunk_count": len(chunk_ids), "indexed_at": time.time() if indexed_at is None else indexed_at}
+                      "chunk_count": len(chunk_ids), "indexed_at": time.time() if indexed_at is None else indexed_at,
+                      "index_format": index_format}
             changed = conn.execute(update(documents).where(self._doc, documents.c.source == source).values(**values))
             if changed.rowcount == 0:
                 conn.execute(insert(documents).values(kb=self.kb, source=source, **values))
@@ -146,7 +150,7 @@ class Registry:
                 insert(documents).values(
                     kb=self.kb, source=new, doc_id=record.doc_id, file_type=record.file_type,
                     title=record.title if title is None else title,
-                    chunk_count=record.chunk_count, indexed_at=record.indexed_at,
+                    chunk_count=record.chunk_count, indexed_at=record.indexed_at, index_format=record.index_format,
                 )
             )
             conn.execute(update(chunks).where(self._chunk, chunks.c.source == old).values(source=new))

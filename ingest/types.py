@@ -23,6 +23,28 @@ def format_location(page: int | None, section: str) -> str:
     return ", ".join(parts)
 
 
+# A spreadsheet chunk's section ends with the rows it holds ("Sheet1 > rows 2-40"): where it sits,
+# not what it is about.
+_ROWS_LABEL_RE = re.compile(r"(?:^|\s>\s)rows? \d+(?:-\d+)?$")
+# What a chunk is indexed with: 1, its text; 2, its heading path and its text (indexed_text). Stored with
+# each registered document, so that a document indexed in an older format is indexed again.
+INDEX_FORMAT = 2
+# The most specific end of a heading path, at most this many characters, is indexed with the text.
+HEADING_INDEX_CHARS = 120
+
+
+def indexed_text(text: str, section: str) -> str:
+    """What is embedded and keyword-indexed for a chunk: its heading path on a line of its own, then
+    its text. A chunk under "Pricing > How much does Lumen Beacon cost?" holds only "- Team: $12 per
+    user per month ..."; without its heading neither search finds it for "What does the Team plan
+    cost?". The chunk's ``text`` (what is quoted and shown) does not change."""
+    heading = _ROWS_LABEL_RE.sub("", section).strip()
+    if len(heading) > HEADING_INDEX_CHARS:
+        tail = heading[-HEADING_INDEX_CHARS:]
+        heading = tail.split(" > ", 1)[1] if " > " in tail else tail
+    return f"{heading}\n{text}" if heading else text
+
+
 _UPLOAD_HASH_RE = re.compile(r"-[0-9a-f]{12}(?=\.[^.]+$|$)")
 
 
@@ -84,11 +106,16 @@ class Chunk:
     ordinal: int  # position of the chunk within its document, from 0
     page: int | None = None
     section: str = ""  # heading path joined with ' > '
-    token_count: int = 0  # model tokens of the embedder's input (prefix and special tokens included)
+    token_count: int = 0  # model tokens of the embedder's input (prefix, heading and special tokens included)
 
     @property
     def location(self) -> str:
         return format_location(self.page, self.section)
+
+    @property
+    def indexed_text(self) -> str:
+        """The text embedded and keyword-indexed: the heading path, then the text (:func:`indexed_text`)."""
+        return indexed_text(self.text, self.section)
 
 
 def make_chunk_id(doc_id: str, ordinal: int, text: str) -> str:

@@ -131,6 +131,17 @@ class AnswerSettings(BaseModel):
         "The documents do not back the answer the model wrote, so it is not given as an answer."
         " The related passages below may help."
     )
+    # The question's wording asks for a kind of value (a duration, an amount of money, a time of day, a
+    # number...) and the answer gives none: a look-alike picked from the passages, so not given as the
+    # answer (``rag_app.answering.answer_kind``; questions of other wordings are never judged).
+    refuse_off_question: bool = True
+    off_question_zh: str = (
+        "模型的回答没有给出问题所问的{kind}，所以不把它作为答案给出。资料中可能没有这个信息；下面列出的相关内容可能有帮助。"
+    )
+    off_question_en: str = (
+        "The model's answer does not give {kind}, which is what the question asks for, so it is not given as an"
+        " answer. The documents may not say; the related passages below may help."
+    )
     check: AnswerCheckSettings = AnswerCheckSettings()
     context_tokens: int = Field(700, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
     # Longer questions (a pasted document) are cut to their first N embedder tokens before retrieval

@@ -21,6 +21,8 @@ documents = Table(
     Column("title", Text, nullable=False, server_default=""),
     Column("chunk_count", Integer, nullable=False),
     Column("indexed_at", Float, nullable=False),
+    # ingest.types.INDEX_FORMAT when indexed: an older one is indexed again though its bytes are the same.
+    Column("index_format", Integer, nullable=False, server_default="1"),
     Index("documents_doc_id", "kb", "doc_id"),
 )
 

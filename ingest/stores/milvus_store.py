@@ -491,6 +491,9 @@ class MilvusVectorStore:
     def get_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
         return {cid: row["text"] for cid, row in self._get(chunk_ids, ["text"]).items()}
 
+    def get_indexed_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        return {cid: _chunk(row).indexed_text for cid, row in self._get(chunk_ids, ["doc_id", "text", "meta"]).items()}
+
     def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
         """Stored chunks with their vectors, for the ids that exist (missing ids are left out)."""
         rows = self._get(chunk_ids, ["doc_id", "text", "meta", "vector"])

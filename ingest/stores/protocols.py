@@ -48,6 +48,10 @@ class WritableVectorStore(Protocol):
         """The stored text of each id that exists."""
         ...
 
+    def get_indexed_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """What each id that exists was indexed with (``Chunk.indexed_text``: heading path, then text)."""
+        ...
+
 
 @runtime_checkable
 class SearchableVectorStore(WritableVectorStore, Protocol):

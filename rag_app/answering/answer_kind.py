@@ -47,7 +47,8 @@ _TIME_UNITS = (r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|nights?|week
 # "How long" also asks for a length ("How long must a password be?").
 _LENGTH_UNITS = (r"(?:characters?|letters?|digits?|words?|pages?|lines?|metres?|meters?|cm|mm|km|kilometres?"
                  r"|kilometers?|miles?|feet|foot|ft|inches?|yards?|m)")
-_MONTHS = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+           r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _WEEKDAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekday|weekend)s?"
 
 _CN_DIGITS = "〇零一二三四五六七八九十百千万亿两"
@@ -101,7 +102,8 @@ _EN_RULES = (
 _ZH_RULES = (
     _Rule("money", re.compile(r"多少钱|(?:价格|费用|价钱|票价|收费|罚款)(?:标准)?(?:是|为)?多少"),
           re.compile(rf"{_ZH_NUMBER}.{{0,4}}(?:元|块|角|美元|欧元|英镑|日元|港元|港币|镑)|[¥$£€]|免费|不收费|无需付费")),
-    _Rule("duration", re.compile(r"多久|多长时间|(?:多少|几)个?(?:秒|分钟|小时|钟头|天|周|星期|年)(?!代|级)|(?:多少|几)个月"),
+    _Rule("duration",
+          re.compile(r"多久|多长时间|(?:多少|几)个?(?:秒|分钟|小时|钟头|天|周|星期|年)(?!代|级)|(?:多少|几)个月"),
           re.compile(rf"{_ZH_NUMBER}.{{0,3}}(?:秒|分|小时|钟头|天|日|周|星期|月|年|世纪|工作日)|永久|长期|当天|当日|立即|马上|随时")),
     _Rule("date", re.compile(r"哪一年|哪年|何年|什么年份|哪个年份"),
           re.compile(rf"{_ZH_NUMBER}+\s*年|年代|世纪|朝|时期|期间|元年")),
@@ -122,8 +124,13 @@ def asked_kind(question: str, language: Language) -> AnswerKind | None:
 
 
 def missing_kind(question: str, answer: str, language: Language) -> AnswerKind | None:
-    """The kind the question asks for when the answer states no value of that kind; else None."""
+    """The kind the question asks for when the answer states no value of that kind; else None.
+
+    A value the answer only repeats from the question does not count ("入职满五年的员工每年有几天年假？"
+    answered "入职满五年的员工每年有年假" restates; its "五年" is not the answer)."""
     for rule in _ZH_RULES if language == "zh" else _EN_RULES:
         if rule.question.search(question):
-            return None if rule.answer.search(_MARKERS.sub(" ", answer)) else rule.kind
+            asked = question.casefold()
+            values = rule.answer.finditer(_MARKERS.sub(" ", answer))
+            return None if any(v.group(0).casefold() not in asked for v in values) else rule.kind
     return None

@@ -16,6 +16,7 @@ from rag_app.retrieval.protocols import Tokenizer
 from rag_app.retrieval.results import RetrievalResult
 
 from .answer_check import AnswerCheck, AnswerChecker
+from .answer_kind import KIND_NAMES, missing_kind
 from .citations import (
     infer_citation,
     is_bare_citation,
@@ -308,6 +309,14 @@ class Answerer:
             refusal, draft = "unsupported", answer
             answer = self.settings.unsupported_zh if language == "zh" else self.settings.unsupported_en
             note = unsupported_note(draft, language)
+        missing = missing_kind(q, answer, language) if not refusal and self.settings.refuse_off_question else None
+        if missing is not None:
+            # "How long ...?" answered with a price: a look-alike taken from the passages, wrong whatever it cites.
+            refusal, draft, citations = "off_question", answer, []
+            name = KIND_NAMES[missing][language]
+            template = self.settings.off_question_zh if language == "zh" else self.settings.off_question_en
+            answer = template.replace("{kind}", name)
+            note = off_question_note(draft, name, language)
         cited = list(dict.fromkeys(c.source.chunk.source for c in citations))
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield FinalEvent(
@@ -326,9 +335,21 @@ class Answerer:
         return last
 
 
-def unsupported_note(draft: str, language: Language, limit: int = 300) -> str:
-    """Why an answer was withheld, quoting what the model wrote (cut to ``limit`` characters)."""
-    quoted = draft if len(draft) <= limit else draft[:limit].rstrip() + "…"
+def _quoted(draft: str, limit: int = 300) -> str:
+    return draft if len(draft) <= limit else draft[:limit].rstrip() + "…"
+
+
+def unsupported_note(draft: str, language: Language) -> str:
+    """Why an answer was withheld as unsupported, quoting what the model wrote."""
+    quoted = _quoted(draft)
     if language == "zh":
         return f"模型写出的回答在引用的资料中找不到依据（资料里没有它自己的词语和数字）：“{quoted}”"
     return f"None of the quoted passages holds the model's own words and numbers. The model wrote: \u201c{quoted}\u201d"
+
+
+def off_question_note(draft: str, kind_name: str, language: Language) -> str:
+    """Why an answer was withheld as off the question, quoting what the model wrote."""
+    if language == "zh":
+        return f"问题问的是{kind_name}，模型的回答里没有：“{_quoted(draft)}”"
+    return (f"The question asks for {kind_name}; the model's answer gives none."
+            f" The model wrote: \u201c{_quoted(draft)}\u201d")

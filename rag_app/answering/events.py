@@ -53,9 +53,10 @@ class SourcesEvent:
 
 
 # Why an answer is a refusal: retrieval found nothing relevant; the answer check found that the
-# passages do not hold the answer; the model itself said that it does not know; or the model's
-# answer is backed by no quoted passage (``answer.refuse_unsupported``).
-Refusal = Literal["", "no_evidence", "not_in_sources", "model", "unsupported"]
+# passages do not hold the answer; the model itself said that it does not know; the model's
+# answer is backed by no quoted passage (``answer.refuse_unsupported``); or it gives no value of the
+# kind the question asks for, e.g. no duration for "how long" (``answer.refuse_off_question``).
+Refusal = Literal["", "no_evidence", "not_in_sources", "model", "unsupported", "off_question"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class FinalEvent:
     note: str = ""
     refusal: Refusal = ""
     answer_check: float | None = None  # the verdict score, when the check ran
-    draft: str = ""  # refusal "unsupported": what the model wrote (streamed as deltas), not given as the answer
+    draft: str = ""  # refusal "unsupported"/"off_question": what the model wrote (streamed), not given as the answer
     dropped_sources: int = 0  # retrieved chunks left out for the context budget
     timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
     question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used

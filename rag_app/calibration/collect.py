@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingest.types import indexed_text
 from rag_app.config import FusionSettings, ThresholdSettings
 from rag_app.evaluation.beir_eval import Candidate, CandidateSet, QueryCandidates
 from rag_app.evaluation.refusal import reranked
@@ -80,7 +81,8 @@ def probe_candidates(
     edited = [p for p in probes if p.context is not None]
     evidence_vectors = dict(zip(
         (p.probe_id for p in edited),
-        cached_embeddings(embedder, [p.context or "" for p in edited], "passage", None, "probes"),
+        cached_embeddings(embedder, [indexed_text(p.context or "", p.chunk.section) for p in edited], "passage", None,
+                          "probes"),
     ))
     out = ProbeSets(CandidateSet("probes", depth=depth), CandidateSet("holes", depth=depth))
     for i, (probe, q, qvec) in enumerate(zip(probes, texts, query_vectors), start=1):
@@ -112,7 +114,9 @@ def _edited_evidence(
     bound = scorer.keyword.max_score(tokens)
     cosine = float(evidence_vector @ qvec)
     z, margin = scorer.calibration.run(qvec, np.array([cosine], dtype=np.float32))
-    bm25 = scorer.keyword.index.score_tokens(tokens, scorer.keyword.tokenizer.tokenize(context)) if tokens else 0.0
+    # Scored as it would be indexed: with its heading path (ingest.types.indexed_text).
+    indexed = scorer.keyword.tokenizer.tokenize(indexed_text(context, probe.chunk.section))
+    bm25 = scorer.keyword.index.score_tokens(tokens, indexed) if tokens else 0.0
     evidence_id = f"{probe.probe_id}:evidence"
     # Rank 0 means "in the leg's list" until ``reranked`` ranks it; BM25 lists only chunks sharing
     # a query term.

@@ -92,13 +92,16 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         before = summarise(outcomes)
         checked = summarise(outcomes, cutoff)
         after = summarise(outcomes, cutoff, unsupported=True)
+        kind = summarise(outcomes, cutoff, unsupported=True, off_question=True)
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
-        tables.append((name, [("none", before), ("check", checked), ("check + support", after)]))
-        support = settings.answer.refuse_unsupported
-        placed = [p for p in (place_check_cutoff(outcomes, lang, unsupported=support) for lang in ("zh", "en")) if p]
+        tables.append((name, [("none", before), ("check", checked), ("check + support", after),
+                              ("check + support + kind", kind)]))
+        support, off_question = settings.answer.refuse_unsupported, settings.answer.refuse_off_question
+        placed = [p for p in (place_check_cutoff(outcomes, lang, unsupported=support, off_question=off_question)
+                              for lang in ("zh", "en")) if p]
         dump[name] = {"llm": llm, "cutoff": cutoff, "rules_off": before, "check_on": checked,
-                      "check_and_support": after, "outcomes": str(out),
+                      "check_and_support": after, "check_support_and_kind": kind, "outcomes": str(out),
                       "check_placement": {p.language: {**asdict(p), "cutoff": p.cutoff} for p in placed}}
         if not math.isnan(before["check_auc"]):
             print(f"{name}: the answer check's verdict ranks answerable questions above the others with"

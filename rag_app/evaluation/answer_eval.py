@@ -38,6 +38,7 @@ import numpy as np
 from ingest.beir import corpus_id_of, load_qrels, load_queries
 from ingest.types import Chunk
 from rag_app.answering import Answerer, FinalEvent
+from rag_app.answering.answer_kind import missing_kind
 from rag_app.answering.language import Language, detect_language
 from rag_app.evaluation.calibration import auc
 from rag_app.retrieval.results import RetrievalResult
@@ -63,7 +64,7 @@ class AnswerOutcome:
     question: str
     language: Language
     answer: str
-    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "error"
+    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "off_question", "error"
     answer_check: float | None
     contained: bool
     f1: float
@@ -247,10 +248,14 @@ def run_cases(
 # --- figures ----------------------------------------------------------------------------------------
 
 
-def with_rules(outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False) -> AnswerOutcome:
-    """The outcome under the refusal rules: the answer check refusing below ``cutoff[language]``
-    (answers with a recorded verdict), then with ``unsupported`` an answer with no citation withheld
-    (``answer.refuse_unsupported``). Refusals of other kinds stay as they are."""
+def with_rules(
+    outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False, off_question: bool = False
+) -> AnswerOutcome:
+    """The outcome under the refusal rules, in the answerer's order: the answer check refusing below
+    ``cutoff[language]`` (answers with a recorded verdict); with ``unsupported`` an answer with no
+    citation withheld (``answer.refuse_unsupported``); with ``off_question`` an answer that gives no
+    value of the kind its question asks for (``answer.refuse_off_question``). Refusals of other
+    kinds stay as they are."""
     if outcome.refusal:
         return outcome
     score = outcome.answer_check
@@ -258,6 +263,8 @@ def with_rules(outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported:
         refusal = "not_in_sources"
     elif unsupported and outcome.cited == 0:
         refusal = "unsupported"
+    elif off_question and missing_kind(outcome.question, outcome.answer, outcome.language) is not None:
+        refusal = "off_question"
     else:
         return outcome
     return AnswerOutcome(**{**asdict(outcome), "refusal": refusal, "contained": False, "f1": 0.0,
@@ -274,12 +281,13 @@ def _median(values: Iterable[float | None]) -> float:
 
 
 def summarise(
-    outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | None = None, unsupported: bool = False
+    outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | None = None, unsupported: bool = False,
+    off_question: bool = False,
 ) -> dict[str, Any]:
     """Per kind: counts, accuracy and F1 (answerable), refusal shares by cause, citation precision,
-    latency medians; ``cutoff`` applies the answer check and ``unsupported`` withholds uncited
-    answers (neither: the outcomes as recorded)."""
-    rows = [with_rules(o, cutoff or {}, unsupported) for o in outcomes]
+    latency medians; ``cutoff``, ``unsupported`` and ``off_question`` apply the refusal rules of
+    :func:`with_rules` (none: the outcomes as recorded)."""
+    rows = [with_rules(o, cutoff or {}, unsupported, off_question) for o in outcomes]
     out: dict[str, Any] = {}
     for kind in KINDS:
         group = [o for o in rows if o.kind == kind]
@@ -296,6 +304,7 @@ def summarise(
             "refused_check": _share([o.refusal == "not_in_sources" for o in group]),
             "refused_model": _share([o.refusal == "model" for o in group]),
             "refused_unsupported": _share([o.refusal == "unsupported" for o in group]),
+            "refused_off_question": _share([o.refusal == "off_question" for o in group]),
             "errors": sum(o.refusal == "error" for o in group),
             "citation_precision": sum(o.cited_with_gold for o in group) / cited if cited else float("nan"),
             "cited_answers": _share([o.cited > 0 for o in group if not o.refusal]),
@@ -356,16 +365,16 @@ class CheckPlacement:
 
 def place_check_cutoff(
     outcomes: Sequence[AnswerOutcome], language: Language, max_drop: float = 0.02, keep: float = 0.95,
-    unsupported: bool = True,
+    unsupported: bool = True, off_question: bool = True,
 ) -> CheckPlacement | None:
     """Place the answer check's cutoff on a development sample (see :class:`CheckPlacement`). Only
-    answers that reach the check and, with ``unsupported`` (``answer.refuse_unsupported``), survive
-    the support rule count: the check's value is what it adds to the other rules. None without a
-    right answer of ``language``."""
+    answers that reach the check and survive the other rules that are on (``unsupported``:
+    ``answer.refuse_unsupported``; ``off_question``: ``answer.refuse_off_question``) count: the
+    check's value is what it adds to them. None without a right answer of ``language``."""
     # (verdict, right answer?, answerable?) of the answers that reach the check and would stand.
     reaching = [(o.answer_check, o.contained, o.kind == "answerable") for o in outcomes
                 if o.language == language and o.answer_check is not None
-                and not with_rules(o, {}, unsupported).refusal]
+                and not with_rules(o, {}, unsupported, off_question).refusal]
     right = sorted(score for score, contained, answerable in reaching if answerable and contained)
     if not right:
         return None

@@ -36,6 +36,9 @@ def _query_note(event: QueryEvent, max_question_tokens: int) -> str:
     return note
 
 
+# Refusals after the passages were read: the Sources panel shows them as related reading, with why.
+WITHHELD = ("not_in_sources", "unsupported", "off_question")
+
 # What the assistant's bubble says until the answer's first words arrive (never an empty bubble).
 _SEARCHING = "_Searching the documents…_"
 _READING = "_Reading {n} passage(s)…_"
@@ -103,7 +106,7 @@ def build_chat_tab(workspace: Workspace, demo: gr.Blocks) -> None:
                     {c.number: c.inferred for c in event.citations},
                     query_note=query_note,
                     no_evidence=event.note if event.refusal == "no_evidence" else "",
-                    not_answered=event.note if event.refusal in ("not_in_sources", "unsupported") else "",
+                    not_answered=event.note if event.refusal in WITHHELD else "",
                 )
                 only = kbs[0] if kbs and len(kbs) == 1 else ""
                 source_dicts = [{"kb": only, **s.to_dict()} for s in event.sources]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ingest.chunking import Chunker
 from ingest.embedding import Embedder
 from ingest.settings import ChunkerSettings, EmbedderSettings
-from ingest.types import LoadedDocument, Section, sha256_hex
+from ingest.types import HEADING_INDEX_CHARS, LoadedDocument, Section, indexed_text, sha256_hex
 
 ZH_SENTENCES = [
     "员工每年享有十五天带薪年假。",
@@ -173,3 +173,27 @@ def test_spreadsheet_chunks_name_the_rows_they_hold(e5_embedder: Embedder) -> No
 def test_a_small_table_stays_with_its_text(e5_embedder: Embedder) -> None:
     text = "Opening hours are below.\n\n| Day | Hours |\n| --- | --- |\n| Mon | 9-17 |\n| Sat | 10-14 |"
     assert Chunker(ChunkerSettings(), e5_embedder).split_text(text) == [text]
+
+
+def test_the_heading_path_is_indexed_with_the_text_and_counted_in_the_limit(small_limit_embedder: Embedder) -> None:
+    # Under a long heading the text gets less room: the embedder's input (heading, then text) still fits.
+    heading = ("Pricing and Plans", "How much does the Team plan cost per user and per month, billed annually?")
+    text = " ".join(EN_SENTENCES * 3)
+    chunker = Chunker(ChunkerSettings(target_tokens=40, overlap_tokens=0), small_limit_embedder)
+    chunks = chunker.chunk(_doc(text, heading_path=heading))
+    assert chunks and all(c.section == " > ".join(heading) for c in chunks)
+    counts = small_limit_embedder.count_tokens([c.indexed_text for c in chunks])
+    assert counts == [c.token_count for c in chunks]
+    assert all(n <= small_limit_embedder.max_tokens for n in counts)
+    assert all(c.indexed_text == f"{c.section}\n{c.text}" for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")  # nothing lost
+
+
+def test_indexed_text_leaves_out_row_labels_and_keeps_the_specific_end_of_a_long_path() -> None:
+    assert indexed_text("a b", "") == "a b"
+    assert indexed_text("a b", "Prices > Team") == "Prices > Team\na b"
+    assert indexed_text("| x | 1 |", "Sheet1 > rows 2-40") == "Sheet1\n| x | 1 |"
+    assert indexed_text("| x | 1 |", "row 7") == "| x | 1 |"
+    long = " > ".join(f"Level {i} heading with words" for i in range(12))
+    head = indexed_text("body", long).split("\n")[0]
+    assert len(head) <= HEADING_INDEX_CHARS and long.endswith(head) and head.startswith("Level")

@@ -5,9 +5,12 @@ import json
 import shutil
 from pathlib import Path
 
+from sqlalchemy import update
+
 import ingest.indexer as indexer_mod
 from ingest.beir import corpus_id_of, iter_corpus
-from ingest.types import sha256_hex
+from ingest.state.schema import documents
+from ingest.types import INDEX_FORMAT, indexed_text, sha256_hex
 from tests.support.knowledge_base import assert_stores_agree
 from tests.support.paths import SAMPLES
 
@@ -52,6 +55,31 @@ def test_editing_one_file_replaces_only_its_chunks(make_kb, tmp_path: Path) -> N
     assert not (old_only & all_ids)
     hits = kb.bm25.search(kb.tokenizer.tokenize("zebrafish notebooks"), 3)
     assert hits and hits[0][0] in after[str(edited)]
+
+
+def test_a_document_indexed_in_an_older_format_is_indexed_again(make_kb, tmp_path: Path) -> None:
+    # Format 1 embedded a chunk's text alone; format 2 puts its heading path on top (indexed_text).
+    folder = _copy_samples(tmp_path / "docs")
+    kb = make_kb()
+    kb.indexer.ingest_paths([folder])
+    faq = str(folder / "product_faq_en.md")
+    ids = kb.registry.chunk_ids(faq)
+    with kb.registry.db.write() as conn:  # as a knowledge base indexed before format 2 has it
+        conn.execute(update(documents).where(documents.c.source == faq).values(index_format=1))
+    assert kb.registry.get(faq).index_format == 1  # type: ignore[union-attr]
+
+    report = kb.indexer.ingest_paths([folder])
+    assert report.indexed == [faq] and len(report.unchanged) == 5
+    assert kb.registry.get(faq).index_format == INDEX_FORMAT  # type: ignore[union-attr]
+    assert kb.registry.chunk_ids(faq) == ids  # same text, same ids: re-embedded in place
+    assert_stores_agree(kb)
+    stored = kb.vectors.fetch(sorted(ids))
+    chunk, vector = next((c, v) for c, v in stored.values() if "$12 per user" in c.text)
+    assert chunk.section.endswith("How much does Lumen Beacon cost?")
+    assert kb.vectors.get_indexed_texts([chunk.chunk_id])[chunk.chunk_id] == indexed_text(chunk.text, chunk.section)
+    expected = kb.embedder.embed_documents([chunk.indexed_text])[0]
+    assert float(vector @ expected) > 0.999
+    assert kb.indexer.ingest_paths([folder]).indexed == []
 
 
 def test_deleting_a_source_leaves_nothing_behind(make_kb, tmp_path: Path) -> None:

@@ -209,6 +209,10 @@ class InMemoryVectorStore:
         with self._lock:
             return {cid: self.rows[cid][0].text for cid in chunk_ids if cid in self.rows}
 
+    def get_indexed_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {cid: self.rows[cid][0].indexed_text for cid in chunk_ids if cid in self.rows}
+
     def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
         with self._lock:
             self.fetched.append(list(chunk_ids))

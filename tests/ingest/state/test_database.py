@@ -12,7 +12,7 @@ from ingest.registry import Registry
 from ingest.state import StateDatabase, StateDatabaseError
 from tests.support.old_layouts import REGISTRY_SCHEMA_0001 as PRE_MIGRATION_SCHEMA
 
-HEAD = "0005"  # the newest migration
+HEAD = "0006"  # the newest migration
 TABLES = {"alembic_version", "documents", "chunks", "stale_meta", "leases", "ticks", "kb_values", "jobs"}
 
 

@@ -81,7 +81,7 @@ def test_a_backend_without_token_probabilities_skips_the_check(samples_kb) -> No
 
 def test_a_restatement_or_a_non_answer_carries_no_citation(samples_kb) -> None:
     # The bug report: a restatement of the question was marked "cited (inferred)".
-    # A restatement backs nothing, so it is withheld as unsupported (or, with that rule off, shown uncited).
+    # A restatement backs nothing, so it is withheld as unsupported (or, with the rules off, shown uncited).
     for deltas, refusal in (
         (["入职满五年的正式员工每年有带薪年假 [1]。"], "unsupported"),  # restates the question, cites [1]
         (["入职满五年的正式员工每年有几天带薪年假。"], "unsupported"),  # restates, no marker: nothing inferred
@@ -90,7 +90,8 @@ def test_a_restatement_or_a_non_answer_carries_no_citation(samples_kb) -> None:
     ):
         for rule in (True, False):
             llm = ScriptedLLM(deltas, verdict=None)
-            events = _events(Answerer(samples_kb, llm, AnswerSettings(refuse_unsupported=rule)), ZH_Q)
+            settings = AnswerSettings(refuse_unsupported=rule, refuse_off_question=rule)
+            events = _events(Answerer(samples_kb, llm, settings), ZH_Q)
             final = events[-1]
             assert isinstance(final, FinalEvent) and final.citations == [], (deltas, final.citations)
             expected = refusal if rule or refusal == "model" else ""
@@ -112,6 +113,31 @@ def test_an_answer_no_passage_backs_is_withheld_with_what_the_model_wrote(sample
     llm = ScriptedLLM(["入职满五年及以上的正式员工每年享有 18 天带薪年假。"], verdict=None)
     final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
     assert not final.refused and final.citations and final.draft == ""
+
+
+def test_an_answer_without_the_kind_of_value_asked_for_is_withheld_though_its_words_are_cited(samples_kb) -> None:
+    # The FAQ's words, cited, but no price: a look-alike line picked instead of the answer.
+    question = "How much does the Lumen Beacon Team plan cost?"
+    drift = "The Team plan has a 30-day trial and no credit card is required."  # its source is inferred
+    for rule in (True, False):
+        llm = ScriptedLLM([drift], verdict=None)
+        events = _events(Answerer(samples_kb, llm, AnswerSettings(refuse_off_question=rule)), question)
+        final = events[-1]
+        assert isinstance(final, FinalEvent)
+        if not rule:  # the support rule alone lets it through: its words are in the cited passage
+            assert not final.refused and final.citations and final.answer.startswith(drift)
+            continue
+        assert final.refused and final.refusal == "off_question" and final.citations == []
+        assert final.answer.startswith("The model's answer does not give an amount of money")
+        assert final.draft.startswith(drift) and final.to_dict()["citations"] == []
+        assert "asks for an amount of money" in final.note and drift in final.note and final.sources
+        assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == final.draft  # the stream was the draft
+    llm = ScriptedLLM(["The Team plan costs $12 per user per month."], verdict=None)  # its source inferred
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), question)[-1]
+    assert not final.refused and "$12" in final.citations[0].source.chunk.text
+    llm = ScriptedLLM(["入职满五年的正式员工每年享有带薪年假 [1]。"], verdict=None)  # "几天", no number of days
+    final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
+    assert final.refusal in ("unsupported", "off_question") and final.answer != final.draft
 
 
 def test_a_bare_source_number_is_asked_again_for_the_answer_itself(samples_kb) -> None:

@@ -93,6 +93,13 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     assert with_rules(replace(uncited, answer_check=0.1), {"zh": 0.5}, unsupported=True).refusal == "not_in_sources"
     withheld = summarise([*outcomes, uncited], {"zh": 0.25}, unsupported=True)
     assert withheld["answerable"]["refused_unsupported"] == 1 / 5 and withheld["answerable"]["accuracy"] == 2 / 5
+    # A cited answer with no value of the kind its question asks for: withheld by the kind rule only.
+    off = replace(outcomes[1], question="报销要在多久之内提交？", answer="请在系统中提交报销单 [1]。")
+    assert with_rules(off, {}, unsupported=True).refusal == ""
+    assert with_rules(off, {}, unsupported=True, off_question=True).refusal == "off_question"
+    assert with_rules(replace(off, answer="30 天内 [1]。"), {}, True, True).refusal == ""
+    kinds = summarise([*outcomes, off], {}, unsupported=True, off_question=True)
+    assert kinds["answerable"]["refused_off_question"] == 1 / 5 and kinds["answerable"]["accuracy"] == 3 / 5
     # Placed on a development sample (see the next test).
     assert place_check_cutoff(outcomes, "en") is None  # no English question
 

@@ -57,6 +57,17 @@ def test_hybrid_finds_chinese_and_english_answers_with_every_leg_score(sample_kb
     assert en.chunks and en.chunks[0].source.endswith("release_notes_en.pdf") and en.chunks[0].page == 2
 
 
+def test_a_chunk_is_found_by_its_heading(sample_kb) -> None:
+    # The FAQ's price list says "Team: $12 per user per month"; the words "cost" and "plan" are only in
+    # its heading ("How much does Lumen Beacon cost?"), which is indexed with it. Before, the trial
+    # answer and four unrelated chunks were retrieved and the price was not among them.
+    result = sample_kb.retriever.run("How much does the Lumen Beacon Team plan cost?")
+    holding = [i for i, c in enumerate(result.chunks) if "$12 per user" in c.text]
+    assert holding and holding[0] < 3, [c.text[:60] for c in result.chunks]
+    assert result.chunks[holding[0]].section.endswith("How much does Lumen Beacon cost?")
+    assert result.chunks[holding[0]].bm25_score > 0
+
+
 @pytest.mark.parametrize(
     "question", ["How do I bake a chocolate cake?", "今天天气怎么样？", "Who won the football match last night?"]
 )

@@ -1,0 +1,94 @@
+"""Which kind of value a question asks for, and whether an answer gives one (pure functions)."""
+from __future__ import annotations
+
+import pytest
+
+from rag_app.answering.answer_kind import KIND_NAMES, asked_kind, missing_kind
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "kind"),
+    [
+        ("How long does a refund take?", "en", "duration"),
+        ("How much notice do I have to give before a room booking?", "en", "duration"),
+        ("For how many days can I keep a laptop?", "en", "duration"),
+        ("What time does the Central branch open on Sundays?", "en", "time_of_day"),
+        ("During which hours is support available?", "en", "time_of_day"),
+        ("How much does the Team plan cost?", "en", "money"),
+        ("What is the fee for a replacement card?", "en", "money"),
+        ("How much can I spend per guest on a client dinner?", "en", "money"),
+        ("How many items can I borrow?", "en", "count"),
+        ("What's the most a teenager can have checked out?", "en", "count"),
+        ("How often are passwords rotated?", "en", "frequency"),
+        ("In what year was the archive opened?", "en", "date"),
+        ("What percentage of the fee is refunded?", "en", "percentage"),
+        ("Who runs the makerspace?", "en", None),
+        ("Which laptop do engineers get?", "en", None),
+        ("What is the time zone of the support desk?", "en", None),
+        ("出差住宿标准是多少钱一晚？", "zh", "money"),
+        ("报销要在多久之内提交？", "zh", "duration"),
+        ("入职满五年的正式员工每年有几天带薪年假？", "zh", "duration"),
+        ("该建筑在哪一年建成？", "zh", "date"),
+        ("这座城市有多少人口？", "zh", "count"),
+        ("夏尔精通哪几门语言？", "zh", None),  # "which ones", not "how many"
+        ("他是几月几日出生的？", "zh", None),  # a date, not a duration
+        ("谁负责审批报销？", "zh", None),
+    ],
+)
+def test_the_kind_comes_only_from_an_unambiguous_wording(question: str, language: str, kind: str | None) -> None:
+    assert asked_kind(question, language) == kind  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "language"),
+    [
+        ("How long does a refund take?", "Refunds take 5 working days [2].", "en"),
+        ("How long does a refund take?", "About a week.", "en"),
+        ("How long must a password be?", "At least 15 characters [1].", "en"),  # a length, not a time
+        ("How much notice do I have to give?", "48 hours [1].", "en"),
+        ("What time does the Central branch open on Sundays?", "It opens at 11:00 [3].", "en"),
+        ("What time does the Central branch open on Sundays?", "From 10am.", "en"),
+        ("How much does the Team plan cost?", "$12 per user per month [1].", "en"),
+        ("How much does the Team plan cost?", "It is free for schools.", "en"),
+        ("How much does a hold cost me?", "45p [2].", "en"),
+        ("How many items can I borrow?", "Up to twelve items.", "en"),
+        ("How often are passwords rotated?", "Every 90 days [1].", "en"),
+        ("In what year was the archive opened?", "In 1987 [1].", "en"),
+        ("出差住宿标准是多少钱一晚？", "一线城市每晚不超过 600 元 [1]。", "zh"),
+        ("报销要在多久之内提交？", "费用发生后 30 天内提交 [1]。", "zh"),
+        ("这座城市有多少人口？", "约三百万人【1】。", "zh"),
+        ("该建筑在哪一年建成？", "一九二五年建成。", "zh"),
+    ],
+)
+def test_an_answer_with_a_value_of_the_asked_kind_is_not_judged_further(question: str, answer: str,
+                                                                          language: str) -> None:
+    assert missing_kind(question, answer, language) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "language", "kind"),
+    [
+        # Look-alikes the packaged 0.5B picked from the passages (development answers).
+        ("How long is the mandatory security training?", "It is version 3.1, effective 1 January 2024 [1].", "en",
+         "duration"),
+        ("How long does InsightBoard keep its audit log?", "For 99.95% of the monthly fee [2].", "en", "duration"),
+        ("How much notice do I have to give?", "The notice is £24 per hour [2].", "en", "duration"),  # a rate
+        ("How much does the Team plan cost?", "The Team plan takes about 15 minutes to set up [2].", "en", "money"),
+        ("By what time do I need to register a visitor?", "The host must collect them from reception [1].", "en",
+         "time_of_day"),
+        ("How many items can a teen borrow?", "A Teen card [1].", "en", "count"),
+        ("How often are phones replaced?", "Open a ticket in the Service Desk portal [1].", "en", "frequency"),
+        ("入职满五年的正式员工每年有几天带薪年假？", "入职满五年的正式员工每年有带薪年假 [1]。", "zh", "duration"),
+        ("出差住宿标准是多少钱一晚？", "住宿需选择协议酒店 [1]。", "zh", "money"),
+    ],
+)
+def test_an_answer_without_a_value_of_the_asked_kind_is_caught(question: str, answer: str, language: str,
+                                                               kind: str) -> None:
+    assert missing_kind(question, answer, language) == kind  # type: ignore[arg-type]
+
+
+def test_citation_markers_are_not_values_and_other_questions_are_never_judged() -> None:
+    assert missing_kind("How many items can I borrow?", "See the borrowing rules [12].", "en") == "count"
+    assert missing_kind("报销要在多久之内提交？", "见报销流程【3】。", "zh") == "duration"
+    assert missing_kind("Who runs the makerspace?", "The library [1].", "en") is None
+    assert all(set(names) == {"en", "zh"} for names in KIND_NAMES.values())
