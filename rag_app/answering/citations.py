@@ -94,12 +94,13 @@ def is_non_answer(answer: str) -> bool:
 # An attribution says where an answer comes from, not what it says ("According to the release
 # notes, ...", "Based on the information provided in the documents, ...", "根据资料，..."). Left in,
 # its words count as the answer's own, and a source that states the answer word for word still
-# falls short of them.
+# falls short of them. It may name a source's whole label, heading path included ("According to the
+# information provided in the Leisure Centres, Swimming Pools and Parks > Swimming prices, ...").
 _ATTRIBUTION_RE = re.compile(
     r"(?:^|(?<=[.!?]\s)|(?<=[。！？]))\s*(?:"
     # "." only where a file name has it ("in the travel_and_expenses.md file,"), not a sentence's end.
     r"(?:according to|based on|as (?:stated|mentioned|described|noted|shown) in|as per)\b"
-    r"(?:[^,，.。]|\.(?=\w)){0,80}[,，]"
+    r"(?:[^,，.。]|\.(?=\w)){0,160}[,，]"
     r"|(?:根据|依据|按照)(?:所给|提供的|上述|以上|这些|该)?(?:的)?(?:资料|文档|文件|来源|内容|信息|材料)[^，,。]{0,8}[，,]"
     r")",
     re.IGNORECASE,
@@ -160,7 +161,7 @@ def supported_citations(
     claims = cited_claims(answer)
     kept = []
     for c in citations:
-        text = c.source.chunk.text
+        text = c.source.chunk.indexed_text  # its heading path is quoted with it (the source's label)
         numbers = _NUMBER_RE.findall(claims.get(c.number, ""))
         if held_terms(own, text, tokenize) and all(n in text for n in numbers):
             kept.append(c)
@@ -189,9 +190,10 @@ def infer_citation(
     numbers = set(_NUMBER_RE.findall(_CITATION_RE.sub(" ", answer)))
     best: tuple[float, NumberedSource] | None = None
     for s in sources:
-        if any(n not in s.chunk.text for n in numbers):
+        text = s.chunk.indexed_text  # its heading path is quoted with it (the source's label)
+        if any(n not in text for n in numbers):
             continue
-        support = len(held_terms(terms, s.chunk.text, tokenize)) / len(terms)
+        support = len(held_terms(terms, text, tokenize)) / len(terms)
         if support >= min_support and (best is None or support > best[0]):
             best = (support, s)
     return Citation(best[1].number, best[1], inferred=True) if best else None

@@ -57,6 +57,10 @@ class RetrievedChunk:
         return self.chunk.text
 
     @property
+    def indexed_text(self) -> str:
+        return self.chunk.indexed_text
+
+    @property
     def ordinal(self) -> int:
         return self.chunk.ordinal
 

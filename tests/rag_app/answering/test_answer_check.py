@@ -2,12 +2,16 @@
 scripted LLM (the verdict is set by the test); the real model's verdicts are in test_llamacpp."""
 from __future__ import annotations
 
-from rag_app.answering import Answerer, DeltaEvent, FinalEvent, SourcesEvent
+from dataclasses import replace
+
+from ingest.types import Chunk
+from rag_app.answering import Answerer, DeltaEvent, FinalEvent, NumberedSource, SourcesEvent
 from rag_app.answering.answer_check import AnswerCheck, verdict_messages
 from rag_app.answering.answerer import ANSWER_STOPS
 from rag_app.answering.citations import (
     cited_claims,
     held_terms,
+    infer_citation,
     is_bare_citation,
     is_non_answer,
     may_be_bare_citation,
@@ -16,6 +20,7 @@ from rag_app.answering.citations import (
     supported_citations,
 )
 from rag_app.config import AnswerCheckSettings, AnswerSettings
+from rag_app.retrieval.results import RetrievedChunk
 from tests.support.fakes import ScriptedLLM
 
 ZH_Q = "入职满五年的正式员工每年有几天带薪年假？"
@@ -176,6 +181,18 @@ def test_bare_citation_patterns() -> None:
         assert not is_bare_citation(answer) and not may_be_bare_citation(answer), answer
 
 
+def test_a_source_is_matched_with_its_heading_path_which_the_model_reads_in_its_label(samples_kb) -> None:
+    tok = samples_kb.tokenizer.tokenize
+    chunk = Chunk("c1", "d" * 64, "/docs/leisure.md", "| Block of 10 lessons | £62 |", 0, section="Pools > Swimming prices")
+    source = NumberedSource(1, RetrievedChunk(chunk, 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5))
+    answer = "Swimming prices list a block of 10 lessons at £62."
+    question = "What does a course of lessons cost?"
+    inferred = infer_citation(answer, [source], tok, 0.6, question)
+    assert inferred is not None and inferred.number == 1  # "swimming" and "prices" are the heading's
+    bare = NumberedSource(1, RetrievedChunk(replace(chunk, section=""), 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5))
+    assert infer_citation(answer, [bare], tok, 0.6, question) is None  # 3 of its 6 terms: under 0.6
+
+
 def test_citation_rules_directly(samples_kb) -> None:
     tok = samples_kb.tokenizer.tokenize
     assert new_terms("每年 18 天 [1]。", ZH_Q, tok) == {"18", "天"}  # the marker is not a term
@@ -186,6 +203,10 @@ def test_citation_rules_directly(samples_kb) -> None:
     # ... also when it names a file (its "." is not the end of a sentence).
     assert new_terms("Based on the information provided in the release_notes_en.pdf file, each file may be"
                      " up to 200 MB.", EN_Q, tok) == new_terms("Each file may be up to 200 MB.", EN_Q, tok)
+    # ... also when it names a source's whole label, heading path included.
+    assert new_terms("According to the information provided in the Lumen Beacon Product FAQ > Pricing and Plans > How"
+                     " much does Lumen Beacon cost?, each file may be up to 200 MB.", EN_Q, tok) \
+        == new_terms("Each file may be up to 200 MB.", EN_Q, tok)
     assert new_terms("根据资料，每年 18 天。", ZH_Q, tok) == {"18", "天"}
     assert "人口普查" in new_terms("根据2002年人口普查的数据，居民总数为31459人。", "居民有多少？", tok)
     # A Chinese term counts as held where the text has it, however jieba cuts the text around it.
