@@ -105,7 +105,7 @@ class Chunker:
     def chunk(self, doc: LoadedDocument) -> list[Chunk]:
         chunks: list[Chunk] = []
         for section in doc.sections:
-            heading = " > ".join(section.heading_path)
+            heading = self._fit_heading(" > ".join(section.heading_path))
             for text, tokens, rows in self._chunk_section(section, heading):
                 ordinal = len(chunks)
                 chunks.append(
@@ -127,6 +127,18 @@ class Chunker:
         return [t for t, _, _ in self._chunk_section(Section(text=text), "")]
 
     # --- internals --------------------------------------------------------------------------------
+    def _fit_heading(self, heading: str) -> str:
+        """The heading path, its outer levels dropped while what is indexed of it (``indexed_text``)
+        takes over half the model's input: the text keeps room, and every chunk can be made to fit.
+        Only a very long path or a very small model loses any (e5: 512 tokens, paths cut to 120
+        characters anyway)."""
+        while heading:
+            tokens = self.counter.count_tokens([indexed_text("", heading)], "passage")[0] - self.overhead
+            if tokens <= self.counter.max_tokens // 2:
+                break
+            heading = heading.split(" > ", 1)[1] if " > " in heading else heading[len(heading) // 2 + 1 :]
+        return heading
+
     def _chunk_section(self, section: Section, heading: str) -> list[tuple[str, int, tuple[int, int] | None]]:
         text = section.text
         tables = _find_tables(text)

@@ -197,3 +197,16 @@ def test_indexed_text_leaves_out_row_labels_and_keeps_the_specific_end_of_a_long
     long = " > ".join(f"Level {i} heading with words" for i in range(12))
     head = indexed_text("body", long).split("\n")[0]
     assert len(head) <= HEADING_INDEX_CHARS and long.endswith(head) and head.startswith("Level")
+
+
+def test_a_heading_path_too_long_for_a_small_model_keeps_its_innermost_levels(small_limit_embedder: Embedder) -> None:
+    # Even the 120 characters of it that are indexed would take more than half of a 64-token model.
+    path = tuple(f"第{i}章关于员工请假、差旅和费用报销审批的详细规定与流程说明" for i in range(6)) + ("退款",)
+    chunker = Chunker(ChunkerSettings(target_tokens=20, overlap_tokens=0), small_limit_embedder)
+    chunks = chunker.chunk(_doc(" ".join(EN_SENTENCES), heading_path=path))
+    assert chunks
+    heading = chunks[0].section
+    assert heading.endswith("退款") and len(heading) < len(" > ".join(path))  # outer levels dropped
+    assert small_limit_embedder.count_tokens([indexed_text("", heading)])[0] - chunker.overhead <= 32
+    counts = small_limit_embedder.count_tokens([c.indexed_text for c in chunks])
+    assert counts == [c.token_count for c in chunks] and max(counts) <= 64

@@ -243,7 +243,7 @@ def small_limit_embedder(e5_model_dir: Path) -> Embedder:
 def assert_chunks_fit(doc: LoadedDocument, embedder: Embedder, target: int, overlap: int) -> None:
     chunker = Chunker(ChunkerSettings(target_tokens=target, overlap_tokens=overlap), embedder)
     chunks = chunker.chunk(doc)
-    counts = embedder.count_tokens([c.text for c in chunks])
+    counts = embedder.count_tokens([c.indexed_text for c in chunks])  # heading path and text, as embedded
     assert all(n <= embedder.max_tokens for n in counts), (max(counts), embedder.max_tokens)
     assert [c.token_count for c in chunks] == counts
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
