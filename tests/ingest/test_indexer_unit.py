@@ -61,11 +61,13 @@ def test_ingest_writes_every_chunk_to_every_store(stores: Stores) -> None:
     assert set(by_source) == {"handbook_zh.md", "faq_en.md", "notes.txt"}
     assert all(by_source.values()) and len(ids) == sum(map(len, by_source.values()))
     assert len(ids) > 3  # small chunks: documents are split
-    # Each chunk fits the embedder's limit, counted the embedder's way; its vector is the chunk's own.
+    # Each chunk fits the embedder's limit, counted the embedder's way; its vector is the chunk's own,
+    # heading path included (indexed_text).
     rows = stores.vectors.fetch(sorted(ids))
+    assert any(chunk.section and chunk.indexed_text != chunk.text for chunk, _ in rows.values())
     for chunk, vector in rows.values():
-        assert stores.embedder.count_tokens([chunk.text])[0] <= stores.embedder.max_tokens
-        np.testing.assert_allclose(vector, stores.embedder.embed_documents([chunk.text])[0], rtol=1e-6)
+        assert stores.embedder.count_tokens([chunk.indexed_text])[0] <= stores.embedder.max_tokens
+        np.testing.assert_allclose(vector, stores.embedder.embed_documents([chunk.indexed_text])[0], rtol=1e-6)
     hits = stores.bm25.search(stores.tokenizer.tokenize("带薪年假"), 1)
     assert hits and hits[0][0] in by_source["handbook_zh.md"]
     (dense,) = stores.vectors.search(stores.embedder.embed_queries(["maximum upload size"]), 1)
