@@ -90,8 +90,10 @@ _EN_RULES = (
                      r"|\bhow much (?:money|is the (?:fee|charge|price|fine|deposit|cost|rent))\b"
                      r"|\bwhat (?:does|do|did|will|would) .{1,80}\bcost\b"
                      r"|\bwhat(?:'s| is| are| was) the (?:price|cost|fee|fine|charge|deposit|rent)s?\b", _I),
-          re.compile(r"[£$€¥]\s?\d|\d\s?(?:p|pence|dollars?|pounds?|euros?|cents?|yuan|usd|gbp|eur|rmb)\b|\bfree\b"
-                     r"|\bno (?:charge|cost|fee)s?\b|\bnothing\b|\bnot charged\b", _I)),
+          # "free" as the price ("it is free", "free of charge"), not a free thing ("a 30-day free trial").
+          re.compile(r"[£$€¥]\s?\d|\d\s?(?:p|pence|dollars?|pounds?|euros?|cents?|yuan|usd|gbp|eur|rmb)\b"
+                     r"|(?:^|\b(?:is|are|was|were|be|been|it's|they're|for|completely|entirely|totally|always)\s+)free\b"
+                     r"|\bfree of charge\b|\bno (?:charge|cost|fee)s?\b|\bnothing\b|\bnot charged\b", _I)),
     _Rule("percentage", re.compile(r"\bwhat (?:percent(?:age)?|share|proportion)\b", _I),
           re.compile(r"%|\bper ?cent\b|\b(?:half|quarter|third|all|none)\b", _I)),
     _Rule("count",

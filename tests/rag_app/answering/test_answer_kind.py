@@ -50,6 +50,8 @@ def test_the_kind_comes_only_from_an_unambiguous_wording(question: str, language
         ("What time does the Central branch open on Sundays?", "From 10am.", "en"),
         ("How much does the Team plan cost?", "$12 per user per month [1].", "en"),
         ("How much does the Team plan cost?", "It is free for schools.", "en"),
+        ("How much does it cost to borrow an audiobook?", "Audiobooks are free of charge [1].", "en"),
+        ("What does a library card cost?", "Free.", "en"),
         ("How much does a hold cost me?", "45p [2].", "en"),
         ("How many items can I borrow?", "Up to twelve items.", "en"),
         ("How often are passwords rotated?", "Every 90 days [1].", "en"),
@@ -74,6 +76,9 @@ def test_an_answer_with_a_value_of_the_asked_kind_is_not_judged_further(question
         ("How long does InsightBoard keep its audit log?", "For 99.95% of the monthly fee [2].", "en", "duration"),
         ("How much notice do I have to give?", "The notice is £24 per hour [2].", "en", "duration"),  # a rate
         ("How much does the Team plan cost?", "The Team plan takes about 15 minutes to set up [2].", "en", "money"),
+        # Seen through the app: the price list quoted first, the trial line quoted second and answered.
+        ("How much does the Lumen Beacon Team plan cost?",
+         "The Team plan has a 30-day free trial and no credit card is required. [2]", "en", "money"),
         ("By what time do I need to register a visitor?", "The host must collect them from reception [1].", "en",
          "time_of_day"),
         ("How many items can a teen borrow?", "A Teen card [1].", "en", "count"),
