@@ -117,12 +117,15 @@ _ZH_RULES = (
 _MARKERS = re.compile(r"\[\s*\d+(?:\s*[-–,，、]\s*\d+)*\s*\]|【\s*\d+(?:\s*[-–,，、]\s*\d+)*\s*】")
 
 
+def _rule_for(question: str, language: Language) -> _Rule | None:
+    """The first rule whose question wording ``question`` has, if any."""
+    return next((r for r in (_ZH_RULES if language == "zh" else _EN_RULES) if r.question.search(question)), None)
+
+
 def asked_kind(question: str, language: Language) -> AnswerKind | None:
     """The kind of value ``question`` asks for, when its wording says so unambiguously; else None."""
-    for rule in _ZH_RULES if language == "zh" else _EN_RULES:
-        if rule.question.search(question):
-            return rule.kind
-    return None
+    rule = _rule_for(question, language)
+    return rule.kind if rule is not None else None
 
 
 def missing_kind(question: str, answer: str, language: Language) -> AnswerKind | None:
@@ -130,9 +133,9 @@ def missing_kind(question: str, answer: str, language: Language) -> AnswerKind |
 
     A value the answer only repeats from the question does not count ("入职满五年的员工每年有几天年假？"
     answered "入职满五年的员工每年有年假" restates; its "五年" is not the answer)."""
-    for rule in _ZH_RULES if language == "zh" else _EN_RULES:
-        if rule.question.search(question):
-            asked = question.casefold()
-            values = rule.answer.finditer(_MARKERS.sub(" ", answer))
-            return None if any(v.group(0).casefold() not in asked for v in values) else rule.kind
-    return None
+    rule = _rule_for(question, language)
+    if rule is None:
+        return None
+    asked = question.casefold()
+    values = rule.answer.finditer(_MARKERS.sub(" ", answer))
+    return None if any(v.group(0).casefold() not in asked for v in values) else rule.kind
