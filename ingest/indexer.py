@@ -285,11 +285,21 @@ class Indexer:
             repaired = self.check(repair=True)
             if not repaired.consistent:
                 log.warning("sync: repaired drift between the stores first (an interrupted run?): %s", repaired)
-            files, skipped = expand_paths(root)
-            report.skipped.extend(skipped)
+            listing = list_folder(root)
+            if root in listing.unreadable or not root.is_dir():
+                # It vanished after the check above (an unmount, a rename): nothing is known gone.
+                raise NotADirectoryError(f"sync folder {root} does not exist or is not a folder")
+            if listing.unreadable:
+                log.warning("sync: %d folder(s) could not be read; their documents are kept as they were: %s",
+                            len(listing.unreadable), ", ".join(map(str, listing.unreadable[:5])))
+            files = listing.files
+            report.skipped.extend(listing.skipped)
             current = {str(f): f for f in files}
             tracked = [d for d in self.registry.documents() if _is_under(d.source, root)]
-            gone = [d for d in tracked if d.source not in current]
+            gone = [
+                d for d in tracked
+                if d.source not in current and not any(_is_within(d.source, u) for u in listing.unreadable)
+            ]
             emit = _Progress(progress, None)
 
             moved_to: set[str] = set()
@@ -490,6 +500,10 @@ def _already_loaded(doc: LoadedDocument) -> Callable[[], LoadedDocument]:
     return lambda: doc
 
 
+def _is_within(source: str, folder: Path) -> bool:
+    return Path(source).is_relative_to(folder)
+
+
 def _is_under(source: str, root: Path) -> bool:
     """Whether a registered source is a file path inside ``root`` (uploads and BEIR ids are not)."""
     p = Path(source)
@@ -505,16 +519,36 @@ def expand_paths(path: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
         return [], [(str(root), f"unsupported file type '{root.suffix or 'no extension'}'")]
     if not root.is_dir():
         return [], [(str(root), "not a regular file or folder")]
-    found: list[Path] = []
-    skipped: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    listing = list_folder(root)
+    return listing.files, listing.skipped
+
+
+@dataclass
+class FolderListing:
+    """What a walk of a folder found: files to ingest, files skipped (with why), and the folders
+    it could not read (vanished or unreadable while it walked: their files are unknown, not gone)."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[Path] = field(default_factory=list)
+
+
+def list_folder(root: Path) -> FolderListing:
+    listing = FolderListing()
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else root
+        listing.unreadable.append(where)
+        listing.skipped.append((str(where), f"folder could not be read ({error.strerror or error})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
             if p.suffix.lower() in SUPPORTED_EXTENSIONS:
-                found.append(p)
+                listing.files.append(p)
             else:
-                skipped.append((str(p), f"unsupported file type '{p.suffix or 'no extension'}'"))
-    return found, skipped
+                listing.skipped.append((str(p), f"unsupported file type '{p.suffix or 'no extension'}'"))
+    return listing

@@ -122,6 +122,50 @@ def test_sync_follows_edits_renames_deletions_and_additions(make_kb, tmp_path: P
     assert assert_stores_agree(kb) == ids
 
 
+def test_a_folder_that_vanishes_during_a_sync_deletes_nothing(make_kb, tmp_path: Path, monkeypatch) -> None:
+    """The folder is there when the sync starts and gone when it is listed (an unmount, a rename:
+    the race a scheduler tick can hit); a subfolder cannot be read. Neither empties the index."""
+    folder = tmp_path / "docs"
+    _write(folder, {"tides.md": "High tide tables are posted every Monday.\n",
+                    "sub/ferry.md": "The harbour ferry leaves every forty minutes.\n"})
+    kb = make_kb()
+    kb.indexer.sync_folder(folder)
+    ids = assert_stores_agree(kb)
+    assert len(kb.registry.documents()) == 2
+
+    real_check = kb.indexer.check
+    moved = tmp_path / "moved-away"
+
+    def check_then_vanish(repair: bool = True):  # type: ignore[no-untyped-def]
+        report = real_check(repair)
+        folder.rename(moved)  # after sync_folder's own is_dir check, before it lists the folder
+        return report
+
+    monkeypatch.setattr(kb.indexer, "check", check_then_vanish)
+    with pytest.raises(NotADirectoryError, match="does not exist"):
+        kb.indexer.sync_folder(folder)
+    monkeypatch.undo()
+    assert assert_stores_agree(kb) == ids and len(kb.registry.documents()) == 2
+
+    moved.rename(folder)
+    real_scandir = os.scandir
+
+    def unreadable_sub(path):  # type: ignore[no-untyped-def]
+        if Path(path) == folder / "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", unreadable_sub)  # root reads every folder: simulate the denial
+    report = kb.indexer.sync_folder(folder)
+    monkeypatch.undo()
+    assert not report.removed and report.chunks_removed == 0 and len(report.unchanged) == 1
+    assert (str(folder / "sub"), "folder could not be read (Permission denied)") in report.skipped
+    assert assert_stores_agree(kb) == ids and kb.registry.get(str(folder / "sub" / "ferry.md")) is not None
+
+    shutil.rmtree(folder / "sub")  # readable and really gone: now it is a deletion
+    report = kb.indexer.sync_folder(folder)
+    assert report.removed == [str(folder / "sub" / "ferry.md")]
+
 def test_a_second_sync_at_the_same_time_is_refused(make_kb, tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _write(folder, {"one.md": "Lighthouse keepers log the weather twice a day.\n"})
