@@ -107,12 +107,23 @@ _ATTRIBUTION_RE = re.compile(
 )
 
 
+# Words that only say what kind of thing was asked ("How much is a Weekend First upgrade?" answered
+# "... costs £5" from a price table that never says "cost"): not the answer's own content.
+_FRAME_WORDS = "cost costs price prices priced charge charges charged pay pays paid take takes took last lasts"
+
+
 def new_terms(answer: str, question: str, tokenize: Tokenize) -> set[str]:
     """The answer's own content: its distinct terms (the BM25 tokenizer's: jieba words, stemmed
-    English, stopwords dropped), attributions left out, that the question did not already hold.
-    Empty for a restatement."""
+    English, stopwords dropped), attributions and frame words left out, that the question did not
+    already hold. Empty for a restatement."""
     content = _ATTRIBUTION_RE.sub(" ", _CITATION_RE.sub(" ", answer))
-    return set(tokenize(content)) - set(tokenize(question))
+    return set(tokenize(content)) - set(tokenize(question)) - set(tokenize(_FRAME_WORDS))
+
+
+def new_numbers(text: str, question: str) -> set[str]:
+    """The numbers of ``text`` that the question did not already state: those a source must hold
+    ("... if I set off at 8am?" answered "... at 8am is £13": only the 13 is the answer's)."""
+    return set(_NUMBER_RE.findall(_CITATION_RE.sub(" ", text))) - set(_NUMBER_RE.findall(question))
 
 
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")
@@ -152,7 +163,8 @@ def supported_citations(
 ) -> list[Citation]:
     """The model's citations that stand: none on a non-answer or a restatement of the question; a
     source must hold at least one of the answer's own terms, and every number of the claim it is
-    cited for (a figure the source does not state must not look supported)."""
+    cited for that the question did not state (a figure the source does not state must not look
+    supported)."""
     if is_non_answer(answer):
         return []
     own = new_terms(answer, question, tokenize)
@@ -162,7 +174,7 @@ def supported_citations(
     kept = []
     for c in citations:
         text = c.source.chunk.indexed_text  # its heading path is quoted with it (the source's label)
-        numbers = _NUMBER_RE.findall(claims.get(c.number, ""))
+        numbers = new_numbers(claims.get(c.number, ""), question)
         if held_terms(own, text, tokenize) and all(n in text for n in numbers):
             kept.append(c)
     return kept
@@ -187,7 +199,7 @@ def infer_citation(
     terms = new_terms(answer, question, tokenize)
     if not terms:  # a restatement of the question: nothing of its own to support
         return None
-    numbers = set(_NUMBER_RE.findall(_CITATION_RE.sub(" ", answer)))
+    numbers = new_numbers(answer, question)
     best: tuple[float, NumberedSource] | None = None
     for s in sources:
         text = s.chunk.indexed_text  # its heading path is quoted with it (the source's label)

@@ -9,6 +9,7 @@ from rag_app.answering import Answerer, DeltaEvent, FinalEvent, NumberedSource, 
 from rag_app.answering.answer_check import AnswerCheck, verdict_messages
 from rag_app.answering.answerer import ANSWER_STOPS
 from rag_app.answering.citations import (
+    Citation,
     cited_claims,
     held_terms,
     infer_citation,
@@ -185,10 +186,10 @@ def test_a_source_is_matched_with_its_heading_path_which_the_model_reads_in_its_
     tok = samples_kb.tokenizer.tokenize
     chunk = Chunk("c1", "d" * 64, "/docs/leisure.md", "| Block of 10 lessons | £62 |", 0, section="Pools > Swimming prices")
     source = NumberedSource(1, RetrievedChunk(chunk, 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5))
-    answer = "Swimming prices list a block of 10 lessons at £62."
+    answer = "Swimming prices at the pools list a block of 10 lessons at £62."
     question = "What does a course of lessons cost?"
     inferred = infer_citation(answer, [source], tok, 0.6, question)
-    assert inferred is not None and inferred.number == 1  # "swimming" and "prices" are the heading's
+    assert inferred is not None and inferred.number == 1  # "swimming" and "pools" are the heading's
     bare = NumberedSource(1, RetrievedChunk(replace(chunk, section=""), 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5))
     assert infer_citation(answer, [bare], tok, 0.6, question) is None  # 3 of its 6 terms: under 0.6
 
@@ -229,6 +230,26 @@ def test_a_citation_whose_source_lacks_the_claims_figure_does_not_stand(samples_
         final = _events(Answerer(samples_kb, llm, AnswerSettings()), ZH_Q)[-1]
         assert isinstance(final, FinalEvent) and "18 天" in final.sources[0].chunk.text
         assert bool(final.citations) == kept, (figure, final.citations)
+
+
+def test_a_price_table_backs_an_answer_that_says_costs_and_the_questions_own_figures_are_not_required(
+    samples_kb,
+) -> None:
+    tok = samples_kb.tokenizer.tokenize
+    chunk = Chunk("c1", "d" * 64, "/docs/onboard.md", "| Line | Upgrade |\n|---|---|\n| Coastway | £8 |\n"
+                  "| Airport Link | £5 |", 0, section="Onboard > Weekend First upgrades")
+    source = NumberedSource(1, RetrievedChunk(chunk, 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5))
+    question = "How much is a Weekend First upgrade on the Airport Link?"
+    # "costs" only says what was asked: the table's £5 backs the answer, a figure it lacks does not.
+    assert new_terms("A Weekend First upgrade on the Airport Link costs £5.", question, tok) == {"5"}
+    assert infer_citation("A Weekend First upgrade on the Airport Link costs £5.", [source], tok, 0.6, question)
+    assert infer_citation("A Weekend First upgrade on the Airport Link costs £6.", [source], tok, 0.6, question) is None
+    # A figure the question itself gave ("the 16-25 Railcard", "8am") need not be in the source.
+    fares = Chunk("c2", "e" * 64, "/docs/fares.md", "Minimum fare with a railcard before 10:00 on weekdays: £13.", 0)
+    cited = [Citation(1, NumberedSource(1, RetrievedChunk(fares, 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5)))]
+    asked = "What's the minimum fare on a 16-25 Railcard if I set off at 8am on a Tuesday?"
+    assert supported_citations(cited, "The minimum fare at 8am with a 16-25 Railcard is £13 [1].", asked, tok) == cited
+    assert supported_citations(cited, "The minimum fare at 8am with a 16-25 Railcard is £31 [1].", asked, tok) == []
 
 
 def test_the_model_echoing_source_markers_is_cut_there(samples_kb) -> None:
