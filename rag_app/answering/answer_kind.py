@@ -69,7 +69,8 @@ _EN_RULES = (
           re.compile(r"\b(?:every|each|per|daily|weekly|monthly|yearly|annually|quarterly|fortnightly|hourly"
                      r"|once|twice|times|always|never|a (?:day|week|month|year))\b", _I)),
     _Rule("time_of_day",
-          re.compile(r"\bwhat time\b(?! (?:period|frame|limit|zone))|\b(?:opening|closing) (?:times?|hours)\b"
+          re.compile(r"(?<!within )(?<!\bin )\bwhat time\b(?! (?:period|frame|limit|zone))"
+                     r"|\b(?:opening|closing) (?:times?|hours)\b"
                      r"|\b(?:which|what) hours\b", _I),
           re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?(?:am|pm|a\.m\.|p\.m\.)|\b(?:noon|midday|midnight)\b"
                      r"|\b24 hours\b|\b24/7\b|\bclosed\b|\bround the clock\b|\bany time\b", _I)),
@@ -78,7 +79,8 @@ _EN_RULES = (
           re.compile(rf"\b\d{{4}}\b|\b{_MONTHS}\b|\b\d{{1,2}}/\d{{1,2}}\b|\b{_WEEKDAYS}\b"
                      r"|\b(?:today|tomorrow|yesterday)\b", _I)),
     _Rule("duration",
-          re.compile(rf"\bhow long\b|\bhow much (?:notice|time)\b|\b(?:for )?how many {_TIME_UNITS}\b", _I),
+          re.compile(rf"\bhow long\b|\bhow much (?:notice|time)\b|\b(?:for )?how many {_TIME_UNITS}\b"
+                     r"|\b(?:within|in) what time\b", _I),
           re.compile(rf"\b{_DURATION_AMOUNT}(?:[\s-]+(?!per\b)[a-z]+)?[\s-]+(?:{_TIME_UNITS}|{_LENGTH_UNITS})\b"
                      rf"|\b\d[\d,.]*\s?(?:{_LENGTH_UNITS}|h|hrs?|mins?|s)\b"
                      r"|\b(?:immediately|indefinitely|permanently|forever|overnight|same day|next day|until|no limit"

@@ -112,11 +112,15 @@ _ATTRIBUTION_RE = re.compile(
 _FRAME_WORDS = "cost costs price prices priced charge charges charged pay pays paid take takes took last lasts"
 
 
+# "you're", "I'm", "we'll": the tokenizer keeps "re", "m", "ll" as words; they say nothing.
+_CONTRACTION_RE = re.compile(r"(?<=[a-z])['’](?:re|m|ll|ve|d)\b", re.IGNORECASE)
+
+
 def new_terms(answer: str, question: str, tokenize: Tokenize) -> set[str]:
     """The answer's own content: its distinct terms (the BM25 tokenizer's: jieba words, stemmed
     English, stopwords dropped), attributions and frame words left out, that the question did not
     already hold. Empty for a restatement."""
-    content = _ATTRIBUTION_RE.sub(" ", _CITATION_RE.sub(" ", answer))
+    content = _CONTRACTION_RE.sub("", _ATTRIBUTION_RE.sub(" ", _CITATION_RE.sub(" ", answer)))
     return set(tokenize(content)) - set(tokenize(question)) - set(tokenize(_FRAME_WORDS))
 
 

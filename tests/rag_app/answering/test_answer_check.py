@@ -209,6 +209,9 @@ def test_citation_rules_directly(samples_kb) -> None:
                      " much does Lumen Beacon cost?, each file may be up to 200 MB.", EN_Q, tok) \
         == new_terms("Each file may be up to 200 MB.", EN_Q, tok)
     assert new_terms("根据资料，每年 18 天。", ZH_Q, tok) == {"18", "天"}
+    # Contractions leave no stray "re" / "m" / "ll" terms for a source to lack.
+    assert new_terms("The letter to say you're fit to fly is £35.", "How much is a letter to say I'm fit to fly?",
+                     tok) == {"35"}
     assert "人口普查" in new_terms("根据2002年人口普查的数据，居民总数为31459人。", "居民有多少？", tok)
     # A Chinese term counts as held where the text has it, however jieba cuts the text around it.
     assert held_terms({"玉汝", "字号"}, "魏玩，字玉汝，襄阳人。", tok) == {"玉汝"}

@@ -60,6 +60,9 @@ def test_the_kind_comes_only_from_an_unambiguous_wording(question: str, language
         ("报销要在多久之内提交？", "费用发生后 30 天内提交 [1]。", "zh"),
         ("这座城市有多少人口？", "约三百万人【1】。", "zh"),
         ("该建筑在哪一年建成？", "一九二五年建成。", "zh"),
+        # "Within what time" asks for a length of time, not a time of day (clinic-en, the 1.5B's answer).
+        ("I'm 52. Within what time should I be offered my health check?",
+         "Patients aged 40 to 74 should receive a health check within 8 weeks of registering [1].", "en"),
     ],
 )
 def test_an_answer_with_a_value_of_the_asked_kind_is_not_judged_further(question: str, answer: str,
@@ -96,4 +99,7 @@ def test_citation_markers_are_not_values_and_other_questions_are_never_judged() 
     assert missing_kind("How many items can I borrow?", "See the borrowing rules [12].", "en") == "count"
     assert missing_kind("报销要在多久之内提交？", "见报销流程【3】。", "zh") == "duration"
     assert missing_kind("Who runs the makerspace?", "The library [1].", "en") is None
+    assert asked_kind("Within what time should I be offered a check?", "en") == "duration"
+    assert asked_kind("In what time can I expect a reply?", "en") == "duration"
+    assert asked_kind("What time does the pharmacy open?", "en") == "time_of_day"
     assert all(set(names) == {"en", "zh"} for names in KIND_NAMES.values())
