@@ -166,6 +166,7 @@ def test_a_folder_that_vanishes_during_a_sync_deletes_nothing(make_kb, tmp_path:
     report = kb.indexer.sync_folder(folder)
     assert report.removed == [str(folder / "sub" / "ferry.md")]
 
+
 def test_a_second_sync_at_the_same_time_is_refused(make_kb, tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _write(folder, {"one.md": "Lighthouse keepers log the weather twice a day.\n"})
