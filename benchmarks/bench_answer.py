@@ -113,7 +113,8 @@ def run_setup(args: argparse.Namespace, kb: KnowledgeBase, llm_settings, answer_
             n_tokens = approx_token_count(written) if written else 0
             # The same prompt the answerer built (retrieval is deterministic), for its token count.
             chunks = kb.retriever.run(final.query).chunks  # type: ignore[union-attr]
-            prompt = build_prompt(final.query, chunks, final.language, llm.count_tokens, answerer._context_budget(llm, final.query))
+            prompt = build_prompt(final.query, chunks, final.language, llm.count_tokens,
+                                  answerer._context_budget(llm, final.query), answerer.settings.table_rows)
             prompt_tokens = sum(approx_token_count(m["content"]) for m in prompt.messages) if chunks else 0
             decode = total - (first or total)
             rows.append(

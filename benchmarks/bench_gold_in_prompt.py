@@ -65,7 +65,8 @@ def main() -> None:
                 if not result.has_evidence:
                     continue
                 passed += 1
-                prompt = build_prompt(question, result.chunks, language, approx_token_count, budget)
+                prompt = build_prompt(question, result.chunks, language, approx_token_count, budget,
+                                      base.answer.table_rows)
                 ranks = [s.number for s in prompt.sources if contains_gold(s.chunk.text, gold, language)]
                 if ranks:
                     in_prompt += 1

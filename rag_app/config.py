@@ -144,6 +144,9 @@ class AnswerSettings(BaseModel):
     )
     check: AnswerCheckSettings = AnswerCheckSettings()
     context_tokens: int = Field(700, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
+    # Quote a Markdown table one row per line, each cell named by its column ("Car park: Brennock;
+    # Annual: £760") instead of as a grid (ingest.loaders.tables.tables_as_rows).
+    table_rows: bool = True
     # Longer questions (a pasted document) are cut to their first N embedder tokens before retrieval
     # and the prompt, not refused: the cut is logged and the answer says so (question_truncated).
     # Never more than the embedder takes (512 for e5, its query prefix included).

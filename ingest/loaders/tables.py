@@ -62,3 +62,32 @@ def is_separator_line(line: str) -> bool:
         return False
     cells = line.strip()[1:-1].split("|")
     return all(_SEPARATOR_CELL.match(cell) for cell in cells)
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip()[1:-1]
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def tables_as_rows(text: str) -> str:
+    """``text`` with each Markdown table written one data row per line, every cell named by its
+    column ("Car park: Brennock; Monthly: £85; Annual: £760"); other lines unchanged. A small model
+    reading a grid picks a neighbouring row's or column's figure; a row that names its columns
+    leaves less to read across."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if i + 1 < len(lines) and is_table_line(lines[i]) and is_separator_line(lines[i + 1]):
+            header = _cells(lines[i])
+            i += 2
+            while i < len(lines) and is_table_line(lines[i]):
+                cells = _cells(lines[i])
+                named = [f"{h}: {c}" if h else c for h, c in zip(header, cells) if c]
+                named += [c for c in cells[len(header):] if c]  # a row wider than its header
+                out.append("; ".join(named))
+                i += 1
+            continue
+        out.append(lines[i])
+        i += 1
+    return "\n".join(out)

@@ -17,14 +17,7 @@ from rag_app.retrieval.results import RetrievalResult
 
 from .answer_check import AnswerCheck, AnswerChecker
 from .answer_kind import KIND_NAMES, missing_kind
-from .citations import (
-    infer_citation,
-    is_bare_citation,
-    is_non_answer,
-    map_citations,
-    may_be_bare_citation,
-    supported_citations,
-)
+from .citations import is_bare_citation, is_non_answer, may_be_bare_citation, resolve_citations
 from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, Refusal, SourcesEvent
 from .followup import FollowupMethod, StandaloneQuery, prompt_question, standalone_query
 from .language import Language, detect_language
@@ -224,10 +217,12 @@ class Answerer:
         prompt: Prompt | None = None
         try:
             llm = self.get_llm()
-            prompt = build_prompt(asked, result.chunks, language, llm.count_tokens, self._context_budget(llm, asked))
+            prompt = build_prompt(asked, result.chunks, language, llm.count_tokens, self._context_budget(llm, asked),
+                                  self.settings.table_rows)
         except LLMUnavailableError as exc:
             # Still show what was found: the evidence is useful even when the LLM is down.
-            fallback = build_prompt(asked, result.chunks, language, approx_token_count, self.settings.context_tokens)
+            fallback = build_prompt(asked, result.chunks, language, approx_token_count, self.settings.context_tokens,
+                                    self.settings.table_rows)
             yield SourcesEvent(fallback.sources)
             yield ErrorEvent(f"The language model is unavailable: {exc}", question=q, reason="llm_unavailable")
             return
@@ -294,14 +289,12 @@ class Answerer:
         answer = "".join(parts).strip()
         tokenize = self.kb.tokenizer.tokenize
         refusal: Refusal = "model" if is_non_answer(answer) else ""
-        citations = supported_citations(map_citations(answer, prompt.sources), answer, asked, tokenize)
-        if not citations and not refusal and self.settings.infer_citations:
-            inferred = infer_citation(answer, prompt.sources, tokenize, self.settings.infer_min_support, asked)
-            if inferred is not None:
-                marker = f" [{inferred.number}]"
-                yield DeltaEvent(marker)  # the stream and the final answer stay identical
-                answer += marker
-                citations = [inferred]
+        min_support = self.settings.infer_min_support if self.settings.infer_citations else None
+        citations = resolve_citations(answer, prompt.sources, asked, tokenize, min_support)
+        if citations and citations[0].inferred:
+            marker = f" [{citations[0].number}]"
+            yield DeltaEvent(marker)  # the stream and the final answer stay identical
+            answer += marker
         draft, note = "", ""
         if not citations and not refusal and self.settings.refuse_unsupported:
             # No quoted passage holds the answer's own words and numbers: it would read as sure while

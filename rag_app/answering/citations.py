@@ -213,3 +213,19 @@ def infer_citation(
         if support >= min_support and (best is None or support > best[0]):
             best = (support, s)
     return Citation(best[1].number, best[1], inferred=True) if best else None
+
+
+def resolve_citations(
+    answer: str, sources: Sequence[NumberedSource], question: str, tokenize: Tokenize,
+    infer_min_support: float | None,
+) -> list[Citation]:
+    """The citations an answer ends with: the model's own that stand, or else (with
+    ``infer_min_support``) the one source that clearly supports it, marked ``inferred``. One place,
+    so the answerer and a re-scoring of saved answers (``rag_app.evaluation``) agree."""
+    citations = supported_citations(map_citations(answer, sources), answer, question, tokenize)
+    if not citations and infer_min_support is not None and not is_non_answer(answer):
+        inferred = infer_citation(answer, sources, tokenize, infer_min_support, question)
+        if inferred is not None:
+            citations = [inferred]
+    return citations
+

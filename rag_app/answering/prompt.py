@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.loaders.tables import tables_as_rows
 from ingest.types import source_label
 from rag_app.llm.base import ChatMessage
 from rag_app.retrieval.results import RetrievedChunk
@@ -122,20 +123,24 @@ def _space_out(match: re.Match[str]) -> str:
     return f"{found[0]} {found[1:]}"  # "<end_of_turn>" -> "< end_of_turn>"
 
 
-def format_source(number: int, chunk: RetrievedChunk) -> str:
+def format_source(number: int, chunk: RetrievedChunk, table_rows: bool = False) -> str:
+    """A chunk as quoted to the model; with ``table_rows`` its tables one named row per line."""
     label = defuse(source_label(chunk.source) + (f", {chunk.location}" if chunk.location else ""))
-    body = defuse(chunk.text.strip())
+    text = chunk.text.strip()
+    body = defuse(tables_as_rows(text) if table_rows else text)
     return f"{_OPEN.format(n=number, label=label)}\n{body}\n{_CLOSE.format(n=number)}"
 
 
-def _truncate(chunk: RetrievedChunk, number: int, count: TokenCounter, budget: int) -> RetrievedChunk | None:
+def _truncate(
+    chunk: RetrievedChunk, number: int, count: TokenCounter, budget: int, table_rows: bool
+) -> RetrievedChunk | None:
     """The chunk cut (by binary search on characters) so its block fits ``budget`` tokens."""
     lo, hi = 0, len(chunk.text)
     best: RetrievedChunk | None = None
     while lo < hi:
         mid = (lo + hi + 1) // 2
         candidate = chunk.with_text(chunk.text[:mid].rstrip() + " …")
-        if count(format_source(number, candidate)) <= budget:
+        if count(format_source(number, candidate, table_rows)) <= budget:
             best, lo = candidate, mid
         else:
             hi = mid - 1
@@ -143,7 +148,7 @@ def _truncate(chunk: RetrievedChunk, number: int, count: TokenCounter, budget: i
 
 
 def fit_sources(
-    chunks: Sequence[RetrievedChunk], count: TokenCounter, budget: int
+    chunks: Sequence[RetrievedChunk], count: TokenCounter, budget: int, table_rows: bool = False
 ) -> tuple[list[NumberedSource], int]:
     """Number chunks in rank order while their blocks fit ``budget`` tokens; returns (kept, dropped).
 
@@ -154,23 +159,23 @@ def fit_sources(
     used = 0
     for chunk in chunks:
         number = len(kept) + 1
-        cost = count(format_source(number, chunk)) + 1  # +1: the newline between blocks
+        cost = count(format_source(number, chunk, table_rows)) + 1  # +1: the newline between blocks
         if used + cost <= budget:
             kept.append(NumberedSource(number, chunk))
             used += cost
         elif not kept:
-            cut = _truncate(chunk, number, count, budget - 1)
+            cut = _truncate(chunk, number, count, budget - 1, table_rows)
             if cut is not None:
                 kept.append(NumberedSource(number, cut))
-                used += count(format_source(number, cut)) + 1
+                used += count(format_source(number, cut, table_rows)) + 1
             break
         else:
             break  # rank order: everything after a chunk that does not fit ranks lower still
     return kept, len(chunks) - len(kept)
 
 
-def sources_block(sources: Sequence[NumberedSource]) -> str:
-    blocks = "\n".join(format_source(s.number, s.chunk) for s in sources)
+def sources_block(sources: Sequence[NumberedSource], table_rows: bool = False) -> str:
+    blocks = "\n".join(format_source(s.number, s.chunk, table_rows) for s in sources)
     return f"{SOURCES_BEGIN}\n{blocks}\n{SOURCES_END}"
 
 
@@ -180,10 +185,11 @@ def build_prompt(
     language: Language,
     count_tokens: TokenCounter,
     context_tokens: int,
+    table_rows: bool = False,
 ) -> Prompt:
     """System message = rules + quoted sources; user message = the question."""
-    sources, dropped = fit_sources(chunks, count_tokens, context_tokens)
-    block = sources_block(sources)
+    sources, dropped = fit_sources(chunks, count_tokens, context_tokens, table_rows)
+    block = sources_block(sources, table_rows)
     system = f"{_RULES[language]}\n\n{block}"
     messages: list[ChatMessage] = [
         ChatMessage(role="system", content=system),

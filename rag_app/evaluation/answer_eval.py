@@ -29,7 +29,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -37,11 +37,12 @@ import numpy as np
 
 from ingest.beir import corpus_id_of, load_qrels, load_queries
 from ingest.types import Chunk
-from rag_app.answering import Answerer, FinalEvent
+from rag_app.answering import Answerer, FinalEvent, NumberedSource
 from rag_app.answering.answer_kind import missing_kind
+from rag_app.answering.citations import Tokenize, resolve_citations
 from rag_app.answering.language import Language, detect_language
 from rag_app.evaluation.calibration import auc
-from rag_app.retrieval.results import RetrievalResult
+from rag_app.retrieval.results import RetrievalResult, RetrievedChunk
 
 CaseKind = Literal["answerable", "hole", "offtopic", "unanswerable"]
 KINDS: tuple[CaseKind, ...] = ("answerable", "hole", "offtopic", "unanswerable")
@@ -75,6 +76,10 @@ class AnswerOutcome:
     check_s: float | None
     query: str = ""
     gold: list[str] = field(default_factory=list)
+    # What citations are decided from, so saved answers can be re-scored under later citation rules
+    # (:func:`recite`): the model's text, and the quoted sources (number, text, heading path).
+    model_answer: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --- gold answers -----------------------------------------------------------------------------------
@@ -230,7 +235,36 @@ def run_case(answerer: Answerer, case: AnswerCase) -> AnswerOutcome:
         check_s=final.timings.get("check_s"),
         query=final.query,
         gold=list(golds),
+        model_answer=_model_answer(final),
+        sources=[{"number": s.number, "text": s.chunk.text, "section": s.chunk.section} for s in final.sources],
     )
+
+
+def _model_answer(final: FinalEvent) -> str:
+    """What the model wrote: a withheld answer's draft, or the answer without the marker of an
+    inferred citation (the app appended it)."""
+    text = final.draft or final.answer
+    inferred = [c for c in final.citations if c.inferred]
+    marker = f" [{inferred[0].number}]" if inferred else ""
+    return text[: -len(marker)] if marker and text.endswith(marker) else text
+
+
+def recite(outcome: AnswerOutcome, tokenize: Tokenize, infer_min_support: float | None) -> AnswerOutcome:
+    """``outcome`` with its citations decided again by the current rules
+    (:func:`rag_app.answering.citations.resolve_citations`) from the saved model answer and sources;
+    unchanged when it was refused before generation or saved without them."""
+    if outcome.refusal or not outcome.sources or not outcome.model_answer:
+        return outcome
+    sources = [
+        NumberedSource(int(s["number"]), RetrievedChunk(
+            Chunk(f"saved-{s['number']}", "", "", str(s["text"]), 0, section=str(s.get("section") or "")),
+            0.0, 0.0, 0.0, 0.0, None, None, 0.0))
+        for s in outcome.sources
+    ]
+    citations = resolve_citations(outcome.model_answer, sources, outcome.query or outcome.question, tokenize,
+                                  infer_min_support)
+    with_gold = sum(contains_gold(c.source.chunk.text, outcome.gold, outcome.language) for c in citations)
+    return replace(outcome, cited=len(citations), cited_with_gold=with_gold)
 
 
 def run_cases(

@@ -10,6 +10,7 @@ from fpdf import FPDF, FontFace
 from ingest.chunking import Chunker
 from ingest.embedding import Embedder
 from ingest.loaders import load_bytes
+from ingest.loaders.tables import markdown_table, tables_as_rows
 from ingest.settings import ChunkerSettings
 from tests.support.documents import CJK_FONT
 
@@ -79,3 +80,15 @@ def test_docx_and_pdf_table_chunks_carry_the_header_and_whole_rows(e5_embedder: 
             assert set(body) <= rows, (name, body)
             seen += body
         assert sorted(seen) == sorted(rows), name  # each row whole, once
+
+
+def test_tables_as_rows_names_every_cell_by_its_column_and_leaves_other_lines() -> None:
+    text = ("Season tickets:\n| Car park | Monthly | Annual |\n|---|---|---|\n| Harlow Quay | £110 | £990 |\n"
+            "| Brennock | £85 | £760 |\n| Selsby \\| East | | £500 |\nBuy them at the Travel Centre.\n| not | a table |")
+    assert tables_as_rows(text) == (
+        "Season tickets:\nCar park: Harlow Quay; Monthly: £110; Annual: £990\nCar park: Brennock; Monthly: £85;"
+        " Annual: £760\nCar park: Selsby | East; Annual: £500\nBuy them at the Travel Centre.\n| not | a table |"
+    )
+    assert tables_as_rows(markdown_table([HEADER, *ROWS[:2]])).splitlines() == [
+        "产品: 路由器 R0; 单价 (元): 4000; 库存: 0", "产品: 路由器 R1; 单价 (元): 4015; 库存: 3"]
+    assert tables_as_rows("no table here") == "no table here"

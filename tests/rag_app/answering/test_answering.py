@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.types import Chunk
 from rag_app.answering import (
     Answerer,
     DeltaEvent,
@@ -30,6 +31,7 @@ from rag_app.answering.question import BoundedQuestion
 from rag_app.config import AnswerSettings, RetrievalSettings, ThresholdSettings
 from rag_app.llm import LLMSettings, make_llm
 from rag_app.llm.base import approx_token_count
+from rag_app.retrieval.results import RetrievedChunk
 from tests.support.paths import REPO
 from tests.support.stub_llm_server import StubLLMServer, is_rewrite_request
 
@@ -118,6 +120,19 @@ def test_prompt_numbers_and_quotes_sources(samples_kb) -> None:
         assert rule in system
     assert user == f"Question: {EN_Q}"
     assert "用简体中文" in build_prompt(ZH_Q, chunks, "zh", approx_token_count, 10_000).messages[0]["content"]
+
+
+def test_a_table_is_quoted_one_named_row_per_line_when_configured() -> None:
+    table = "| Car park | Monthly | Annual |\n|---|---|---|\n| Harlow Quay | £110 | £990 |\n| Brennock | £85 | £760 |"
+    chunk = RetrievedChunk(Chunk("c1", "d" * 64, "/docs/parking.md", table, 0, section="Car parks"),
+                           0.9, 2.0, 0.1, 3.0, 1, 1, 0.5)
+    rows = build_prompt("How much is a year at Brennock?", [chunk], "en", approx_token_count, 10_000, table_rows=True)
+    system = rows.messages[0]["content"]
+    assert "Car park: Brennock; Monthly: £85; Annual: £760" in system and "|---|" not in system
+    assert rows.sources[0].chunk.text == table  # citations and the UI keep the chunk as indexed
+    grid = build_prompt("How much is a year at Brennock?", [chunk], "en", approx_token_count, 10_000)
+    assert table in grid.messages[0]["content"]
+    assert AnswerSettings().table_rows  # the default
 
 
 def test_token_budget_drops_lowest_ranked_first(samples_kb) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
+from rag_app.answering import Answerer
 from rag_app.cli import evaluate as eval_cli
+from rag_app.config import AnswerSettings
 from rag_app.evaluation.answer_eval import (
+    AnswerCase,
     AnswerOutcome,
     answer_cases,
     answer_f1,
@@ -19,9 +22,12 @@ from rag_app.evaluation.answer_eval import (
     document_key,
     normalise_answer,
     place_check_cutoff,
+    recite,
+    run_case,
     summarise,
     with_rules,
 )
+from tests.support.fakes import ScriptedLLM
 from tests.support.paths import REPO, SAMPLES
 
 
@@ -132,6 +138,26 @@ def test_left_out_documents_are_absent_from_retrieval(samples_kb) -> None:
     gone = samples_kb.retriever.run(question, leave_out=lambda c: c.source.endswith("employee_handbook_zh.md"))
     assert gone.chunks or gone.below_threshold
     assert not any(c.chunk.source.endswith("employee_handbook_zh.md") for c in gone.chunks + gone.below_threshold)
+
+
+def test_saved_answers_are_recited_under_the_current_rules_as_the_answerer_cited_them(samples_kb) -> None:
+    """Each outcome keeps the model's text and the quoted sources, so a later citation rule can be
+    scored on saved answers without the LLM: re-deciding with the same rules gives the same result."""
+    question = "入职满五年的正式员工每年有几天带薪年假？"
+    case = AnswerCase("q1", question, "answerable", answers=("18 天",))
+    # As rag-eval runs the answerer: the refusal rules after the run (with_rules), not during it.
+    settings = AnswerSettings(refuse_unsupported=False, refuse_off_question=False)
+    for reply, inferred in (("每年 18 天 [1]。", False), ("入职满五年的正式员工每年享有 18 天带薪年假。", True),
+                            ("每年 25 天 [1]。", False)):
+        outcome = run_case(Answerer(samples_kb, ScriptedLLM([reply]), settings), case)
+        assert outcome.model_answer == reply and outcome.sources and not outcome.refusal
+        assert (outcome.answer != reply) == inferred  # the app appended the inferred citation's marker
+        recited = recite(outcome, samples_kb.tokenizer.tokenize, settings.infer_min_support)
+        assert (recited.cited, recited.cited_with_gold) == (outcome.cited, outcome.cited_with_gold), reply
+        assert outcome.cited == (0 if "25" in reply else 1)  # a figure no source states is not cited
+        saved = AnswerOutcome(**json.loads(json.dumps(asdict(outcome))))  # as written to and read from disk
+        assert recite(saved, samples_kb.tokenizer.tokenize, settings.infer_min_support) == recited
+    assert recite(replace(outcome, sources=[]), samples_kb.tokenizer.tokenize, 0.6) == replace(outcome, sources=[])
 
 
 def test_rag_eval_answers_end_to_end(tmp_path: Path, e5_model_dir: Path, capsys: pytest.CaptureFixture[str],
