@@ -32,13 +32,13 @@ def main() -> None:
     tokenizer = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords)
     answer = settings.answer
     min_support = answer.infer_min_support if answer.infer_citations else None
+    rules = {"cutoff": {"zh": answer.check.min_yes_zh, "en": answer.check.min_yes_en},
+             "unsupported": answer.refuse_unsupported, "off_question": answer.refuse_off_question}
     tables = []
     for path in args.answers:
         saved = load_outcomes(path)
         recited = [recite(o, tokenizer.tokenize, min_support) for o in saved]
         kept = sum(bool(o.sources) for o in saved)
-        rules = {"cutoff": {"zh": answer.check.min_yes_zh, "en": answer.check.min_yes_en},
-                 "unsupported": answer.refuse_unsupported, "off_question": answer.refuse_off_question}
         tables.append((f"{path.parent.name} ({kept} of {len(saved)} with sources)", [
             ("as saved, default rules", summarise(saved, **rules)),
             ("recited, default rules", summarise(recited, **rules)),

@@ -298,7 +298,7 @@ class Indexer:
             tracked = [d for d in self.registry.documents() if _is_under(d.source, root)]
             gone = [
                 d for d in tracked
-                if d.source not in current and not any(_is_within(d.source, u) for u in listing.unreadable)
+                if d.source not in current and not any(_is_under(d.source, u) for u in listing.unreadable)
             ]
             emit = _Progress(progress, None)
 
@@ -498,10 +498,6 @@ class Indexer:
 def _already_loaded(doc: LoadedDocument) -> Callable[[], LoadedDocument]:
     """The loader of a document that needs no loading."""
     return lambda: doc
-
-
-def _is_within(source: str, folder: Path) -> bool:
-    return Path(source).is_relative_to(folder)
 
 
 def _is_under(source: str, root: Path) -> bool:

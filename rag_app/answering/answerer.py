@@ -292,9 +292,8 @@ class Answerer:
         min_support = self.settings.infer_min_support if self.settings.infer_citations else None
         citations = resolve_citations(answer, prompt.sources, asked, tokenize, min_support)
         if citations and citations[0].inferred:
-            marker = f" [{citations[0].number}]"
-            yield DeltaEvent(marker)  # the stream and the final answer stay identical
-            answer += marker
+            yield DeltaEvent(citations[0].marker)  # the stream and the final answer stay identical
+            answer += citations[0].marker
         draft, note = "", ""
         if not citations and not refusal and self.settings.refuse_unsupported:
             # No quoted passage holds the answer's own words and numbers: it would read as sure while

@@ -42,6 +42,11 @@ class Citation:
     def to_dict(self) -> dict[str, Any]:
         return {**self.source.to_dict(), "inferred": self.inferred}
 
+    @property
+    def marker(self) -> str:
+        """What the app appends to an answer the citation was inferred for: " [n]"."""
+        return f" [{self.number}]"
+
 
 def parse_citation_numbers(text: str) -> list[int]:
     """Citation numbers in order of first mention: ``[1]``, ``[1, 2]``, ``[2-3]``, ``【1】``, ``【1，2】``."""

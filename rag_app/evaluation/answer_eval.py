@@ -39,7 +39,7 @@ from ingest.beir import corpus_id_of, load_qrels, load_queries
 from ingest.types import Chunk
 from rag_app.answering import Answerer, FinalEvent, NumberedSource
 from rag_app.answering.answer_kind import missing_kind
-from rag_app.answering.citations import Tokenize, resolve_citations
+from rag_app.answering.citations import Citation, Tokenize, resolve_citations
 from rag_app.answering.language import Language, detect_language
 from rag_app.evaluation.calibration import auc
 from rag_app.retrieval.results import RetrievalResult, RetrievedChunk
@@ -217,7 +217,7 @@ def run_case(answerer: Answerer, case: AnswerCase) -> AnswerOutcome:
                              0.0, 0, 0, None, time.perf_counter() - t0, None, gold=list(case.answers))
     golds = case.answers
     answered = not final.refused
-    cited_with_gold = sum(contains_gold(c.source.chunk.text, golds, language) for c in final.citations)
+    cited_with_gold = _cited_with_gold(final.citations, golds, language)
     return AnswerOutcome(
         qid=case.qid,
         kind=case.kind,
@@ -244,8 +244,7 @@ def _model_answer(final: FinalEvent) -> str:
     """What the model wrote: a withheld answer's draft, or the answer without the marker of an
     inferred citation (the app appended it)."""
     text = final.draft or final.answer
-    inferred = [c for c in final.citations if c.inferred]
-    marker = f" [{inferred[0].number}]" if inferred else ""
+    marker = next((c.marker for c in final.citations if c.inferred), "")
     return text[: -len(marker)] if marker and text.endswith(marker) else text
 
 
@@ -263,8 +262,13 @@ def recite(outcome: AnswerOutcome, tokenize: Tokenize, infer_min_support: float 
     ]
     citations = resolve_citations(outcome.model_answer, sources, outcome.query or outcome.question, tokenize,
                                   infer_min_support)
-    with_gold = sum(contains_gold(c.source.chunk.text, outcome.gold, outcome.language) for c in citations)
-    return replace(outcome, cited=len(citations), cited_with_gold=with_gold)
+    return replace(outcome, cited=len(citations),
+                   cited_with_gold=_cited_with_gold(citations, outcome.gold, outcome.language))
+
+
+def _cited_with_gold(citations: Sequence[Citation], golds: Sequence[str], language: Language) -> int:
+    """How many cited chunks hold a gold answer (citation precision's numerator)."""
+    return sum(contains_gold(c.source.chunk.text, golds, language) for c in citations)
 
 
 def run_cases(
