@@ -20,7 +20,8 @@ from typing import Literal
 
 from .language import Language
 
-AnswerKind = Literal["duration", "time_of_day", "money", "count", "frequency", "date", "percentage"]
+AnswerKind = Literal["duration", "time_of_day", "money", "count", "frequency", "date", "percentage", "data_size",
+                     "weight"]
 
 # What the user is told the answer lacked.
 KIND_NAMES: dict[AnswerKind, dict[Language, str]] = {
@@ -29,8 +30,10 @@ KIND_NAMES: dict[AnswerKind, dict[Language, str]] = {
     "money": {"en": "an amount of money", "zh": "金额"},
     "count": {"en": "a number", "zh": "数量"},
     "frequency": {"en": "how often", "zh": "频率"},
-    "date": {"en": "a date or year", "zh": "年份或日期"},
+    "date": {"en": "a day, date or year", "zh": "年份或日期"},
     "percentage": {"en": "a percentage", "zh": "比例"},
+    "data_size": {"en": "an amount of data", "zh": "数据量"},
+    "weight": {"en": "a weight", "zh": "重量"},
 }
 
 _I = re.IGNORECASE
@@ -50,6 +53,11 @@ _LENGTH_UNITS = (r"(?:characters?|letters?|digits?|words?|pages?|lines?|metres?|
 _MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
            r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _WEEKDAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekday|weekend)s?"
+_MONEY = r"[£$€¥]\s?\d|\d\s?(?:p|pence|dollars?|pounds?|euros?|cents?|yuan|usd|gbp|eur|rmb)\b"
+# "free" as the price ("it is free", "free of charge"), not a free thing ("a 30-day free trial").
+_FREE = (r"(?:^|\b(?:is|are|was|were|be|been|it's|they're|for|completely|entirely|totally|always)\s+)free\b"
+         r"|\bfree of charge\b|\bno (?:charge|cost|fee)s?\b|\bnothing\b|\bnot charged\b")
+_SHARE = r"%|\bper ?cent\b|\b\d+/\d+\b|\b(?:half|quarter|third|all|none)\b"
 
 _CN_DIGITS = "〇零一二三四五六七八九十百千万亿两"
 _ZH_NUMBER = rf"[\d{_CN_DIGITS}]"
@@ -75,9 +83,10 @@ _EN_RULES = (
           re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?(?:am|pm|a\.m\.|p\.m\.)|\b(?:noon|midday|midnight)\b"
                      r"|\b24 hours\b|\b24/7\b|\bclosed\b|\bround the clock\b|\bany time\b", _I)),
     _Rule("date",
-          re.compile(r"\b(?:what|which) (?:year|date)\b", _I),
-          re.compile(rf"\b\d{{4}}\b|\b{_MONTHS}\b|\b\d{{1,2}}/\d{{1,2}}\b|\b{_WEEKDAYS}\b"
-                     r"|\b(?:today|tomorrow|yesterday)\b", _I)),
+          re.compile(r"\b(?:what|which) (?:year|date|days?|months?)\b", _I),
+          re.compile(rf"\b\d{{4}}\b|\b{_MONTHS}\b|\b\d{{1,2}}/\d{{1,2}}\b|\b{_WEEKDAYS}\b|\b\d{{1,2}}(?:st|nd|rd|th)\b"
+                     r"|\b(?:today|tomorrow|yesterday|every day|daily|each day|any day)\b"
+                     r"|\b(?:first|second|third|fourth|last) (?:\w+ )?day\b", _I)),
     _Rule("duration",
           re.compile(rf"\bhow long\b|\bhow much (?:notice|time)\b|\b(?:for )?how many {_TIME_UNITS}\b"
                      r"|\b(?:within|in) what time\b", _I),
@@ -85,6 +94,18 @@ _EN_RULES = (
                      rf"|\b\d[\d,.]*\s?(?:{_LENGTH_UNITS}|h|hrs?|mins?|s)\b"
                      r"|\b(?:immediately|indefinitely|permanently|forever|overnight|same day|next day|until|no limit"
                      r"|no time limit|unlimited|as long as)\b", _I)),
+    # "How much RAM / disk space / mobile data ...?" asks for an amount of data, not money.
+    _Rule("data_size",
+          re.compile(r"\bhow much (?:\w+ )?(?:memory|ram|storage|data|bandwidth|quota)\b"
+                     r"|\bhow much (?:disk|drive|storage|cloud|onedrive|mailbox|email|server) space\b"
+                     r"|\b(?:minimum|maximum|max) (?:\w+ )?(?:memory|ram|disk space|storage)\b", _I),
+          re.compile(r"\b\d[\d,.]*\s?(?:[kmgtp]i?b|bytes?|kilobytes?|megabytes?|gigabytes?|terabytes?)\b"
+                     r"|\bunlimited\b|\bno (?:limit|cap)\b", _I)),
+    _Rule("weight",
+          re.compile(r"\bweight limit\b|\bhow heavy\b|\b(?:minimum|maximum|max|combined|total) (?:\w+ )?weight\b"
+                     r"|\bhow much (?:can|may|could|should|does|do|must) .{0,60}\bweigh\b", _I),
+          re.compile(r"\b\d[\d,.]*\s?(?:kg|kgs|kilos?|kilograms?|g|grams?|lbs?|pounds?|stones?|st|tonnes?|tons?)\b"
+                     r"|\bno (?:weight )?limit\b|\bunlimited\b", _I)),
     _Rule("money",
           re.compile(r"\bhow much (?:does|do|did|will|would|is|are|was|were|can|could|should|must)\b.{0,80}"
                      r"\b(?:cost|costs|charge|charged|charges|pay|paid|fee|fees|price|fine|fined|deposit|spend"
@@ -92,12 +113,17 @@ _EN_RULES = (
                      r"|\bhow much (?:money|is the (?:fee|charge|price|fine|deposit|cost|rent))\b"
                      r"|\bwhat (?:does|do|did|will|would) .{1,80}\bcost\b"
                      r"|\bwhat(?:'s| is| are| was) the (?:price|cost|fee|fine|charge|deposit|rent)s?\b", _I),
-          # "free" as the price ("it is free", "free of charge"), not a free thing ("a 30-day free trial").
-          re.compile(r"[£$€¥]\s?\d|\d\s?(?:p|pence|dollars?|pounds?|euros?|cents?|yuan|usd|gbp|eur|rmb)\b"
-                     r"|(?:^|\b(?:is|are|was|were|be|been|it's|they're|for|completely|entirely|totally|always)\s+)free\b"
-                     r"|\bfree of charge\b|\bno (?:charge|cost|fee)s?\b|\bnothing\b|\bnot charged\b", _I)),
+          re.compile(rf"{_MONEY}|{_FREE}", _I)),
+    # "How much is a Railcard / is it to park / of the fare ...?" asks for a price or a share of one
+    # ("How much is the discount?" -> "a third"); the data and weight wordings were taken above.
+    _Rule("money",
+          re.compile(r"\bhow much (?:is|are|was|were|will|would) (?:it|a|an|the|one|each|my|your|his|her|their|this"
+                     r"|that)\b(?!.*\b(?:allowance|limit|size|distance|speed|capacity|time|notice|leave)\b)"
+                     r"|\bhow much of (?:the|my|your|a|an|our) (?:\w+ )?(?:fare|bill|fee|cost|price|deposit|charge"
+                     r"|refund|rent|ticket)\b", _I),
+          re.compile(rf"{_MONEY}|{_FREE}|{_SHARE}", _I)),
     _Rule("percentage", re.compile(r"\bwhat (?:percent(?:age)?|share|proportion)\b", _I),
-          re.compile(r"%|\bper ?cent\b|\b(?:half|quarter|third|all|none)\b", _I)),
+          re.compile(_SHARE, _I)),
     _Rule("count",
           re.compile(r"\bhow many\b|\bwhat(?:'s| is) the (?:most|maximum|minimum|fewest|largest number|number)\b", _I),
           re.compile(rf"\b{_NUMBER}\b|\b(?:no|none|unlimited|any number|all)\b", _I)),
