@@ -72,7 +72,7 @@ class BM25Settings(BaseModel):
     # rank_bm25), files beside the registry: the embedded default. milvus: Milvus full-text search
     # (a BM25 function over a ``keywords`` field of the chunks collection; Milvus Lite 2.5 or a 2.5+
     # server): dense and keyword search in one engine, one write per chunk, for the server shape.
-    # Milvus scores with Lucene's idf, so its rankings differ slightly (BENCHMARKS.md, "BM25 backends").
+    # Milvus scores with Lucene's idf, as the local index does by default (idf below).
     # none: no keyword search, dense alone (a shared Milvus server without full-text search, < 2.5).
     backend: Literal["local", "milvus", "none"] = "local"
     # k1 and b apply to both backends (Milvus: the sparse index's bm25_k1 / bm25_b, fixed when the
@@ -80,9 +80,10 @@ class BM25Settings(BaseModel):
     k1: float = 1.5
     b: float = 0.75
     epsilon: float = 0.25  # rank_bm25's floor for negative idf, as a fraction of the mean idf
-    # The local index's idf: okapi (rank_bm25's, the default every figure in BENCHMARKS.md was measured
-    # with) or lucene (Milvus's: the local index then ranks exactly as bm25.backend: milvus does).
-    idf: Literal["okapi", "lucene"] = "okapi"
+    # The local index's idf: lucene (Lucene's and Milvus's, the default since 2026-12-04: the embedded
+    # default and the server shape's bm25.backend: milvus then rank alike) or okapi (rank_bm25's, with
+    # its epsilon floor; the default before, equal in quality: BENCHMARKS.md, "BM25 backends").
+    idf: Literal["okapi", "lucene"] = "lucene"
     stem_english: bool = True
     stopwords: bool = True
 

@@ -1,10 +1,13 @@
-"""Incremental, persistent BM25 keyword index scored exactly like ``rank_bm25.BM25Okapi``.
+"""Incremental, persistent BM25 keyword index, scored by ``rank_bm25.BM25Okapi``'s formula.
 
-Scoring (identical to rank_bm25 0.2.2 over the *live* documents):
-  idf(t)   = log(N - df + 0.5) - log(df + 0.5)            N, df over live documents
+Scoring (identical to rank_bm25 0.2.2's code over the *live* documents), with one of two idfs:
+  ``idf="lucene"`` (the default): the formula of Lucene and of Milvus full-text search, so the
+  in-process index ranks exactly as ``bm25.backend: milvus`` does; never negative, no floor:
+  idf(t)   = log(1 + (N - df + 0.5)/(df + 0.5))           N, df over live documents
+  ``idf="okapi"``: rank_bm25's own:
+  idf(t)   = log(N - df + 0.5) - log(df + 0.5)
   idf(t)   = epsilon * mean(idf over all live terms)       where idf(t) < 0
-  (``idf="lucene"``: idf(t) = log(1 + (N - df + 0.5)/(df + 0.5)), never negative, no floor: the
-  formula of Lucene and of Milvus full-text search, for rankings identical to ``bm25.backend: milvus``)
+  and for both
   score(d) = sum over query tokens q (repeats count again) of
              idf(q) * tf*(k1+1) / (tf + k1*(1 - b + b*len(d)/avgdl))
 
@@ -171,7 +174,7 @@ class BM25Index:
         k1: float = 1.5,
         b: float = 0.75,
         epsilon: float = 0.25,
-        idf: str = "okapi",
+        idf: str = "lucene",
     ) -> None:
         if idf not in ("okapi", "lucene"):
             raise ValueError(f"idf must be 'okapi' or 'lucene', not {idf!r}")
@@ -805,7 +808,7 @@ class BM25Index:
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "generation": gen,
-            "params": {"k1": self.k1, "b": self.b, "epsilon": self.epsilon},
+            "params": {"k1": self.k1, "b": self.b, "epsilon": self.epsilon, "idf": self.idf},
             "n_slots": self._n_slots,
             "n_live": self._n_live,
             "n_terms": len(self._terms),
@@ -849,10 +852,11 @@ class BM25Index:
         if manifest.get("version") != FORMAT_VERSION:
             raise ValueError(f"{d / MANIFEST}: unsupported format version {manifest.get('version')}")
         params = manifest.get("params", {})
-        if (params.get("k1"), params.get("b"), params.get("epsilon")) != (self.k1, self.b, self.epsilon):
-            # Parameters are query-time only, so this is fine; log it as it may surprise.
-            logger.info("bm25: index saved with %s, now scoring with k1=%s b=%s epsilon=%s",
-                        params, self.k1, self.b, self.epsilon)
+        now = {"k1": self.k1, "b": self.b, "epsilon": self.epsilon, "idf": self.idf}
+        if any(params.get(name, "okapi" if name == "idf" else None) != value for name, value in now.items()):
+            # Parameters are query-time only, so this is fine; log it as it may surprise. (Indexes
+            # saved before the idf was recorded were scored with okapi, the default then.)
+            logger.info("bm25: index saved with %s, now scoring with %s", params, now)
 
         def read_parts(parts: list[dict[str, Any]], what: str) -> list[str]:
             out: list[str] = []

@@ -7,9 +7,10 @@ Milvus scores BM25 the Lucene way (checked numerically on Milvus Lite 2.5.1)::
     score(d) = sum over query tokens q (repeats count again) of
                idf(q) * tf*(k1+1) / (tf + k1*(1 - b + b*dl/avgdl))
 
-where ``dl`` is the chunk's token count. rank_bm25 (and so the local ``BM25Index``) uses
-``log((N - df + 0.5) / (df + 0.5))`` with an epsilon floor instead: the scores differ, the rankings
-mostly agree (BENCHMARKS.md, "BM25 backends").
+where ``dl`` is the chunk's token count: the local ``BM25Index``'s default idf too (``bm25.idf:
+lucene``), so both backends rank alike. With ``bm25.idf: okapi`` (rank_bm25's
+``log((N - df + 0.5) / (df + 0.5))`` with an epsilon floor) the scores differ and the rankings mostly
+agree (BENCHMARKS.md, "BM25 backends").
 
 ``search`` and ``get_scores`` are Milvus searches (``get_scores``: filtered to the given chunk ids).
 ``max_score`` and ``score_tokens`` need each token's idf and the collection's ``avgdl``, which Milvus

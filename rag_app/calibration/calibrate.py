@@ -50,9 +50,11 @@ def calibrate_knowledge_base(
     settings: CalibrationSettings,
     progress: Progress | None = None,
     write_question: QuestionWriter | None = None,
+    keyword_scoring: str = "",
 ) -> KnowledgeBaseCalibration:
     """Probe, score, choose. Raises :class:`NotEnoughToCalibrate` for a knowledge base too small.
-    ``write_question``: the configured LLM's question writer, for ``probe_writer: llm``."""
+    ``write_question``: the configured LLM's question writer, for ``probe_writer: llm``;
+    ``keyword_scoring``: the retriever's (``kb_calibration.keyword_scoring``), stored with the result."""
     t0 = time.perf_counter()
     if len(chunk_ids) < settings.min_chunks:
         raise NotEnoughToCalibrate(
@@ -94,6 +96,7 @@ def calibrate_knowledge_base(
         holes_refused=choice.holes_refused,
         auc=choice.auc,
         fusion_note=note,
+        keyword_scoring=keyword_scoring,
     )
     log.info(
         "calibrated %d chunks in %.0f s: %s >= %.4g answers %.0f%% of probes, refuses %.0f%% off-topic, %.0f%% holes",

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ingest.files import atomic_write_text
+from ingest.settings import BM25Settings
 from rag_app.config import FusionSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,17 @@ def weights_label(weights: dict[str, float]) -> str:
     return " + ".join(f"{w:.3g}*{name}" for name, w in used) if used else "none"
 
 
+def keyword_scoring(bm25: BM25Settings) -> str:
+    """What the keyword leg's scores are (backend, idf, parameters). The relevance score mixes in the
+    BM25 coverage, so a calibration measured under other keyword scoring is stale."""
+    if bm25.backend == "none":
+        return "none"
+    if bm25.backend == "milvus":
+        return f"milvus full-text, lucene idf, k1 {bm25.k1:g}, b {bm25.b:g}"
+    floor = f", epsilon {bm25.epsilon:g}" if bm25.idf == "okapi" else ""
+    return f"in-process, {bm25.idf} idf, k1 {bm25.k1:g}, b {bm25.b:g}{floor}"
+
+
 class KnowledgeBaseCalibration(BaseModel):
     """One knowledge base's relevance score, its cutoff and its fusion, with how they were found."""
 
@@ -74,6 +86,7 @@ class KnowledgeBaseCalibration(BaseModel):
     holes_refused: float  # probes whose whole document was removed, refused at the cutoff
     auc: float  # P(a probe's best relevance > an off-topic question's best)
     fusion_note: str = ""  # how the fusion was chosen (probe nDCG@10 per candidate setting)
+    keyword_scoring: str = ""  # keyword_scoring() of the settings it ran under ("": before it was recorded)
 
     @property
     def score_label(self) -> str:
@@ -107,6 +120,7 @@ class KnowledgeBaseCalibration(BaseModel):
                 if fusion else "configured"
             ),
             "seconds": round(self.seconds, 1),
+            "keyword_scoring": self.keyword_scoring or "not recorded",
         }
 
     def save(self, path: Path) -> None:

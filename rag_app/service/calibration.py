@@ -3,7 +3,9 @@ materially (in the background: questions keep the previous cutoff until the new 
 in), runs it by hand, and reports it for the Status tab.
 
 "Materially" is ``calibration.recalibrate_share`` of the chunks the calibration saw, counting
-chunks added and removed since (and, across restarts, the change in the chunk count).
+chunks added and removed since (and, across restarts, the change in the chunk count). A
+calibration measured under other keyword scoring (``bm25`` settings changed, e.g. its idf) is
+stale too: the relevance score it chose mixes in the BM25 coverage.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from rag_app.calibration.calibrate import NotEnoughToCalibrate, calibrate_knowle
 from rag_app.calibration.collect import Progress
 from rag_app.calibration.probes import QuestionWriter
 from rag_app.config import Settings
-from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
+from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration, keyword_scoring
 
 from .calibration_store import CalibrationStore
 from .jobs import Job, JobRecorder, start_in_thread
@@ -41,6 +43,7 @@ class CalibrationKeeper:
         self.recorder = recorder
         self.settings = settings.calibration
         self.threshold = settings.retrieval.threshold
+        self.keyword_scoring = keyword_scoring(settings.bm25)
         self.automatic = background and self.settings.automatic
         self._changed = 0  # chunks added + removed since the calibration in use
         self._job: Job | None = None
@@ -91,10 +94,18 @@ class CalibrationKeeper:
         changed = max(self._changed, abs(self._chunks() - cal.chunks))
         return changed / max(cal.chunks, 1)
 
+    def scored_otherwise(self) -> bool:
+        """The calibration in use was measured under other keyword scoring than the retriever's."""
+        cal = self.current
+        return cal is not None and cal.keyword_scoring != self.keyword_scoring
+
     def is_stale(self) -> bool:
-        """No calibration yet (and enough chunks for one), or the corpus changed materially."""
+        """No calibration yet (and enough chunks for one), the corpus changed materially, or the
+        keyword scoring changed."""
         if self._chunks() < self.settings.min_chunks:
             return False
+        if self.scored_otherwise():
+            return True
         share = self.changed_share()
         return share is None or share > self.settings.recalibrate_share
 
@@ -123,7 +134,8 @@ class CalibrationKeeper:
                 self.question_writer() if self.settings.probe_writer == "llm" and self.question_writer else None
             )
             calibration = calibrate_knowledge_base(
-                self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress, writer
+                self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress, writer,
+                keyword_scoring=self.keyword_scoring,
             )
             self._store().save(calibration)  # with the index: every replica uses it
             self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole
@@ -168,6 +180,8 @@ class CalibrationKeeper:
             out.update(cal.summary())
             share = self.changed_share()
             out["changed_since"] = f"{share:.0%} of its chunks" if share is not None else ""
+            if self.scored_otherwise():
+                out["stale"] = f"keyword scoring is now {self.keyword_scoring}: to be calibrated again"
         else:
             chunks = self._chunks()
             reason = (

@@ -71,6 +71,8 @@ def calibration_rows(cal: dict) -> list[str]:
         ]
         if cal.get("changed_since"):
             rows.append(f"| Changed since calibration | {cal['changed_since']} |")
+        if cal.get("stale"):
+            rows.append(f"| Out of date | {html.escape(cal['stale'])} |")
     if cal.get("running"):
         rows.append(f"| Calibrating now | {html.escape(cal['running'])} (questions use the previous cutoff) |")
     if cal.get("last_run"):

@@ -1,6 +1,8 @@
-"""BM25 index and tokenizer: oracle tests against rank_bm25.BM25Okapi on identical tokens."""
+"""BM25 index and tokenizer: oracle tests against rank_bm25.BM25Okapi on identical tokens (its own
+idf for ``idf="okapi"``; for ``idf="lucene"``, the default, the same class with Lucene's idf)."""
 from __future__ import annotations
 
+import math
 import os
 import random
 import threading
@@ -22,6 +24,21 @@ RTOL, ATOL = 1e-6, 1e-9
 # ---------------------------------------------------------------------------- helpers
 
 
+class LuceneIdfBM25(BM25Okapi):
+    """rank_bm25's BM25Okapi scoring with Lucene's (and Milvus's) idf: the oracle of ``idf="lucene"``."""
+
+    def _calc_idf(self, nd: dict[str, int]) -> None:
+        for word, freq in nd.items():
+            self.idf[word] = math.log(1 + (self.corpus_size - freq + 0.5) / (freq + 0.5))
+
+
+def _oracle(idx: BM25Index, docs: list[list[str]]) -> BM25Okapi:
+    """rank_bm25 over ``docs`` with ``idx``'s parameters and idf."""
+    if idx.idf == "okapi":
+        return BM25Okapi(docs, k1=idx.k1, b=idx.b, epsilon=idx.epsilon)
+    return LuceneIdfBM25(docs, k1=idx.k1, b=idx.b)
+
+
 def _zipf_corpus(rng: np.random.Generator, n_docs: int, vocab: int, lo: int, hi: int) -> list[list[str]]:
     p = 1.0 / np.arange(1, vocab + 1) ** 1.1
     p /= p.sum()
@@ -32,13 +49,13 @@ def _zipf_corpus(rng: np.random.Generator, n_docs: int, vocab: int, lo: int, hi:
 def _check_against_oracle(
     idx: BM25Index, ids: list[str], docs: list[list[str]], queries: list[list[str]], k: int = 10
 ) -> None:
-    """``idx`` must score exactly like BM25Okapi(docs); ids[i] names docs[i] in insertion order."""
+    """``idx`` must score exactly like its rank_bm25 oracle over docs; ids[i] names docs[i] in insertion order."""
     assert len(idx) == len(ids) and idx.ids() == set(ids)
     if not ids:
         for q in queries:
             assert idx.search(q, k) == []
         return
-    ref = BM25Okapi(docs, k1=idx.k1, b=idx.b, epsilon=idx.epsilon)
+    ref = _oracle(idx, docs)
     doc_sets = [set(d) for d in docs]
     for q in queries:
         expected = np.asarray(ref.get_scores(q))
@@ -82,11 +99,12 @@ def _queries(rng: random.Random, vocab: list[str], n: int) -> list[list[str]]:
 # ---------------------------------------------------------------------------- oracle tests
 
 
-def test_random_zipf_corpus_matches_rank_bm25() -> None:
+@pytest.mark.parametrize("idf", ["lucene", "okapi"])
+def test_random_zipf_corpus_matches_rank_bm25(idf: str) -> None:
     rng = np.random.default_rng(7)
     docs = _zipf_corpus(rng, 1500, 800, 5, 60)
     ids = [f"c{i:05d}" for i in range(len(docs))]
-    idx = BM25Index()
+    idx = BM25Index(idf=idf)
     for s in range(0, len(docs), 97):  # several batches: exercises segment merging
         idx.add(ids[s : s + 97], docs[s : s + 97])
     assert idx.stats()["segments"] <= 16
@@ -100,7 +118,7 @@ def test_top10_identical_to_get_top_n_on_distinct_scores() -> None:
     ids = [str(i) for i in range(len(docs))]
     idx = BM25Index()
     idx.add(ids, docs)
-    ref = BM25Okapi(docs)
+    ref = _oracle(idx, docs)
     for q in (["t5", "t17", "t120"], ["t40", "t41"], ["t2", "t250", "t9", "t9"]):
         scores = ref.get_scores(q)
         top = ref.get_top_n(q, ids, n=10)
@@ -119,19 +137,20 @@ word = st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"])
     ),
     queries=st.lists(st.lists(word, min_size=1, max_size=5), min_size=1, max_size=4),
     batch=st.integers(1, 6),
+    idf=st.sampled_from(["okapi", "lucene"]),
 )
-def test_hypothesis_tiny_corpora_negative_idf(docs, queries, batch) -> None:
-    # Tiny vocabularies make df > N/2 common, so idf goes negative and the epsilon floor
-    # (itself negative when the mean idf is) is exercised.
+def test_hypothesis_tiny_corpora_negative_idf(docs, queries, batch, idf) -> None:
+    # Tiny vocabularies make df > N/2 common, so okapi's idf goes negative and the epsilon floor
+    # (itself negative when the mean idf is) is exercised; Lucene's idf stays positive.
     ids = [f"d{i}" for i in range(len(docs))]
-    idx = BM25Index()
+    idx = BM25Index(idf=idf)
     for s in range(0, len(docs), batch):
         idx.add(ids[s : s + batch], docs[s : s + batch])
     _check_against_oracle(idx, ids, docs, queries)
 
 
 def test_single_document_negative_scores() -> None:
-    idx = BM25Index()
+    idx = BM25Index(idf="okapi")  # only rank_bm25's idf goes negative
     idx.add(["only"], [["x", "y", "x"]])
     ref = BM25Okapi([["x", "y", "x"]])
     np.testing.assert_allclose(idx.get_scores(["x"], ["only"]), ref.get_scores(["x"]), rtol=RTOL)
@@ -222,7 +241,7 @@ def test_repeated_query_scores_once_and_never_goes_stale(tmp_path) -> None:
 
     def expect(idx: BM25Index, docs: dict[str, list[str]]) -> None:
         ids = list(docs)
-        ref = BM25Okapi(list(docs.values()), k1=idx.k1, b=idx.b, epsilon=idx.epsilon)
+        ref = _oracle(idx, list(docs.values()))
         np.testing.assert_allclose(idx.get_scores(q, ids), ref.get_scores(q), rtol=RTOL, atol=ATOL)
         assert {c for c, _ in idx.search(q, 5)} == {c for c, d in docs.items() if set(d) & set(q)}
 
@@ -533,7 +552,7 @@ def test_score_tokens_scores_an_unindexed_document_as_if_it_were_indexed() -> No
     docs = _zipf_corpus(rng, 60, 40, 3, 20)
     idx = BM25Index()
     idx.add([f"d{i}" for i in range(len(docs))], docs)
-    oracle = BM25Okapi(docs)
+    oracle = _oracle(idx, docs)
     for query in (docs[3][:3], ["t1", "t2", "t2", "absent"], docs[10][-2:]):
         expected = oracle.get_scores(query)
         for i in (0, 3, 10, 59):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.settings import BM25Settings
 from rag_app.calibration.offtopic import load_pool
 from rag_app.config import CalibrationSettings
 from rag_app.service import NotEnoughToCalibrate, RagService
@@ -167,3 +168,30 @@ def test_llm_written_probes_are_wired_through_the_service(make_kb, samples_copy:
     assert cal.probe_kind == "questions written by the LLM" and cal.probes == len(llm.calls) == 12
     assert cal.probes_answered >= 0.9 and kb.ready_retriever().kb_calibration == cal
     service.close(stores=False)
+
+
+def test_a_calibration_measured_under_other_keyword_scoring_is_out_of_date(
+    make_kb, samples_copy: Path, tmp_path: Path
+) -> None:
+    """The relevance score mixes in the BM25 coverage: after ``bm25.idf`` changes, the stored
+    calibration keeps answering questions until a new one, made under the new scoring, replaces it."""
+    data = tmp_path / "kb-data"
+    small = {"probes": 40, "min_probes": 10, "offtopic_per_language": 40}
+    kb = make_kb(data)
+    service = _service(kb, **small)
+    service.sync_folder(samples_copy)
+    first = service.calibrate()
+    assert first.keyword_scoring == "in-process, lucene idf, k1 1.5, b 0.75"  # the default
+    assert service.calibrate_if_stale() is None and "stale" not in service.status()["calibration"]
+    service.close(stores=False)
+    kb.close()
+
+    okapi = make_kb(data, bm25=BM25Settings(idf="okapi"))
+    reopened = _service(okapi, **small)
+    assert okapi.ready_retriever().kb_calibration == first  # still in use meanwhile
+    assert reopened.status()["calibration"]["stale"] == (
+        "keyword scoring is now in-process, okapi idf, k1 1.5, b 0.75, epsilon 0.25: to be calibrated again")
+    second = reopened.calibrate_if_stale()
+    assert second is not None and second.keyword_scoring.startswith("in-process, okapi idf")
+    assert okapi.ready_retriever().kb_calibration == second and reopened.calibrate_if_stale() is None
+    reopened.close(stores=False)
