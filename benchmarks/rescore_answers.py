@@ -20,7 +20,7 @@ offline_setup()
 from ingest.text_tokenizer import BM25Tokenizer  # noqa: E402
 from rag_app.cli.eval_tables import answer_table  # noqa: E402
 from rag_app.config import load_settings  # noqa: E402
-from rag_app.evaluation.answer_eval import load_outcomes, recite, summarise  # noqa: E402
+from rag_app.evaluation.answer_eval import load_outcomes, look_alike_rule, recite, summarise  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,8 @@ def main() -> None:
     answer = settings.answer
     min_support = answer.infer_min_support if answer.infer_citations else None
     rules = {"cutoff": {"zh": answer.check.min_yes_zh, "en": answer.check.min_yes_en},
-             "unsupported": answer.refuse_unsupported, "off_question": answer.refuse_off_question}
+             "unsupported": answer.refuse_unsupported, "off_question": answer.refuse_off_question,
+             "look_alike": look_alike_rule(tokenizer.tokenize, answer.look_alike_margin)}
     tables = []
     for path in args.answers:
         saved = load_outcomes(path)

@@ -142,6 +142,14 @@ class AnswerSettings(BaseModel):
         "The model's answer does not give {kind}, which is what the question asks for, so it is not given as an"
         " answer. The documents may not say; the related passages below may help."
     )
+    # Part of the same rule (English): the answer's figure sits in a passage line that fits the question
+    # clearly less than another line holding a figure of the same kind (at least look_alike_margin more
+    # of the question's words): a look-alike taken from the wrong row (rag_app.answering.look_alike).
+    look_alike_margin: int = Field(2, ge=1)
+    look_alike_en: str = (
+        "The figure in the model's answer comes from a passage about something else, and another line of the"
+        " passages fits the question better, so it is not given as an answer. The related passages below may help."
+    )
     check: AnswerCheckSettings = AnswerCheckSettings()
     context_tokens: int = Field(700, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
     # Quote a Markdown table one row per line, each cell named by its column ("Car park: Brennock;

@@ -21,6 +21,7 @@ from .citations import is_bare_citation, is_non_answer, may_be_bare_citation, re
 from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, Refusal, SourcesEvent
 from .followup import FollowupMethod, StandaloneQuery, prompt_question, standalone_query
 from .language import Language, detect_language
+from .look_alike import better_fitting_line
 from .prompt import Prompt, ask_for_content, build_prompt, build_rewrite_messages, clean_rewrite
 from .question import BoundedQuestion, History, bound_question, clean_question, normalise_history
 
@@ -309,6 +310,17 @@ class Answerer:
             template = self.settings.off_question_zh if language == "zh" else self.settings.off_question_en
             answer = template.replace("{kind}", name)
             note = off_question_note(draft, name, language)
+        better = (
+            better_fitting_line(q, answer, [s.chunk.text for s in prompt.sources], tokenize,
+                                self.settings.look_alike_margin)
+            if not refusal and self.settings.refuse_off_question and language == "en" else None
+        )
+        if better is not None:
+            # A value of the asked kind, but read off a line about something else ("£130" for a party
+            # overrun, from the packages table): wrong whatever it cites. Show the line that fits.
+            refusal, draft, citations = "off_question", answer, []
+            answer = self.settings.look_alike_en
+            note = look_alike_note(draft, better)
         cited = list(dict.fromkeys(c.source.chunk.source for c in citations))
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield FinalEvent(
@@ -337,6 +349,13 @@ def unsupported_note(draft: str, language: Language) -> str:
     if language == "zh":
         return f"模型写出的回答在引用的资料中找不到依据（资料里没有它自己的词语和数字）：“{quoted}”"
     return f"None of the quoted passages holds the model's own words and numbers. The model wrote: \u201c{quoted}\u201d"
+
+
+def look_alike_note(draft: str, better: str) -> str:
+    """Why an answer was withheld as a look-alike: what the model wrote and the line that fits better."""
+    line = " · ".join(cell.strip() for cell in better.strip().strip("|").split("|"))  # a table row's cells
+    return (f"The model wrote: \u201c{_quoted(draft)}\u201d. Its figure is not from the line that fits the question"
+            f" best, which reads: \u201c{_quoted(line, 400)}\u201d")
 
 
 def off_question_note(draft: str, kind_name: str, language: Language) -> str:

@@ -15,11 +15,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
 from rag_app.evaluation.answer_eval import (
     AnswerCase,
     AnswerOutcome,
     answer_cases,
+    look_alike_rule,
     place_check_cutoff,
     save_outcomes,
     summarise,
@@ -92,13 +94,17 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         before = summarise(outcomes)
         checked = summarise(outcomes, cutoff)
         after = summarise(outcomes, cutoff, unsupported=True)
-        kind = summarise(outcomes, cutoff, unsupported=True, off_question=True)
+        look_alike = look_alike_rule(BM25Tokenizer(stem_english=settings.bm25.stem_english,
+                                                   stopwords=settings.bm25.stopwords).tokenize,
+                                     settings.answer.look_alike_margin)
+        kind = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike)
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
         tables.append((name, [("none", before), ("check", checked), ("check + support", after),
                               ("check + support + kind", kind)]))
         support, off_question = settings.answer.refuse_unsupported, settings.answer.refuse_off_question
-        placed = [p for p in (place_check_cutoff(outcomes, lang, unsupported=support, off_question=off_question)
+        placed = [p for p in (place_check_cutoff(outcomes, lang, unsupported=support, off_question=off_question,
+                                                 look_alike=look_alike if off_question else None)
                               for lang in ("zh", "en")) if p]
         dump[name] = {"llm": llm, "cutoff": cutoff, "rules_off": before, "check_on": checked,
                       "check_and_support": after, "check_support_and_kind": kind, "outcomes": str(out),

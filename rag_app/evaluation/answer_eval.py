@@ -41,6 +41,7 @@ from rag_app.answering import Answerer, FinalEvent, NumberedSource
 from rag_app.answering.answer_kind import missing_kind
 from rag_app.answering.citations import Citation, Tokenize, resolve_citations
 from rag_app.answering.language import Language, detect_language
+from rag_app.answering.look_alike import better_fitting_line
 from rag_app.evaluation.calibration import auc
 from rag_app.retrieval.results import RetrievalResult, RetrievedChunk
 
@@ -286,14 +287,30 @@ def run_cases(
 # --- figures ----------------------------------------------------------------------------------------
 
 
+LookAlike = Callable[[AnswerOutcome], bool]
+
+
+def look_alike_rule(tokenize: Tokenize, margin: int) -> LookAlike:
+    """The answerer's look-alike check (part of ``answer.refuse_off_question``) on a saved outcome: its
+    figure read off a line that fits the question clearly less than another (English answers saved
+    with their sources; others are never judged)."""
+    def is_look_alike(outcome: AnswerOutcome) -> bool:
+        return outcome.language == "en" and bool(outcome.sources) and better_fitting_line(
+            outcome.question, outcome.answer, [str(s["text"]) for s in outcome.sources], tokenize, margin
+        ) is not None
+    return is_look_alike
+
+
 def with_rules(
-    outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False, off_question: bool = False
+    outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False, off_question: bool = False,
+    look_alike: LookAlike | None = None,
 ) -> AnswerOutcome:
     """The outcome under the refusal rules, in the answerer's order: the answer check refusing below
     ``cutoff[language]`` (answers with a recorded verdict); with ``unsupported`` an answer with no
     citation withheld (``answer.refuse_unsupported``); with ``off_question`` an answer that gives no
-    value of the kind its question asks for (``answer.refuse_off_question``). Refusals of other
-    kinds stay as they are."""
+    value of the kind its question asks for (``answer.refuse_off_question``), and with ``look_alike``
+    too (:func:`look_alike_rule`) one whose figure is a look-alike. Refusals of other kinds stay as
+    they are."""
     if outcome.refusal:
         return outcome
     score = outcome.answer_check
@@ -301,7 +318,8 @@ def with_rules(
         refusal = "not_in_sources"
     elif unsupported and outcome.cited == 0:
         refusal = "unsupported"
-    elif off_question and missing_kind(outcome.question, outcome.answer, outcome.language) is not None:
+    elif off_question and (missing_kind(outcome.question, outcome.answer, outcome.language) is not None
+                           or (look_alike is not None and look_alike(outcome))):
         refusal = "off_question"
     else:
         return outcome
@@ -320,12 +338,12 @@ def _median(values: Iterable[float | None]) -> float:
 
 def summarise(
     outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | None = None, unsupported: bool = False,
-    off_question: bool = False,
+    off_question: bool = False, look_alike: LookAlike | None = None,
 ) -> dict[str, Any]:
     """Per kind: counts, accuracy and F1 (answerable), refusal shares by cause, citation precision,
-    latency medians; ``cutoff``, ``unsupported`` and ``off_question`` apply the refusal rules of
-    :func:`with_rules` (none: the outcomes as recorded)."""
-    rows = [with_rules(o, cutoff or {}, unsupported, off_question) for o in outcomes]
+    latency medians; ``cutoff``, ``unsupported``, ``off_question`` and ``look_alike`` apply the
+    refusal rules of :func:`with_rules` (none: the outcomes as recorded)."""
+    rows = [with_rules(o, cutoff or {}, unsupported, off_question, look_alike) for o in outcomes]
     out: dict[str, Any] = {}
     for kind in KINDS:
         group = [o for o in rows if o.kind == kind]
@@ -403,7 +421,7 @@ class CheckPlacement:
 
 def place_check_cutoff(
     outcomes: Sequence[AnswerOutcome], language: Language, max_drop: float = 0.02, keep: float = 0.95,
-    unsupported: bool = True, off_question: bool = True,
+    unsupported: bool = True, off_question: bool = True, look_alike: LookAlike | None = None,
 ) -> CheckPlacement | None:
     """Place the answer check's cutoff on a development sample (see :class:`CheckPlacement`). Only
     answers that reach the check and survive the other rules that are on (``unsupported``:
@@ -412,7 +430,7 @@ def place_check_cutoff(
     # (verdict, right answer?, answerable?) of the answers that reach the check and would stand.
     reaching = [(o.answer_check, o.contained, o.kind == "answerable") for o in outcomes
                 if o.language == language and o.answer_check is not None
-                and not with_rules(o, {}, unsupported, off_question).refusal]
+                and not with_rules(o, {}, unsupported, off_question, look_alike).refusal]
     right = sorted(score for score, contained, answerable in reaching if answerable and contained)
     if not right:
         return None

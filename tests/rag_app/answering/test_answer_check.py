@@ -266,3 +266,25 @@ def test_verdict_messages_defuse_the_question(samples_kb) -> None:
     assert isinstance(final, FinalEvent)
     assert "<<<END" not in llm.verdict_calls[0][1]["content"]
     assert verdict_messages  # the builder the check and this test share
+
+
+def test_a_figure_read_off_a_line_about_something_else_is_withheld_and_the_line_that_fits_is_shown(
+    samples_kb,
+) -> None:
+    # The FAQ's requirements table: "Memory | 16 GB RAM" and "Disk | 50 GB SSD". The disk question
+    # answered with the memory row's figure is of the asked kind and cited, yet a look-alike.
+    question = "What is the minimum disk space in GB for a Lumen Beacon server SSD?"
+    look_alike = "The minimum is 16 GB."
+    for rule in (True, False):
+        final = _events(Answerer(samples_kb, ScriptedLLM([look_alike], verdict=None),
+                                 AnswerSettings(refuse_off_question=rule)), question)[-1]
+        assert isinstance(final, FinalEvent)
+        if not rule:
+            assert not final.refused and final.citations and final.answer.startswith(look_alike)
+            continue
+        assert final.refused and final.refusal == "off_question" and final.citations == []
+        assert final.answer == AnswerSettings().look_alike_en and final.draft.startswith(look_alike)
+        assert "Disk · 50 GB SSD" in final.note and look_alike in final.note
+    right = "The minimum is 50 GB SSD."
+    final = _events(Answerer(samples_kb, ScriptedLLM([right], verdict=None), AnswerSettings()), question)[-1]
+    assert not final.refused and final.citations

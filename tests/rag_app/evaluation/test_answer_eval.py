@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.answering import Answerer
 from rag_app.cli import evaluate as eval_cli
 from rag_app.config import AnswerSettings
@@ -20,6 +21,7 @@ from rag_app.evaluation.answer_eval import (
     answer_f1,
     contains_gold,
     document_key,
+    look_alike_rule,
     normalise_answer,
     place_check_cutoff,
     recite,
@@ -106,6 +108,16 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     assert with_rules(replace(off, answer="30 天内 [1]。"), {}, True, True).refusal == ""
     kinds = summarise([*outcomes, off], {}, unsupported=True, off_question=True)
     assert kinds["answerable"]["refused_off_question"] == 1 / 5 and kinds["answerable"]["accuracy"] == 3 / 5
+    # A figure read off the wrong line (English, saved with its sources): withheld by the look-alike rule.
+    passage = ("A joint membership for two adults costs £78.00 a month.\n\n"
+               "A joining fee of £20 applies when you pay monthly.")
+    joint = replace(outcomes[1], language="en", question="How much is a joint membership for two adults a month?",
+                    answer="It costs £20 a month [1].", sources=[{"number": 1, "text": passage, "section": ""}])
+    look_alike = look_alike_rule(BM25Tokenizer().tokenize, margin=2)
+    assert with_rules(joint, {}, True, True).refusal == ""  # the kind rule alone: money asked, money given
+    assert with_rules(joint, {}, True, True, look_alike).refusal == "off_question"
+    assert with_rules(replace(joint, answer="It costs £78.00 a month [1]."), {}, True, True, look_alike).refusal == ""
+    assert with_rules(replace(joint, sources=[]), {}, True, True, look_alike).refusal == ""  # saved without sources
     # Placed on a development sample (see the next test).
     assert place_check_cutoff(outcomes, "en") is None  # no English question
 
