@@ -114,10 +114,10 @@ _ATTRIBUTION_RE = re.compile(
 
 # Words that only say what kind of thing was asked ("How much is a Weekend First upgrade?" answered
 # "... costs £5" from a price table that never says "cost"), or talk about the answering itself
-# ("The answer to this question is 7 working days", "you would need to pay £38"): not the answer's
-# own content.
+# ("The answer to this question is 7 working days", "you would need to pay £38", "Yes, ..."): not
+# the answer's own content.
 _FRAME_WORDS = ("cost costs price prices priced charge charges charged pay pays paid take takes took last lasts"
-                " need needs needed answer answers question")
+                " need needs needed answer answers question yes")
 
 
 # "you're", "I'm", "we'll": the tokenizer keeps "re", "m", "ll" as words; they say nothing.

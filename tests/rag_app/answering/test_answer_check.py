@@ -249,6 +249,7 @@ def test_a_price_table_backs_an_answer_that_says_costs_and_the_questions_own_fig
     assert infer_citation("A Weekend First upgrade on the Airport Link costs £6.", [source], tok, 0.6, question) is None
     # Words about the answering itself are not the answer's content either (air-en, bank-en first runs).
     assert new_terms("The answer to this question is: you would need to pay £5.", question, tok) == {"5"}
+    assert new_terms("Yes, there is an upgrade. It costs £5.", question, tok) == {"5"}
     # A figure the question itself gave ("the 16-25 Railcard", "8am") need not be in the source.
     fares = Chunk("c2", "e" * 64, "/docs/fares.md", "Minimum fare with a railcard before 10:00 on weekdays: £13.", 0)
     cited = [Citation(1, NumberedSource(1, RetrievedChunk(fares, 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5)))]
