@@ -113,7 +113,8 @@ _EN_RULES = (
                      r"|\bhow much (?:money|is the (?:fee|charge|price|fine|deposit|cost|rent))\b"
                      r"|\bwhat (?:does|do|did|will|would) .{1,80}\bcost\b"
                      r"|\bwhat(?:'s| is| are| was) the (?:price|cost|fee|fine|charge|deposit|rent)s?\b", _I),
-          re.compile(rf"{_MONEY}|{_FREE}", _I)),
+          # A share of a sum is an amount too ("How much can I overpay each year?" "10% of the balance").
+          re.compile(rf"{_MONEY}|{_FREE}|%|\bper ?cent\b", _I)),
     # "How much is a Railcard / is it to park / of the fare ...?" asks for a price or a share of one
     # ("How much is the discount?" -> "a third"); the data and weight wordings were taken above.
     _Rule("money",

@@ -75,6 +75,7 @@ def test_the_kind_comes_only_from_an_unambiguous_wording(question: str, language
         ("How much is a Railcard for three years?", "£70 [3].", "en"),
         ("How much is the discount for children?", "Children get 1/3 off [3].", "en"),  # a share of the price
         ("How much of the fare can I get back?", "50% of the single fare [2].", "en"),
+        ("How much can I overpay each year without paying a charge?", "Up to 10% of the balance [1].", "en"),
         ("On which days does the pharmacy deliver?", "Tuesday and Friday afternoons [1].", "en"),
         ("On which days is the help desk open?", "Every day except bank holidays [1].", "en"),
         ("出差住宿标准是多少钱一晚？", "一线城市每晚不超过 600 元 [1]。", "zh"),
