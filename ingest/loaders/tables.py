@@ -64,7 +64,8 @@ def is_separator_line(line: str) -> bool:
     return all(_SEPARATOR_CELL.match(cell) for cell in cells)
 
 
-def _cells(line: str) -> list[str]:
+def table_cells(line: str) -> list[str]:
+    """The cells of a table line, stripped, escaped pipes read back."""
     inner = line.strip()[1:-1]
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
 
@@ -79,10 +80,10 @@ def tables_as_rows(text: str) -> str:
     i = 0
     while i < len(lines):
         if i + 1 < len(lines) and is_table_line(lines[i]) and is_separator_line(lines[i + 1]):
-            header = _cells(lines[i])
+            header = table_cells(lines[i])
             i += 2
             while i < len(lines) and is_table_line(lines[i]):
-                cells = _cells(lines[i])
+                cells = table_cells(lines[i])
                 named = [f"{h}: {c}" if h else c for h, c in zip(header, cells) if c]
                 named += [c for c in cells[len(header):] if c]  # a row wider than its header
                 out.append("; ".join(named))

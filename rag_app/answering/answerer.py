@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, Protocol
 
+from ingest.loaders.tables import is_table_line, table_cells
 from rag_app.config import AnswerSettings, Settings
 from rag_app.llm.base import ChatMessage, LLMBackend, LLMUnavailableError, approx_token_count
 from rag_app.retrieval.protocols import Tokenizer
@@ -353,7 +354,7 @@ def unsupported_note(draft: str, language: Language) -> str:
 
 def look_alike_note(draft: str, better: str) -> str:
     """Why an answer was withheld as a look-alike: what the model wrote and the line that fits better."""
-    line = " · ".join(cell.strip() for cell in better.strip().strip("|").split("|"))  # a table row's cells
+    line = " · ".join(table_cells(better)) if is_table_line(better) else better
     return (f"The model wrote: \u201c{_quoted(draft)}\u201d. Its figure is not from the line that fits the question"
             f" best, which reads: \u201c{_quoted(line, 400)}\u201d")
 

@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ingest.loaders.tables import is_separator_line, is_table_line
+
 Tokenize = Callable[[str], list[str]]
 
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
@@ -79,10 +81,10 @@ def passage_lines(text: str) -> list[tuple[str, str]]:
     for i, line in enumerate(raw):
         if not line:
             header = ""
-        elif _is_rule(line):
+        elif is_separator_line(line):
             continue
-        elif line.startswith("|"):
-            if i + 1 < len(raw) and raw[i + 1] and _is_rule(raw[i + 1]):
+        elif is_table_line(line):
+            if i + 1 < len(raw) and is_separator_line(raw[i + 1]):
                 header = line
             else:
                 lines.append((line, header))
@@ -90,10 +92,6 @@ def passage_lines(text: str) -> list[tuple[str, str]]:
             header = ""
             lines.extend((sentence, "") for sentence in _SENTENCE_END.split(line) if sentence)
     return lines
-
-
-def _is_rule(line: str) -> bool:
-    return set(line) <= set("|-: ")
 
 
 def better_fitting_line(

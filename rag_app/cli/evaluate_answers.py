@@ -15,7 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ingest.text_tokenizer import BM25Tokenizer
 from rag_app.config import Settings
 from rag_app.evaluation.answer_eval import (
     AnswerCase,
@@ -85,6 +84,7 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
             bar.close()
             service.calibrate_if_stale()
             outcomes = _answer_all(service, name, cases)
+            tokenize = service.kb.tokenizer.tokenize  # the answerer's own
             cutoff = {"zh": service.answerer.settings.check.min_yes_zh,
                       "en": service.answerer.settings.check.min_yes_en}
             llm = service.answerer.get_llm().name
@@ -94,9 +94,7 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         before = summarise(outcomes)
         checked = summarise(outcomes, cutoff)
         after = summarise(outcomes, cutoff, unsupported=True)
-        look_alike = look_alike_rule(BM25Tokenizer(stem_english=settings.bm25.stem_english,
-                                                   stopwords=settings.bm25.stopwords).tokenize,
-                                     settings.answer.look_alike_margin)
+        look_alike = look_alike_rule(tokenize, settings.answer.look_alike_margin)
         kind = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike)
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
