@@ -143,9 +143,10 @@ class AnswerSettings(BaseModel):
         " answer. The documents may not say; the related passages below may help."
     )
     # Part of the same rule (English): the answer's figure sits in a passage line that fits the question
-    # clearly less than another line holding a figure of the same kind (at least look_alike_margin more
-    # of the question's words): a look-alike taken from the wrong row (rag_app.answering.look_alike).
-    look_alike_margin: int = Field(2, ge=1)
+    # clearly less than another line holding a figure of the same kind (by at least look_alike_margin:
+    # the question's words each line holds, weighted by their rarity among the passages' lines): a
+    # look-alike taken from the wrong row (rag_app.answering.look_alike).
+    look_alike_margin: float = Field(2.5, gt=0)
     look_alike_en: str = (
         "The figure in the model's answer comes from a passage about something else, and another line of the"
         " passages fits the question better, so it is not given as an answer. The related passages below may help."

@@ -312,7 +312,7 @@ class Answerer:
             answer = template.replace("{kind}", name)
             note = off_question_note(draft, name, language)
         better = (
-            better_fitting_line(q, answer, [s.chunk.text for s in prompt.sources], tokenize,
+            better_fitting_line(q, answer, [(s.chunk.text, s.chunk.section) for s in prompt.sources], tokenize,
                                 self.settings.look_alike_margin)
             if not refusal and self.settings.refuse_off_question and language == "en" else None
         )

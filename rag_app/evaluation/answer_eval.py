@@ -290,13 +290,14 @@ def run_cases(
 LookAlike = Callable[[AnswerOutcome], bool]
 
 
-def look_alike_rule(tokenize: Tokenize, margin: int) -> LookAlike:
+def look_alike_rule(tokenize: Tokenize, margin: float) -> LookAlike:
     """The answerer's look-alike check (part of ``answer.refuse_off_question``) on a saved outcome: its
     figure read off a line that fits the question clearly less than another (English answers saved
     with their sources; others are never judged)."""
     def is_look_alike(outcome: AnswerOutcome) -> bool:
         return outcome.language == "en" and bool(outcome.sources) and better_fitting_line(
-            outcome.question, outcome.answer, [str(s["text"]) for s in outcome.sources], tokenize, margin
+            outcome.question, outcome.answer,
+            [(str(s["text"]), str(s.get("section") or "")) for s in outcome.sources], tokenize, margin
         ) is not None
     return is_look_alike
 

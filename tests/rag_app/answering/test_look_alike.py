@@ -71,6 +71,34 @@ def test_figures_the_question_states_are_not_the_answers() -> None:
     # Its only figure is the question's own "8": nothing of the answer's to judge.
     assert better_fitting_line(question, "Children under 8 must be supervised by an adult. [1]", [passage],
                                tokenize) is None
-    # "12 children" sits in the line about another party, and the first line fits the question better.
+    # "12 children" sits in the line about another party, and the first line fits the question better
+    # (in two lines a word weighs at most log 3, so a smaller margin than a real passage's).
     assert better_fitting_line(question, "Each adult looks after 12 children. [1]", [passage],
-                               tokenize) == passage.split("\n\n")[0]
+                               tokenize, margin=1) == passage.split("\n\n")[0]
+
+
+def test_a_line_is_read_with_its_passages_heading_path() -> None:
+    # "A joining fee of £10 applies." says nothing of Bracken Swim or paying monthly; the heading it sits
+    # under does. Without it the gym's line would fit the question clearly better.
+    question = "What's the joining fee for Bracken Swim if I pay monthly?"
+    swim = "A joining fee of £10 applies. Lessons run in blocks of ten weeks."
+    gym = ("Gym members who pay monthly pay a joining fee of £25 on top of the first month.\n\n"
+           "The gym is open from 6am.")
+    answer = "The joining fee is £10. [1]"
+    assert better_fitting_line(question, answer, [swim, gym], tokenize) == gym.split("\n\n")[0]
+    assert better_fitting_line(question, answer, [(swim, "Bracken Swim > Paying monthly"),
+                                                  (gym, "Gym memberships")], tokenize) is None
+
+
+def test_rare_question_words_weigh_more_than_common_ones() -> None:
+    # The locker line holds one of the question's words, the gym and class lines two each. But
+    # "members" and "pay" are in three lines of the four and "locker" in one: weighted by rarity the
+    # lines fit about equally, so the right answer stands (counted, the gym line led by a word).
+    passages = ["Members pay £30 a month for the gym.", "Members pay £12 a month for classes.",
+                "Members who pay monthly park for free.", "Lockers are £2 a day."]
+    question = "How much do members pay for a locker?"
+    assert better_fitting_line(question, "A locker is £2 a day. [4]", passages, tokenize, margin=0.5) is None
+    assert better_fitting_line(question, "A locker is £30. [1]", passages, tokenize, margin=0.5) is None
+    # A rarer word beside them tips it: "gym" is in one line, so the gym line now fits clearly better.
+    question = "How much do members pay for the gym?"
+    assert better_fitting_line(question, "It is £12 a month. [2]", passages, tokenize, margin=1) == passages[0]
