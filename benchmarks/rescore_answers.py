@@ -34,7 +34,8 @@ def main() -> None:
     min_support = answer.infer_min_support if answer.infer_citations else None
     rules = {"cutoff": {"zh": answer.check.min_yes_zh, "en": answer.check.min_yes_en},
              "unsupported": answer.refuse_unsupported, "off_question": answer.refuse_off_question,
-             "look_alike": look_alike_rule(tokenizer.tokenize, answer.look_alike_margin)}
+             "look_alike": look_alike_rule(tokenizer.tokenize, answer.look_alike_margin),
+             "sure": {"zh": answer.min_figure_confidence_zh, "en": answer.min_figure_confidence_en}}
     tables = []
     for path in args.answers:
         saved = load_outcomes(path)

@@ -151,6 +151,19 @@ class AnswerSettings(BaseModel):
         "The figure in the model's answer comes from a passage about something else, and another line of the"
         " passages fits the question better, so it is not given as an answer. The related passages below may help."
     )
+    # The model wrote its figure unsure of it: the lowest probability it gave a token of the numbers of
+    # the answer's own figures (rag_app.answering.figure_confidence, read from the generation itself)
+    # is below this, so the figure is as likely a look-alike as the answer; not given as the answer.
+    # 0 = off. Only backends that read token probabilities measure it (ik_llama). Placed for the
+    # packaged 0.5B on English development answers (BENCHMARKS.md, "Answer quality": the highest
+    # cutoff that withheld at most 1% of their right answers); Chinese figures not measured: off.
+    min_figure_confidence_en: float = Field(0.42, ge=0, lt=1)
+    min_figure_confidence_zh: float = Field(0.0, ge=0, lt=1)
+    unsure_zh: str = "模型对回答中的数字没有把握，所以不把它作为答案给出。下面列出的相关内容可能有帮助。"
+    unsure_en: str = (
+        "The model was unsure of the figure it wrote, so it is not given as an answer. The related passages"
+        " below may help."
+    )
     check: AnswerCheckSettings = AnswerCheckSettings()
     context_tokens: int = Field(700, ge=50)  # LLM tokens for the quoted sources; lowest-ranked dropped first
     # Quote a Markdown table one row per line, each cell named by its column ("Car park: Brennock;

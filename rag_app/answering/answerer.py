@@ -20,6 +20,7 @@ from .answer_check import AnswerCheck, AnswerChecker
 from .answer_kind import KIND_NAMES, missing_kind
 from .citations import is_bare_citation, is_non_answer, may_be_bare_citation, resolve_citations
 from .events import AnswerEvent, DeltaEvent, ErrorEvent, FinalEvent, QueryEvent, Refusal, SourcesEvent
+from .figure_confidence import figure_confidence, written_tokens
 from .followup import FollowupMethod, StandaloneQuery, prompt_question, standalone_query
 from .language import Language, detect_language
 from .look_alike import better_fitting_line
@@ -255,9 +256,10 @@ class Answerer:
         yield SourcesEvent(prompt.sources)
 
         parts: list[str] = []
+        token_probs: list[tuple[str, float]] = []  # each generated token and its probability, where read
         held: str | None = ""  # the reply's start while it is only source markers; None once words came
         try:
-            for delta in llm.stream(prompt.messages, stop=ANSWER_STOPS):
+            for delta in llm.stream_scored(prompt.messages, token_probs, stop=ANSWER_STOPS):
                 if not parts:
                     timings["first_token_s"] = round(time.perf_counter() - t0, 3)
                 parts.append(delta)
@@ -272,8 +274,9 @@ class Answerer:
                 # same conversation (the prompt is still in the model's cache); if it again writes
                 # nothing else, the support rule below withholds it.
                 log.info("bare citation %r for %r: asking for the answer itself", held.strip(), asked)
-                parts = []
-                for delta in llm.stream(ask_for_content(prompt.messages, held.strip(), language), stop=ANSWER_STOPS):
+                parts, token_probs = [], []
+                for delta in llm.stream_scored(ask_for_content(prompt.messages, held.strip(), language), token_probs,
+                                               stop=ANSWER_STOPS):
                     parts.append(delta)
                     yield DeltaEvent(delta)
             elif held:
@@ -288,6 +291,7 @@ class Answerer:
             yield ErrorEvent(message, question=q, reason="generation_failed")
             return
 
+        confidence = figure_confidence(written_tokens(token_probs, "".join(parts)), asked, self.kb.tokenizer.tokenize)
         answer = "".join(parts).strip()
         tokenize = self.kb.tokenizer.tokenize
         refusal: Refusal = "model" if is_non_answer(answer) else ""
@@ -322,6 +326,12 @@ class Answerer:
             refusal, draft, citations = "off_question", answer, []
             answer = self.settings.look_alike_en
             note = look_alike_note(draft, better)
+        least = self.settings.min_figure_confidence_zh if language == "zh" else self.settings.min_figure_confidence_en
+        if not refusal and confidence is not None and confidence < least:
+            # Its figure was a split vote ("£24" or "£45"?): as likely a look-alike as the answer.
+            refusal, draft, citations = "unsure", answer, []
+            answer = self.settings.unsure_zh if language == "zh" else self.settings.unsure_en
+            note = unsure_note(draft, confidence, language)
         cited = list(dict.fromkeys(c.source.chunk.source for c in citations))
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield FinalEvent(
@@ -329,6 +339,7 @@ class Answerer:
             citations=citations, cited_sources=cited, refused=bool(refusal), refusal=refusal,
             answer_check=check.score if check is not None else None, draft=draft, note=note,
             dropped_sources=prompt.dropped, timings=timings, question_truncated=truncated,
+            figure_confidence=confidence,
         )
 
     def answer(self, question: str | BoundedQuestion | None, history: History | None = None) -> FinalEvent | ErrorEvent:
@@ -357,6 +368,14 @@ def look_alike_note(draft: str, better: str) -> str:
     line = " · ".join(table_cells(better)) if is_table_line(better) else better
     return (f"The model wrote: \u201c{_quoted(draft)}\u201d. Its figure is not from the line that fits the question"
             f" best, which reads: \u201c{_quoted(line, 400)}\u201d")
+
+
+def unsure_note(draft: str, confidence: float, language: Language) -> str:
+    """Why an answer was withheld as unsure, quoting what the model wrote."""
+    if language == "zh":
+        return f"模型写出这个数字时的把握只有 {confidence:.0%}：“{_quoted(draft)}”"
+    return (f"The model gave its figure a probability of only {confidence:.0%}."
+            f" The model wrote: \u201c{_quoted(draft)}\u201d")
 
 
 def off_question_note(draft: str, kind_name: str, language: Language) -> str:

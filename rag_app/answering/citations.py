@@ -113,11 +113,12 @@ _ATTRIBUTION_RE = re.compile(
 
 
 # Words that only say what kind of thing was asked ("How much is a Weekend First upgrade?" answered
-# "... costs £5" from a price table that never says "cost"), or talk about the answering itself
-# ("The answer to this question is 7 working days", "you would need to pay £38", "Yes, ..."): not
-# the answer's own content.
+# "... costs £5" from a price table that never says "cost"), talk about the answering itself
+# ("The answer to this question is 7 working days", "you would need to pay £38", "Yes, ...",
+# "Therefore, we get 20% off"), or join a figure to its unit ("£12.60 per hour" for "£12.60 an
+# hour"): not the answer's own content.
 _FRAME_WORDS = ("cost costs price prices priced charge charges charged pay pays paid take takes took last lasts"
-                " need needs needed answer answers question yes")
+                " need needs needed answer answers question yes therefore per")
 
 
 # "you're", "I'm", "we'll": the tokenizer keeps "re", "m", "ll" as words; they say nothing.

@@ -55,8 +55,9 @@ class SourcesEvent:
 # Why an answer is a refusal: retrieval found nothing relevant; the answer check found that the
 # passages do not hold the answer; the model itself said that it does not know; the model's
 # answer is backed by no quoted passage (``answer.refuse_unsupported``); or it gives no value of the
-# kind the question asks for, e.g. no duration for "how long" (``answer.refuse_off_question``).
-Refusal = Literal["", "no_evidence", "not_in_sources", "model", "unsupported", "off_question"]
+# kind the question asks for, e.g. no duration for "how long" (``answer.refuse_off_question``); or the
+# model was unsure of the figure it wrote (``answer.min_figure_confidence``).
+Refusal = Literal["", "no_evidence", "not_in_sources", "model", "unsupported", "off_question", "unsure"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class FinalEvent:
     note: str = ""
     refusal: Refusal = ""
     answer_check: float | None = None  # the verdict score, when the check ran
-    draft: str = ""  # refusal "unsupported"/"off_question": what the model wrote (streamed), not given as the answer
+    draft: str = ""  # refusal "unsupported"/"off_question"/"unsure": what the model wrote (streamed), not given as the answer
+    figure_confidence: float | None = None  # the lowest probability of its figures' tokens (figure_confidence.py)
     dropped_sources: int = 0  # retrieved chunks left out for the context budget
     timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived
     question_truncated: bool = False  # only the first answer.max_question_tokens tokens were used
@@ -98,6 +100,7 @@ class FinalEvent:
             "refused": self.refused,
             "refusal": self.refusal,
             "answer_check": self.answer_check,
+            "figure_confidence": self.figure_confidence,
             "draft": self.draft,
             "note": self.note,
             "citations": [c.to_dict() for c in self.citations],

@@ -5,8 +5,8 @@ fee, from the sentence after the one that says a joint membership costs £78.00 
 answer gives a value of the asked kind, is supported by the passage it cites and so passes every
 other rule, yet is wrong.
 
-The check: find the lines (sentences, or table rows with their header row, each read with its
-passage's heading path) that hold each of the answer's figures, and the lines that hold another
+The check: find the lines (sentences with the sentence before them, or table rows with their
+header row, each read with its passage's heading path) that hold each of the answer's figures, and the lines that hold another
 figure of the same kind (the same unit: money, a percentage, "minutes", "kg"...). A line fits the
 question by the question's words it holds, each weighted by how rare it is among the passages'
 lines (``log(1 + lines / lines holding it)``: "joining" in one line of forty says more than "pay"
@@ -15,10 +15,12 @@ answer's figure, for every figure of the answer, the answer is a look-alike. Fig
 itself states ("under 8", "for three years") are not the answer's. English only: Chinese figures
 are not parsed here.
 
-Chosen on the saved answers of ten English answer sets (BENCHMARKS.md, "Answer quality"): the
-unweighted count without headings (the rule before, margin 2 words) withheld 18 wrong answers of
-the packaged 0.5B and no right one; weighted with headings at margin 2.5, 21 wrong and no right one
-(at 1.5 it withheld a right one).
+Chosen on the saved answers of eleven English answer sets (BENCHMARKS.md, "Answer quality"): the
+unweighted count of sentences alone without headings (the rule before, margin 2 words) withheld 18
+wrong answers of the packaged 0.5B and no right one; weighted with headings at margin 2.5, 21 wrong
+and no right one (at 1.5 it withheld a right one). On three sets written after that it withheld 2
+right answers, both read off a sentence that names its subject only in the sentence before ("On
+its own it costs £38.00"); with that sentence as context, none (fourteen sets: 33 wrong, 0 right).
 """
 from __future__ import annotations
 
@@ -57,15 +59,22 @@ class Figure:
 
 def figures(text: str, tokenize: Tokenize) -> set[Figure]:
     """The figures ``text`` states (citation markers are not figures)."""
-    found: set[Figure] = set()
-    for m in _FIGURE.finditer(_MARKERS.sub(" ", text)):
+    return {figure for _, figure in number_spans(text, tokenize)}
+
+
+def number_spans(text: str, tokenize: Tokenize) -> list[tuple[tuple[int, int], Figure]]:
+    """Each figure ``text`` states, in order, with where its number is written ("12.50" of "£12.50",
+    "four" of "four children")."""
+    found = []
+    masked = _MARKERS.sub(lambda m: " " * len(m.group(0)), text)  # offsets kept
+    for m in _FIGURE.finditer(masked):
         if m.group(1):
-            found.add(Figure("money", _plain(m.group(2))))
+            found.append((m.span(2), Figure("money", _plain(m.group(2)))))
         elif m.group(3):
             unit = "percent" if m.group(4) else _unit(m.group(5), tokenize)
-            found.add(Figure(unit, _plain(m.group(3))))
+            found.append((m.span(3), Figure(unit, _plain(m.group(3)))))
         else:
-            found.add(Figure(_unit(m.group(7), tokenize), _NUMBER_WORDS[m.group(6).lower()]))
+            found.append((m.span(6), Figure(_unit(m.group(7), tokenize), _NUMBER_WORDS[m.group(6).lower()])))
     return found
 
 
@@ -80,8 +89,10 @@ def _unit(word: str | None, tokenize: Tokenize) -> str:
 
 
 def passage_lines(text: str) -> list[tuple[str, str]]:
-    """(line, context) pairs of a passage: its sentences, and its table rows with the table's header
-    row as context (a row "| Gold termly | £95 |" is about the columns it sits under)."""
+    """(line, context) pairs of a passage: its sentences, each with the sentence before it in its
+    paragraph as context ("Kennel cough vaccine is given as drops up the nose. On its own it costs
+    £38.00"), and its table rows with the table's header row (a row "| Gold termly | £95 |" is about
+    the columns it sits under)."""
     lines: list[tuple[str, str]] = []
     raw = [line.strip() for line in text.split("\n")]
     header = ""
@@ -97,7 +108,8 @@ def passage_lines(text: str) -> list[tuple[str, str]]:
                 lines.append((line, header))
         else:
             header = ""
-            lines.extend((sentence, "") for sentence in _SENTENCE_END.split(line) if sentence)
+            sentences = [sentence for sentence in _SENTENCE_END.split(line) if sentence]
+            lines.extend(zip(sentences, ["", *sentences[:-1]]))
     return lines
 
 

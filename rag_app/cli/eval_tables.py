@@ -100,7 +100,7 @@ def answer_table(rows: list[tuple[str, list[tuple[str, dict[str, Any]]]]]) -> st
     lines = [
         "| set | refusal rules | accuracy | F1 | answerable refused | holes refused | off-topic refused"
         " | unanswerable (written) refused | all unanswerable refused"
-        " | refused by threshold / check / model / unsupported / off question (all kinds) | citation precision"
+        " | refused by threshold / check / model / unsupported / off question / unsure (all kinds) | citation precision"
         " | prompt markup | first token p50 s | total p50 s | check p50 s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
@@ -110,7 +110,7 @@ def answer_table(rows: list[tuple[str, list[tuple[str, dict[str, Any]]]]]) -> st
             by = " / ".join(
                 str(sum(round(g[k] * g["questions"]) for g in _groups(s))) for k in
                 ("refused_threshold", "refused_check", "refused_model", "refused_unsupported",
-                 "refused_off_question")
+                 "refused_off_question", "refused_unsure")
             )
             lines.append(
                 f"| {name} | {label} | {_pct(a.get('accuracy'))} | {_fmt(a.get('f1', math.nan), '.2f')}"

@@ -96,16 +96,19 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         after = summarise(outcomes, cutoff, unsupported=True)
         look_alike = look_alike_rule(tokenize, settings.answer.look_alike_margin)
         kind = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike)
+        sure = {"zh": settings.answer.min_figure_confidence_zh, "en": settings.answer.min_figure_confidence_en}
+        unsure = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike, sure=sure)
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
         tables.append((name, [("none", before), ("check", checked), ("check + support", after),
-                              ("check + support + kind", kind)]))
+                              ("check + support + kind", kind), ("check + support + kind + sure", unsure)]))
         support, off_question = settings.answer.refuse_unsupported, settings.answer.refuse_off_question
         placed = [p for p in (place_check_cutoff(outcomes, lang, unsupported=support, off_question=off_question,
                                                  look_alike=look_alike if off_question else None)
                               for lang in ("zh", "en")) if p]
         dump[name] = {"llm": llm, "cutoff": cutoff, "rules_off": before, "check_on": checked,
-                      "check_and_support": after, "check_support_and_kind": kind, "outcomes": str(out),
+                      "check_and_support": after, "check_support_and_kind": kind,
+                      "check_support_kind_and_sure": unsure, "outcomes": str(out),
                       "check_placement": {p.language: {**asdict(p), "cutoff": p.cutoff} for p in placed}}
         if not math.isnan(before["check_auc"]):
             print(f"{name}: the answer check's verdict ranks answerable questions above the others with"
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
                   f" {placement.describe()}")
         _print_examples(outcomes)
     print("\nAnswer quality, same answers under each refusal rule (none; the answer check at the configured"
-          " cutoff; that and withholding answers no quoted passage backs, the default)\n")
+          " cutoff; that and withholding answers no quoted passage backs; and answers off the question or"
+          " with a look-alike figure; and answers whose figure the model was unsure of: all four, the default)\n")
     print(answer_table(tables))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

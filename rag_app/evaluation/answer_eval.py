@@ -66,7 +66,7 @@ class AnswerOutcome:
     question: str
     language: Language
     answer: str
-    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "off_question", "error"
+    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "off_question", "unsure", "error"
     answer_check: float | None
     contained: bool
     f1: float
@@ -81,6 +81,9 @@ class AnswerOutcome:
     # (:func:`recite`): the model's text, and the quoted sources (number, text, heading path).
     model_answer: str = ""
     sources: list[dict[str, Any]] = field(default_factory=list)
+    # The lowest probability of the answer's figures' tokens (answering.figure_confidence); None
+    # without a figure, a generation, or a backend that reads probabilities (and in older files).
+    figure_confidence: float | None = None
 
 
 # --- gold answers -----------------------------------------------------------------------------------
@@ -238,6 +241,7 @@ def run_case(answerer: Answerer, case: AnswerCase) -> AnswerOutcome:
         gold=list(golds),
         model_answer=_model_answer(final),
         sources=[{"number": s.number, "text": s.chunk.text, "section": s.chunk.section} for s in final.sources],
+        figure_confidence=final.figure_confidence,
     )
 
 
@@ -304,14 +308,15 @@ def look_alike_rule(tokenize: Tokenize, margin: float) -> LookAlike:
 
 def with_rules(
     outcome: AnswerOutcome, cutoff: Mapping[str, float], unsupported: bool = False, off_question: bool = False,
-    look_alike: LookAlike | None = None,
+    look_alike: LookAlike | None = None, sure: Mapping[str, float] | None = None,
 ) -> AnswerOutcome:
     """The outcome under the refusal rules, in the answerer's order: the answer check refusing below
     ``cutoff[language]`` (answers with a recorded verdict); with ``unsupported`` an answer with no
     citation withheld (``answer.refuse_unsupported``); with ``off_question`` an answer that gives no
     value of the kind its question asks for (``answer.refuse_off_question``), and with ``look_alike``
-    too (:func:`look_alike_rule`) one whose figure is a look-alike. Refusals of other kinds stay as
-    they are."""
+    too (:func:`look_alike_rule`) one whose figure is a look-alike; with ``sure`` one whose figure
+    confidence is below ``sure[language]`` (``answer.min_figure_confidence_*``; answers with a
+    recorded confidence). Refusals of other kinds stay as they are."""
     if outcome.refusal:
         return outcome
     score = outcome.answer_check
@@ -322,6 +327,9 @@ def with_rules(
     elif off_question and (missing_kind(outcome.question, outcome.answer, outcome.language) is not None
                            or (look_alike is not None and look_alike(outcome))):
         refusal = "off_question"
+    elif (sure and outcome.figure_confidence is not None
+          and outcome.figure_confidence < sure.get(outcome.language, 0.0)):
+        refusal = "unsure"
     else:
         return outcome
     return AnswerOutcome(**{**asdict(outcome), "refusal": refusal, "contained": False, "f1": 0.0,
@@ -339,12 +347,12 @@ def _median(values: Iterable[float | None]) -> float:
 
 def summarise(
     outcomes: Sequence[AnswerOutcome], cutoff: Mapping[str, float] | None = None, unsupported: bool = False,
-    off_question: bool = False, look_alike: LookAlike | None = None,
+    off_question: bool = False, look_alike: LookAlike | None = None, sure: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Per kind: counts, accuracy and F1 (answerable), refusal shares by cause, citation precision,
-    latency medians; ``cutoff``, ``unsupported``, ``off_question`` and ``look_alike`` apply the
-    refusal rules of :func:`with_rules` (none: the outcomes as recorded)."""
-    rows = [with_rules(o, cutoff or {}, unsupported, off_question, look_alike) for o in outcomes]
+    latency medians; ``cutoff``, ``unsupported``, ``off_question``, ``look_alike`` and ``sure`` apply
+    the refusal rules of :func:`with_rules` (none: the outcomes as recorded)."""
+    rows = [with_rules(o, cutoff or {}, unsupported, off_question, look_alike, sure) for o in outcomes]
     out: dict[str, Any] = {}
     for kind in KINDS:
         group = [o for o in rows if o.kind == kind]
@@ -362,6 +370,7 @@ def summarise(
             "refused_model": _share([o.refusal == "model" for o in group]),
             "refused_unsupported": _share([o.refusal == "unsupported" for o in group]),
             "refused_off_question": _share([o.refusal == "off_question" for o in group]),
+            "refused_unsure": _share([o.refusal == "unsure" for o in group]),
             "errors": sum(o.refusal == "error" for o in group),
             "citation_precision": sum(o.cited_with_gold for o in group) / cited if cited else float("nan"),
             "cited_answers": _share([o.cited > 0 for o in group if not o.refusal]),

@@ -62,6 +62,19 @@ class LLMBackend(ABC):
         Raises :class:`LLMUnavailableError` when the backend cannot answer.
         """
 
+    def stream_scored(
+        self,
+        messages: list[ChatMessage],
+        token_probs: list[tuple[str, float]],
+        *,
+        max_new_tokens: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Iterator[str]:
+        """:meth:`stream`, and where the backend reads token probabilities, each generated token's
+        text (as streamed) and the probability the model gave it, appended to ``token_probs`` in
+        order (tokens after a stop string included). Others append nothing."""
+        return self.stream(messages, max_new_tokens=max_new_tokens, stop=stop)
+
     def generate(
         self,
         messages: list[ChatMessage],

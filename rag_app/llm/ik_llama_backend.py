@@ -229,16 +229,35 @@ class IkLlamaLLM(GgufBackend):
         max_new_tokens: int | None = None,
         stop: list[str] | None = None,
     ) -> Iterator[str]:
+        return self._stream(messages, None, max_new_tokens, stop)
+
+    def stream_scored(
+        self,
+        messages: list[ChatMessage],
+        token_probs: list[tuple[str, float]],
+        *,
+        max_new_tokens: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Iterator[str]:
+        return self._stream(messages, token_probs, max_new_tokens, stop)
+
+    def _stream(
+        self, messages: list[ChatMessage], token_probs: list[tuple[str, float]] | None, max_new_tokens: int | None,
+        stop: list[str] | None,
+    ) -> Iterator[str]:
         self.warm_up()
         limit = max_new_tokens or self.settings.max_new_tokens
 
         def produce(emit: Emit, cancelled: threading.Event) -> None:
             with self._gen_lock:
-                self._generate(self._tokenize(self._render(messages)), limit, emit, cancelled)
+                self._generate(self._tokenize(self._render(messages)), limit, emit, cancelled, token_probs)
 
         return apply_stop(stream_from_worker(produce, label="ik_llama"), stop)
 
-    def _generate(self, prompt: list[int], limit: int, emit: Emit, cancelled: threading.Event) -> None:
+    def _generate(
+        self, prompt: list[int], limit: int, emit: Emit, cancelled: threading.Event,
+        token_probs: list[tuple[str, float]] | None = None,
+    ) -> None:
         C = self._c
         if not self._read_prompt(prompt, cancelled):
             return
@@ -248,10 +267,14 @@ class IkLlamaLLM(GgufBackend):
         for _ in range(limit):
             if cancelled.is_set():
                 break
-            token = _sample(self._last_logits(), self.settings.temperature, rng)
+            logits = self._last_logits()
+            token = _sample(logits, self.settings.temperature, rng)
             if C.llama_token_is_eog(self._model, token):
                 break
-            emit(text.decode(self._piece(token)))
+            piece = text.decode(self._piece(token))
+            if token_probs is not None:
+                token_probs.append((piece, float(_softmax(logits)[token])))
+            emit(piece)
             if len(self._cached) + 1 >= self.settings.context_window:
                 break
             self._fill(batch, [token], len(self._cached), logits_last=True)

@@ -37,7 +37,7 @@ def _query_note(event: QueryEvent, max_question_tokens: int) -> str:
 
 
 # Refusals after the passages were read: the Sources panel shows them as related reading, with why.
-WITHHELD = ("not_in_sources", "unsupported", "off_question")
+WITHHELD = ("not_in_sources", "unsupported", "off_question", "unsure")
 
 # What the assistant's bubble says until the answer's first words arrive (never an empty bubble).
 _SEARCHING = "_Searching the documents…_"

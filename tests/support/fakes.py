@@ -245,7 +245,8 @@ class InMemoryVectorStore:
 
 class ScriptedLLM(LLMBackend):
     """Streams ``deltas`` (or what ``responder(messages)`` returns) for every call and records the
-    messages it was sent. Token counts are the tokenizer-free estimate."""
+    messages it was sent. Token counts are the tokenizer-free estimate. With ``delta_probs`` each
+    delta is a token of that probability (:meth:`stream_scored`)."""
 
     def __init__(
         self,
@@ -253,8 +254,10 @@ class ScriptedLLM(LLMBackend):
         responder: Callable[[list[ChatMessage]], Sequence[str]] | None = None,
         context_window: int = 8192,
         verdict: float | None = None,
+        delta_probs: Sequence[float] | None = None,
     ) -> None:
         self.deltas = list(deltas)
+        self.delta_probs = delta_probs
         self.responder = responder
         self._context_window = context_window
         self.verdict = verdict  # P(first option) for choice_probabilities; None: not readable
@@ -274,6 +277,16 @@ class ScriptedLLM(LLMBackend):
     ) -> Iterator[str]:
         self.calls.append(list(messages))
         yield from (self.responder(messages) if self.responder else self.deltas)
+
+    def stream_scored(
+        self, messages: list[ChatMessage], token_probs: list[tuple[str, float]], *, max_new_tokens: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Iterator[str]:
+        self.calls.append(list(messages))
+        for i, delta in enumerate(self.responder(messages) if self.responder else self.deltas):
+            if self.delta_probs is not None:
+                token_probs.append((delta, self.delta_probs[i]))
+            yield delta
 
     def choice_probabilities(self, messages: list[ChatMessage], options: Sequence[str]) -> dict[str, float] | None:
         self.verdict_calls.append(list(messages))

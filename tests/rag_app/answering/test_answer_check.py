@@ -250,6 +250,9 @@ def test_a_price_table_backs_an_answer_that_says_costs_and_the_questions_own_fig
     # Words about the answering itself are not the answer's content either (air-en, bank-en first runs).
     assert new_terms("The answer to this question is: you would need to pay £5.", question, tok) == {"5"}
     assert new_terms("Yes, there is an upgrade. It costs £5.", question, tok) == {"5"}
+    # Nor a connective or a figure's link to its unit (campus-en, leisure-en: right answers withheld).
+    assert new_terms("The Airport Link is on the list. Therefore, the upgrade is £5 per trip.", question, tok) == {
+        "list", "5", "trip"}
     # A figure the question itself gave ("the 16-25 Railcard", "8am") need not be in the source.
     fares = Chunk("c2", "e" * 64, "/docs/fares.md", "Minimum fare with a railcard before 10:00 on weekdays: £13.", 0)
     cited = [Citation(1, NumberedSource(1, RetrievedChunk(fares, 0.9, 2.0, 0.1, 3.0, 1, 1, 0.5)))]
@@ -291,3 +294,24 @@ def test_a_figure_read_off_a_line_about_something_else_is_withheld_and_the_line_
     right = "The minimum is 50 GB SSD."
     final = _events(Answerer(samples_kb, ScriptedLLM([right], verdict=None), AnswerSettings()), question)[-1]
     assert not final.refused and final.citations
+
+
+def test_a_figure_the_model_was_unsure_of_is_withheld_and_its_confidence_recorded(samples_kb) -> None:
+    # The FAQ's requirements table holds "Disk | 50 GB SSD": a right figure, but written as a split vote.
+    question = "What is the minimum disk space in GB for a Lumen Beacon server SSD?"
+    deltas, probs = ["The minimum is ", "5", "0", " GB SSD."], [0.9, 0.42, 0.97, 0.9]
+    for least in (0.0, 0.4, 0.5):
+        settings = AnswerSettings(min_figure_confidence_en=least)
+        final = _events(Answerer(samples_kb, ScriptedLLM(deltas, verdict=None, delta_probs=probs), settings),
+                        question)[-1]
+        assert isinstance(final, FinalEvent) and final.figure_confidence == 0.42
+        if least <= 0.42:
+            assert not final.refused and final.citations
+            continue
+        assert final.refused and final.refusal == "unsure" and final.citations == []
+        assert final.answer == settings.unsure_en and final.draft.startswith("The minimum is 50 GB SSD.")
+        assert "42%" in final.note and final.to_dict()["figure_confidence"] == 0.42
+    # A backend that reads no probabilities: nothing measured, nothing withheld.
+    final = _events(Answerer(samples_kb, ScriptedLLM(deltas, verdict=None),
+                             AnswerSettings(min_figure_confidence_en=0.9)), question)[-1]
+    assert final.figure_confidence is None and not final.refused

@@ -102,3 +102,17 @@ def test_rare_question_words_weigh_more_than_common_ones() -> None:
     # A rarer word beside them tips it: "gym" is in one line, so the gym line now fits clearly better.
     question = "How much do members pay for the gym?"
     assert better_fitting_line(question, "It is £12 a month. [2]", passages, tokenize, margin=1) == passages[0]
+
+
+def test_a_sentence_is_read_with_the_one_before_it() -> None:
+    # vet-en: "On its own it costs £38.00" names the vaccine only in the sentence before; read alone,
+    # the booster table's row would fit the question clearly better and the right answer be withheld.
+    dogs = ("Kennel cough vaccine is given as drops up the nose. On its own it costs £38.00; given at the same"
+            " visit as the annual booster it is £29.00. Most kennels ask for it 14 days before a stay.")
+    table = ("| Vaccination | Dogs | Cats |\n| --- | --- | --- |\n| Annual booster | £64.00 | £58.00 |\n"
+             "| Extra component added to a booster | £29.00 (kennel cough) | £11.00 (FeLV) |")
+    assert passage_lines(dogs)[1][1] == "Kennel cough vaccine is given as drops up the nose."
+    question = "My dog's booster isn't due for months. How much is just the kennel cough vaccine by itself?"
+    passages = [(dogs, "Prices > Vaccinations > Dogs"), (table, "Prices > Vaccinations")]
+    assert better_fitting_line(question, "The kennel cough vaccine by itself costs £38.00. [1]", passages,
+                               tokenize) is None

@@ -118,6 +118,13 @@ def test_the_check_applied_after_the_run_and_its_cutoff() -> None:
     assert with_rules(joint, {}, True, True, look_alike).refusal == "off_question"
     assert with_rules(replace(joint, answer="It costs £78.00 a month [1]."), {}, True, True, look_alike).refusal == ""
     assert with_rules(replace(joint, sources=[]), {}, True, True, look_alike).refusal == ""  # saved without sources
+    # A figure the model was unsure of: withheld below the language's cutoff, where a confidence was recorded.
+    unsure = replace(joint, answer="It costs £78.00 a month [1].", figure_confidence=0.3)
+    assert with_rules(unsure, {}, True, True, look_alike).refusal == ""
+    assert with_rules(unsure, {}, True, True, look_alike, {"en": 0.5}).refusal == "unsure"
+    assert with_rules(unsure, {}, True, True, look_alike, {"zh": 0.5}).refusal == ""
+    assert with_rules(replace(unsure, figure_confidence=None), {}, True, True, look_alike, {"en": 0.5}).refusal == ""
+    assert summarise([unsure], {}, True, True, look_alike, {"en": 0.5})["answerable"]["refused_unsure"] == 1.0
     # Placed on a development sample (see the next test).
     assert place_check_cutoff(outcomes, "en") is None  # no English question
 

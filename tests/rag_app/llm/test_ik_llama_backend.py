@@ -64,3 +64,14 @@ def test_a_prompt_longer_than_the_context_is_a_clear_error(llm: IkLlamaLLM) -> N
     with pytest.raises(LLMUnavailableError, match="context window is 1024"):
         llm.generate(_ask("Summarise: " + "the notes " * 2000))
     assert "30 days" in llm.generate(_ask("How long does the Free plan keep history?"))  # still usable
+
+
+def test_a_scored_stream_gives_each_tokens_probability(llm: IkLlamaLLM) -> None:
+    probs: list[tuple[str, float]] = []
+    streamed = "".join(llm.stream_scored(_ask("How long does the Free plan keep history?"), probs))
+    assert "30 days" in streamed and "".join(piece for piece, _ in probs) == streamed
+    assert all(0.0 < p <= 1.0 for _, p in probs)
+    # The packaged 0.5B reads "30" off the rules' own sentence: each of its digits is a sure pick.
+    digits = [p for piece, p in probs if piece.strip().isdigit()]
+    assert digits and min(digits) > 0.5, probs
+    assert llm.generate(_ask("How long does the Free plan keep history?")) == streamed  # stream() is the same
