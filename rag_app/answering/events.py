@@ -84,7 +84,7 @@ class FinalEvent:
     note: str = ""
     refusal: Refusal = ""
     answer_check: float | None = None  # the verdict score, when the check ran
-    draft: str = ""  # refusal "unsupported"/"off_question"/"unsure": what the model wrote (streamed), not given as the answer
+    draft: str = ""  # a withheld answer (unsupported, off_question, unsure): what the model wrote, streamed
     figure_confidence: float | None = None  # the lowest probability of its figures' tokens (figure_confidence.py)
     dropped_sources: int = 0  # retrieved chunks left out for the context budget
     timings: dict[str, float] = field(default_factory=dict)  # seconds since the question arrived

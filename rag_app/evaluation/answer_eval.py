@@ -66,7 +66,8 @@ class AnswerOutcome:
     question: str
     language: Language
     answer: str
-    refusal: str  # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "off_question", "unsure", "error"
+    # "" (answered), "no_evidence", "not_in_sources", "model", "unsupported", "off_question", "unsure", "error"
+    refusal: str
     answer_check: float | None
     contained: bool
     f1: float

@@ -283,6 +283,24 @@ class IkLlamaLLM(GgufBackend):
             self._cached.append(token)
         emit(text.decode(b"", final=True))
 
+    def reply_probabilities(self, messages: list[ChatMessage], reply: str) -> list[tuple[str, float]]:
+        """Each token of ``reply`` (a given answer, e.g. a saved one) and the probability the model
+        gives it after ``messages`` and the tokens before it: what :meth:`stream_scored` would have
+        recorded had the model written ``reply``."""
+        self.warm_up()
+        C = self._c
+        with self._gen_lock:
+            self._read_prompt(self._tokenize(self._render(messages)))
+            tokens = [t for t in self._tokenize(reply.encode()) if self._piece(t)]  # no BOS
+            out, text = [], codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for token in tokens:
+                out.append((text.decode(self._piece(token)), float(_softmax(self._last_logits())[token])))
+                self._fill(self._batch, [token], len(self._cached), logits_last=True)
+                if C.llama_decode(self._ctx, self._batch) != 0:
+                    raise LLMUnavailableError("ik_llama failed while reading a reply")
+                self._cached.append(token)
+        return out
+
     def choice_probabilities(self, messages: list[ChatMessage], options: Sequence[str]) -> dict[str, float] | None:
         self.warm_up()
         with self._gen_lock:

@@ -80,7 +80,8 @@ def outcome_of(final: FinalEvent) -> str:
     if not final.refused:
         return "answered"
     return {"no_evidence": "refused", "not_in_sources": "not_in_documents", "unsupported": "unsupported",
-            "off_question": "unsupported", "unsure": "unsupported", "model": "not_in_documents"}.get(final.refusal, "refused")
+            "off_question": "unsupported", "unsure": "unsupported",
+            "model": "not_in_documents"}.get(final.refusal, "refused")
 
 
 class _Sources:

@@ -75,3 +75,12 @@ def test_a_scored_stream_gives_each_tokens_probability(llm: IkLlamaLLM) -> None:
     digits = [p for piece, p in probs if piece.strip().isdigit()]
     assert digits and min(digits) > 0.5, probs
     assert llm.generate(_ask("How long does the Free plan keep history?")) == streamed  # stream() is the same
+
+
+def test_a_given_reply_is_read_with_the_probabilities_its_generation_had(llm: IkLlamaLLM) -> None:
+    probs: list[tuple[str, float]] = []
+    messages = _ask("How long does the Free plan keep history?")
+    streamed = "".join(llm.stream_scored(messages, probs))
+    reread = llm.reply_probabilities(messages, streamed)
+    assert [piece for piece, _ in reread] == [piece for piece, _ in probs]
+    assert all(abs(a - b) < 0.02 for (_, a), (_, b) in zip(reread, probs)), (reread, probs)
