@@ -6,6 +6,11 @@ of a figure it read off the right line with a probability near 1. The answer's f
 the lowest probability the model gave any token of the number of any figure the answer states
 (figures the question itself states are not the answer's), read from the generation itself, so it
 costs nothing extra. None when the answer states no figure or the backend reads no probabilities.
+
+Measured with the packaged 0.5B (BENCHMARKS.md, "Five more unseen English sets"): on eight English
+development sets the confidence separates right answers from wrong ones with AUC 0.75; at the cutoff
+placed there, 0.42, it withheld 1 of 176 right answers and 10 of 87 wrong ones; on five later sets
+3 of 107 right and 10 of 69 wrong.
 """
 from __future__ import annotations
 

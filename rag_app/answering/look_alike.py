@@ -8,11 +8,11 @@ other rule, yet is wrong.
 The check: find the lines (sentences with the sentence before them, or table rows with their
 header row, each read with its passage's heading path) that hold each of the answer's figures, and
 the lines that hold another figure of the same kind (the same unit: money, a percentage,
-"minutes", "kg"...). A line fits the
-question by the question's words it holds, each weighted by how rare it is among the passages'
-lines (``log(1 + lines / lines holding it)``: "joining" in one line of forty says more than "pay"
-in ten). When some other line fits at least ``margin`` better than the best line holding the
-answer's figure, for every figure of the answer, the answer is a look-alike. Figures the question
+"minutes", "kg"...). A line fits the question by the question's words it holds, each weighted by
+how rare it is among the passages' lines (``log(1 + lines / lines holding it)``: "joining" in one
+line of forty says more than "pay" in ten). When some other line fits at least ``margin`` better
+than the best line holding the answer's figure, for every figure of the answer, the answer is a
+look-alike. Figures the question
 itself states ("under 8", "for three years") are not the answer's. English only: Chinese figures
 are not parsed here.
 

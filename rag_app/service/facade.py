@@ -330,13 +330,16 @@ class RagService:
         self, cases: Sequence[AnswerCase], progress: Callable[[AnswerOutcome], None] | None = None
     ) -> list[AnswerOutcome]:
         """Questions through the whole answerer with this service's LLM. The answer check records its
-        verdict but refuses nothing (cutoff 0), and an unsupported or off-question answer is kept with
-        its citations, so the figures with and without each rule come from one run."""
+        verdict but refuses nothing (cutoff 0), and an unsupported, off-question or unsure answer is
+        kept with its citations (and its figure confidence), so the figures with and without each rule
+        come from one run."""
         settings = self.answerer.settings
         observing = settings.model_copy(update={
             "check": settings.check.model_copy(update={"min_yes_zh": 0.0, "min_yes_en": 0.0}),
             "refuse_unsupported": False,
             "refuse_off_question": False,
+            "min_figure_confidence_zh": 0.0,
+            "min_figure_confidence_en": 0.0,
         })
         answerer = Answerer(self.kb, self.answerer.get_llm(), observing, top_k=self.answerer.top_k)
         return run_cases(answerer, cases, progress)

@@ -203,7 +203,7 @@ def test_rag_eval_answers_end_to_end(tmp_path: Path, e5_model_dir: Path, capsys:
                           "--json", str(out_json)])
     assert code == 0
     printed = capsys.readouterr().out
-    for rules in ("none", "check", "check + support"):
+    for rules in ("none", "check", "check + support", "check + support + kind", "check + support + kind + sure"):
         assert f"| samples-qa | {rules} |" in printed
     dump = json.loads(out_json.read_text(encoding="utf-8"))["samples-qa"]
     assert dump["llm"].startswith("ik_llama:") and dump["rules_off"]["answerable"]["questions"] == 2
@@ -212,6 +212,10 @@ def test_rag_eval_answers_end_to_end(tmp_path: Path, e5_model_dir: Path, capsys:
     assert Path(dump["outcomes"]).name == "answers-ik_llama_qwen2.5-coder-0.5b-instruct-ctx700-0-0-4.json"
     outcomes = json.loads(Path(dump["outcomes"]).read_text(encoding="utf-8"))["outcomes"]
     assert len(outcomes) == 4 and all(o["refusal"] != "error" for o in outcomes)
+    # The run observes the rules applied after generation and refuses by none of them: each row above
+    # applies them to the same answers (the figure confidence recorded where ik_llama read one).
+    assert not any(o["refusal"] in ("unsupported", "off_question", "unsure") for o in outcomes)
+    assert all("figure_confidence" in o for o in outcomes)
     hole = next(o for o in outcomes if o["kind"] == "hole")
     assert not any(s in hole["answer"] for s in ("<<<", "=== "))
     # A folder without gold answers is refused with a reason, not a traceback.
