@@ -29,7 +29,7 @@ from ingest.text_tokenizer import BM25Tokenizer  # noqa: E402
 from ingest.types import Chunk  # noqa: E402
 from rag_app.answering.figure_confidence import figure_confidence  # noqa: E402
 from rag_app.answering.prompt import build_prompt  # noqa: E402
-from rag_app.config import load_settings  # noqa: E402
+from rag_app.config import Settings, load_settings  # noqa: E402
 from rag_app.evaluation.answer_eval import (  # noqa: E402
     AnswerOutcome,
     load_outcomes,
@@ -42,8 +42,7 @@ from rag_app.llm import make_llm, model_cache_dir  # noqa: E402
 from rag_app.retrieval.results import RetrievedChunk  # noqa: E402
 
 
-def reread(paths: list[Path]) -> None:
-    settings = load_settings(None)
+def reread(paths: list[Path], settings: Settings) -> None:
     llm = make_llm(settings.llm, settings.data_dir)
     if not hasattr(llm, "reply_probabilities"):
         raise SystemExit(f"{llm.name} reads no token probabilities (llm.backend: ik_llama does)")
@@ -70,8 +69,7 @@ def _label(source: dict) -> str:
     return str(source.get("section") or "document").split(" > ")[0]
 
 
-def place(dev: list[Path], test: list[Path], keep: float = 0.99) -> None:
-    settings = load_settings(None)
+def place(dev: list[Path], test: list[Path], settings: Settings, keep: float = 0.99) -> None:
     tokenize = BM25Tokenizer(stem_english=settings.bm25.stem_english, stopwords=settings.bm25.stopwords).tokenize
     answer = settings.answer
     look_alike = look_alike_rule(tokenize, answer.look_alike_margin)
@@ -110,10 +108,11 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, nargs="*", default=[], help="development answers files (pooled)")
     parser.add_argument("--test", type=Path, nargs="*", default=[], help="test answers files to score")
     args = parser.parse_args()
+    settings = load_settings(None)
     if args.reread:
-        reread(args.reread)
+        reread(args.reread, settings)
     if args.dev:
-        place(args.dev, args.test)
+        place(args.dev, args.test, settings)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def main() -> None:
     rules = {"cutoff": {"zh": answer.check.min_yes_zh, "en": answer.check.min_yes_en},
              "unsupported": answer.refuse_unsupported, "off_question": answer.refuse_off_question,
              "look_alike": look_alike_rule(tokenizer.tokenize, answer.look_alike_margin),
-             "sure": {"zh": answer.min_figure_confidence_zh, "en": answer.min_figure_confidence_en}}
+             "sure": answer.figure_confidence_cutoffs}
     tables = []
     for path in args.answers:
         saved = load_outcomes(path)

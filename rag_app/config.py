@@ -185,6 +185,11 @@ class AnswerSettings(BaseModel):
     infer_citations: bool = True
     infer_min_support: float = Field(0.6, gt=0, le=1)  # share of the answer's terms found in that source
 
+    @property
+    def figure_confidence_cutoffs(self) -> dict[str, float]:
+        """``min_figure_confidence_*`` by language, as the answerer and the evaluation's rules read them."""
+        return {"zh": self.min_figure_confidence_zh, "en": self.min_figure_confidence_en}
+
 
 class SchedulerSettings(BaseModel):
     """Periodic sync of one source folder into the index (``rag_app.scheduler.SyncScheduler``).

@@ -291,9 +291,10 @@ class Answerer:
             yield ErrorEvent(message, question=q, reason="generation_failed")
             return
 
-        confidence = figure_confidence(written_tokens(token_probs, "".join(parts)), asked, self.kb.tokenizer.tokenize)
-        answer = "".join(parts).strip()
+        written = "".join(parts)
         tokenize = self.kb.tokenizer.tokenize
+        confidence = figure_confidence(written_tokens(token_probs, written), asked, tokenize)
+        answer = written.strip()
         refusal: Refusal = "model" if is_non_answer(answer) else ""
         min_support = self.settings.infer_min_support if self.settings.infer_citations else None
         citations = resolve_citations(answer, prompt.sources, asked, tokenize, min_support)
@@ -326,8 +327,7 @@ class Answerer:
             refusal, draft, citations = "off_question", answer, []
             answer = self.settings.look_alike_en
             note = look_alike_note(draft, better)
-        least = self.settings.min_figure_confidence_zh if language == "zh" else self.settings.min_figure_confidence_en
-        if not refusal and confidence is not None and confidence < least:
+        if not refusal and confidence is not None and confidence < self.settings.figure_confidence_cutoffs[language]:
             # Its figure was a split vote ("£24" or "£45"?): as likely a look-alike as the answer.
             refusal, draft, citations = "unsure", answer, []
             answer = self.settings.unsure_zh if language == "zh" else self.settings.unsure_en

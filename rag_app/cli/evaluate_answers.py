@@ -96,8 +96,8 @@ def run(args: argparse.Namespace, settings_for: Any) -> int:
         after = summarise(outcomes, cutoff, unsupported=True)
         look_alike = look_alike_rule(tokenize, settings.answer.look_alike_margin)
         kind = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike)
-        sure = {"zh": settings.answer.min_figure_confidence_zh, "en": settings.answer.min_figure_confidence_en}
-        unsure = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike, sure=sure)
+        unsure = summarise(outcomes, cutoff, unsupported=True, off_question=True, look_alike=look_alike,
+                           sure=settings.answer.figure_confidence_cutoffs)
         save_outcomes(out, outcomes, {"llm": llm, "cutoff": cutoff})
         print(f"{name}: {len(outcomes)} questions answered with {llm}; every answer in {out}")
         tables.append((name, [("none", before), ("check", checked), ("check + support", after),

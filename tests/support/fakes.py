@@ -282,8 +282,7 @@ class ScriptedLLM(LLMBackend):
         self, messages: list[ChatMessage], token_probs: list[tuple[str, float]], *, max_new_tokens: int | None = None,
         stop: list[str] | None = None,
     ) -> Iterator[str]:
-        self.calls.append(list(messages))
-        for i, delta in enumerate(self.responder(messages) if self.responder else self.deltas):
+        for i, delta in enumerate(self.stream(messages)):
             if self.delta_probs is not None:
                 token_probs.append((delta, self.delta_probs[i]))
             yield delta
