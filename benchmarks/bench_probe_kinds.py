@@ -18,7 +18,6 @@ cached beside the index (``probes-<kind>-<n>.json``).
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -29,30 +28,16 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from ingest.sentences import is_cjk_text  # noqa: E402
 from rag_app.calibration.calibrate import sample_chunks  # noqa: E402
 from rag_app.calibration.collect import deployed_depth, probe_candidates, question_candidates  # noqa: E402
 from rag_app.calibration.offtopic import offtopic_questions  # noqa: E402
-from rag_app.calibration.probes import make_probes, written_probes  # noqa: E402
+from rag_app.calibration.probes import make_probes, window_questions, written_probes  # noqa: E402
 from rag_app.calibration.relevance import Features, candidate_weights, choose_score  # noqa: E402
 from rag_app.config import CalibrationSettings, load_settings  # noqa: E402
 from rag_app.evaluation.beir_eval import CandidateSet, QueryCandidates  # noqa: E402
 from rag_app.evaluation.refusal import holes_of, reranked  # noqa: E402
 from rag_app.retrieval.kb_calibration import RELEVANCE_FEATURES  # noqa: E402
 from rag_app.service import RagService  # noqa: E402
-
-
-def window(sentence: str, rng: random.Random) -> str:
-    """A contiguous 60% of the sentence (characters for Chinese, words otherwise)."""
-    if is_cjk_text(sentence):
-        n = len(sentence)
-        w = min(n, max(6, int(0.6 * n)))
-        start = rng.randint(0, n - w)
-        return sentence[start:start + w]
-    words = sentence.split()
-    w = min(len(words), max(4, int(0.6 * len(words))))
-    start = rng.randint(0, len(words) - w)
-    return " ".join(words[start:start + w])
 
 
 def _cached(path: Path, make):  # type: ignore[no-untyped-def]
@@ -82,9 +67,7 @@ def main() -> None:
     kinds: dict[str, CandidateSet] = {"sentences (default)": sets.probes}
 
     def windows() -> CandidateSet:
-        rng = random.Random(cs.seed)
-        questions = {p.probe_id: window(p.question, rng) for p in sentence_probes}
-        out = question_candidates(retriever, questions, stage="window")
+        out = question_candidates(retriever, window_questions(sentence_probes, cs.seed), stage="window")
         out.qrels = {p.probe_id: {p.chunk.chunk_id: 1} for p in sentence_probes}  # only the cutoff is read
         return out
 

@@ -248,6 +248,11 @@ class CalibrationSettings(BaseModel):
     # Re-calibrate in the background once this share of the chunks changed since the last run.
     recalibrate_share: float = Field(0.25, gt=0, le=1)
     automatic: bool = True  # calibrate on start-up and after material changes
+    # Once this many on-topic questions were asked, calibrate again with the probes weighted to
+    # their style (rag_app.calibration.question_style), and again each time their number doubles,
+    # up to asked_styles_kept (the latest kept, as numbers only). 0: never.
+    asked_questions_min: int = Field(40, ge=0)
+    asked_styles_kept: int = Field(400, ge=10)
     seed: int = 0
 
 

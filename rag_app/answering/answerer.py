@@ -92,6 +92,8 @@ class Answerer:
         self._llm: LLMBackend | None = llm if isinstance(llm, LLMBackend) else None
         self._llm_factory = None if isinstance(llm, LLMBackend) else llm
         self._llm_lock = threading.Lock()
+        # Told of each question's retrieval (the service records asked questions' styles with it).
+        self.on_retrieved: Callable[[RetrievalResult], object] | None = None
 
     # --- LLM ---------------------------------------------------------------------------------------
     @property
@@ -197,6 +199,11 @@ class Answerer:
             yield ErrorEvent(f"Search failed: {exc}", question=q, reason="search_failed")
             return
         timings["retrieval_s"] = round(time.perf_counter() - t0, 3)
+        if self.on_retrieved is not None:
+            try:
+                self.on_retrieved(result)
+            except Exception:  # bookkeeping must never cost the user an answer
+                log.exception("recording the retrieval of %r failed", query)
 
         if not result.has_evidence:
             # No evidence: a fixed refusal, and the LLM is never asked (it would answer from its

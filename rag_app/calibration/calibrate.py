@@ -20,11 +20,15 @@ from rag_app.retrieval.pipeline import HybridRetriever
 from .collect import Progress, deployed_depth, probe_candidates, question_candidates
 from .fusion_choice import choose_fusion
 from .offtopic import offtopic_questions
-from .probes import QuestionWriter, make_probes, written_probes
+from .probes import QuestionWriter, make_probes, window_questions, written_probes
+from .question_style import probes_like_asked
 from .relevance import choose_score
 
 log = logging.getLogger(__name__)
 PROBE_KIND = "inverse cloze: a sentence taken out of its chunk"
+ASKED_PROBE_KIND = (
+    "inverse cloze and sentence windows, weighted to the style of {n} questions asked"
+)
 LLM_PROBE_KIND = "questions written by the LLM"
 
 
@@ -51,10 +55,14 @@ def calibrate_knowledge_base(
     progress: Progress | None = None,
     write_question: QuestionWriter | None = None,
     keyword_scoring: str = "",
+    asked_styles: Sequence[float] = (),
 ) -> KnowledgeBaseCalibration:
     """Probe, score, choose. Raises :class:`NotEnoughToCalibrate` for a knowledge base too small.
     ``write_question``: the configured LLM's question writer, for ``probe_writer: llm``;
-    ``keyword_scoring``: the retriever's (``kb_calibration.keyword_scoring``), stored with the result."""
+    ``keyword_scoring``: the retriever's (``kb_calibration.keyword_scoring``), stored with the result;
+    ``asked_styles``: the styles of questions asked (``question_style``): with at least
+    ``settings.asked_questions_min`` of them, sentence probes and their windows are weighted to
+    follow them."""
     t0 = time.perf_counter()
     if len(chunk_ids) < settings.min_chunks:
         raise NotEnoughToCalibrate(
@@ -79,6 +87,12 @@ def calibrate_knowledge_base(
     pool = offtopic_questions(settings.offtopic_per_language, settings.seed)
     offtopic = question_candidates(retriever, pool, progress, stage="offtopic")
     choice, _ = choose_score(sets.probes, sets.holes, offtopic, settings.keep)
+    unweighted, asked = choice, 0
+    if kind == PROBE_KIND and settings.asked_questions_min and len(asked_styles) >= settings.asked_questions_min:
+        windows = question_candidates(retriever, window_questions(probes, settings.seed), progress, stage="windows")
+        like_asked = probes_like_asked(sets.probes, windows, asked_styles, settings.seed)
+        choice, _ = choose_score(like_asked, sets.holes, offtopic, settings.keep)
+        asked, kind = len(asked_styles), ASKED_PROBE_KIND.format(n=len(asked_styles))
     fusion, note, _ = choose_fusion(sets.probes, deployed_depth(retriever))
     calibration = KnowledgeBaseCalibration(
         weights=choice.weights,
@@ -97,6 +111,9 @@ def calibrate_knowledge_base(
         auc=choice.auc,
         fusion_note=note,
         keyword_scoring=keyword_scoring,
+        asked_questions=asked,
+        probe_weights=unweighted.weights if asked else None,
+        probe_min_value=unweighted.min_value if asked else None,
     )
     log.info(
         "calibrated %d chunks in %.0f s: %s >= %.4g answers %.0f%% of probes, refuses %.0f%% off-topic, %.0f%% holes",

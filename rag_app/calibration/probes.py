@@ -10,6 +10,10 @@ Two kinds (``calibration.probe_writer``):
 * ``llm``: the configured LLM writes a question each sampled chunk answers; the chunk as indexed
   is its evidence. Closer to what people ask, seconds per question on a CPU.
 
+A third kind is made from the first, for knowledge bases whose users ask in the documents' own
+words (``question_style``): a *window*, 60% of the probe's sentence left in its chunk (an
+extractive question).
+
 The same probe with its whole document removed is a "hole": a question on the knowledge base's
 topic whose evidence is gone, which the cutoff should refuse.
 """
@@ -20,7 +24,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ingest.sentences import cut_out, question_sized, split_sentences, text_length
+from ingest.sentences import cut_out, is_cjk_text, question_sized, split_sentences, text_length
 from ingest.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -98,3 +102,26 @@ def written_probes(
         if progress:
             progress("writing probe questions", i, min(limit, len(usable)))
     return probes
+
+
+WINDOW_SHARE = 0.6  # of a sentence's words (characters for Chinese)
+
+
+def sentence_window(sentence: str, rng: random.Random) -> str:
+    """A contiguous 60% of the sentence (characters for Chinese, words otherwise; at least 6
+    characters or 4 words)."""
+    if is_cjk_text(sentence):
+        n = len(sentence)
+        w = min(n, max(6, int(WINDOW_SHARE * n)))
+        start = rng.randint(0, n - w)
+        return sentence[start:start + w]
+    words = sentence.split()
+    w = min(len(words), max(4, int(WINDOW_SHARE * len(words))))
+    start = rng.randint(0, len(words) - w)
+    return " ".join(words[start:start + w])
+
+
+def window_questions(probes: Iterable[Probe], seed: int = 0) -> dict[str, str]:
+    """Each probe's window question (seeded), by probe id; the chunk as indexed is its evidence."""
+    rng = random.Random(seed)
+    return {p.probe_id: sentence_window(p.question, rng) for p in probes}

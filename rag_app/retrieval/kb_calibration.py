@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -87,6 +88,12 @@ class KnowledgeBaseCalibration(BaseModel):
     auc: float  # P(a probe's best relevance > an off-topic question's best)
     fusion_note: str = ""  # how the fusion was chosen (probe nDCG@10 per candidate setting)
     keyword_scoring: str = ""  # keyword_scoring() of the settings it ran under ("": before it was recorded)
+    asked_questions: int = 0  # asked questions whose style weighted the probes (0: none, sentence probes)
+    # The score and cutoff the sentence probes alone chose (None: the same as above). They, not a
+    # cutoff weighted to asked questions, decide which asked questions are on topic enough to weight
+    # the next calibration: a weighted cutoff choosing its own askers would feed on itself.
+    probe_weights: dict[str, float] | None = None
+    probe_min_value: float | None = None
 
     @property
     def score_label(self) -> str:
@@ -94,6 +101,12 @@ class KnowledgeBaseCalibration(BaseModel):
 
     def relevance(self, candidate: HasScores) -> float:
         return relevance_of(self.weights, candidate)
+
+    def on_topic(self, candidates: Iterable[HasScores]) -> bool:
+        """A candidate reaches the sentence probes' own cutoff (``probe_weights``)."""
+        weights = self.probe_weights if self.probe_weights is not None else self.weights
+        cutoff = self.probe_min_value if self.probe_min_value is not None else self.min_value
+        return any(relevance_of(weights, c) >= cutoff for c in candidates)
 
     def fusion_for(self, configured: FusionSettings) -> FusionSettings:
         """The fusion retrieval uses: this calibration's, unless the configured fusion opts out
@@ -110,6 +123,7 @@ class KnowledgeBaseCalibration(BaseModel):
             "chunks": self.chunks,
             "probes": self.probes,
             "probe_kind": self.probe_kind,
+            "asked_questions": self.asked_questions,
             "offtopic_questions": self.offtopic,
             "expected_answered": round(self.probes_answered, 3),
             "expected_offtopic_refused": round(self.offtopic_refused, 3),

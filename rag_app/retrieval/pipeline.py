@@ -192,6 +192,8 @@ class HybridRetriever:
             below_threshold=rejected[:top_k],
             timings_ms=timings,
             note=note,
+            best_keyword_coverage=max((c.bm25_coverage for c in candidates), default=None),
+            on_topic=threshold.calibration.on_topic(candidates) if threshold.calibration is not None else None,
         )
 
     def _score(

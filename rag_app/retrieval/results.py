@@ -118,6 +118,12 @@ class RetrievalResult:
     below_threshold: list[RetrievedChunk] = field(default_factory=list)  # best rejected, for display
     timings_ms: dict[str, float] = field(default_factory=dict)
     note: str = ""  # why nothing came back, when nothing did
+    # The best candidate's share of the query's highest possible BM25 score: the question's style
+    # (rag_app.calibration.question_style). None without candidates.
+    best_keyword_coverage: float | None = None
+    # A candidate reaches the knowledge base's unweighted probe cutoff
+    # (KnowledgeBaseCalibration.on_topic); None without a calibration.
+    on_topic: bool | None = None
 
     @property
     def has_evidence(self) -> bool:

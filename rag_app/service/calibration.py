@@ -6,11 +6,16 @@ in), runs it by hand, and reports it for the Status tab.
 chunks added and removed since (and, across restarts, the change in the chunk count). A
 calibration measured under other keyword scoring (``bm25`` settings changed, e.g. its idf) is
 stale too: the relevance score it chose mixes in the BM25 coverage.
+
+It also keeps the style of each on-topic question (a number: ``question_style``; never the
+question) and calibrates again once ``calibration.asked_questions_min`` were asked, and each time
+their number doubles, so that the cutoff follows how this team asks.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +24,14 @@ from rag_app.calibration.collect import Progress
 from rag_app.calibration.probes import QuestionWriter
 from rag_app.config import Settings
 from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration, keyword_scoring
+from rag_app.retrieval.results import RetrievalResult
 
 from .calibration_store import CalibrationStore
 from .jobs import Job, JobRecorder, start_in_thread
 from .knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
+SAVE_STYLES_EVERY = 10  # asked questions between writes of their styles to the state database
 
 
 class CalibrationKeeper:
@@ -50,6 +57,10 @@ class CalibrationKeeper:
         self._lock = threading.Lock()
         self._running = threading.Lock()  # one calibration at a time, by hand or in the background
         self.last_error = ""
+        self._asked: deque[float] = deque(maxlen=self.settings.asked_styles_kept)
+        self._unsaved = 0
+        if kb.calibrations is not None:
+            self._asked.extend(kb.calibrations.load_asked_styles())
 
     # --- state ------------------------------------------------------------------------------------
     def _store(self) -> CalibrationStore:
@@ -122,6 +133,53 @@ class CalibrationKeeper:
             self._changed += max(chunks, 0)
         return self.start_if_stale()
 
+    # --- asked questions ----------------------------------------------------------------------------
+    @property
+    def asked_styles(self) -> list[float]:
+        with self._lock:
+            return list(self._asked)
+
+    def question_retrieved(self, result: RetrievalResult) -> Job | None:
+        """A question was asked: its style is kept when it is on topic (it reaches the sentence
+        probes' own cutoff, whatever cutoff is in use: ``KnowledgeBaseCalibration.on_topic``).
+        Starts a background calibration when enough were asked since the one in use
+        (:meth:`style_due`)."""
+        style = result.best_keyword_coverage
+        if not self.settings.asked_questions_min or not result.on_topic or style is None:
+            return None
+        with self._lock:
+            self._asked.append(float(style))
+            self._unsaved += 1
+            asked = len(self._asked)
+            snapshot = list(self._asked) if self._unsaved >= SAVE_STYLES_EVERY else None
+            if snapshot is not None:
+                self._unsaved = 0
+        if snapshot is not None:
+            self._save_styles(snapshot)
+        return self.start() if self.automatic and self.style_due(asked) else None
+
+    def style_due(self, asked: int) -> bool:
+        """Enough questions asked to weight the probes to their style: at least
+        ``asked_questions_min``, and twice as many as the calibration in use was weighted with."""
+        cal = self.current
+        if cal is None or self.settings.probe_writer != "sentences" or asked < self.settings.asked_questions_min:
+            return False
+        return asked >= 2 * cal.asked_questions if cal.asked_questions else True
+
+    def flush(self) -> None:
+        """Write the styles not yet stored (on shutdown)."""
+        with self._lock:
+            snapshot = list(self._asked) if self._unsaved else None
+            self._unsaved = 0
+        if snapshot is not None:
+            self._save_styles(snapshot)
+
+    def _save_styles(self, styles: list[float]) -> None:
+        try:
+            self._store().save_asked_styles(styles)
+        except Exception as exc:  # the database is away: they are kept in memory and written later
+            log.warning("could not store the asked questions' styles: %s", exc)
+
     # --- running ----------------------------------------------------------------------------------
     def run(self, progress: Progress | None = None) -> KnowledgeBaseCalibration:
         """Calibrate now (blocking), store the result beside the index and start using it.
@@ -135,7 +193,7 @@ class CalibrationKeeper:
             )
             calibration = calibrate_knowledge_base(
                 self.kb.ready_retriever(), sorted(bm25.ids()), self.settings, progress, writer,
-                keyword_scoring=self.keyword_scoring,
+                keyword_scoring=self.keyword_scoring, asked_styles=self.asked_styles,
             )
             self._store().save(calibration)  # with the index: every replica uses it
             self.kb.ready_retriever().kb_calibration = calibration  # one assignment: queries switch whole
@@ -189,6 +247,8 @@ class CalibrationKeeper:
                 if chunks < self.settings.min_chunks else (self.last_error or "not calibrated yet")
             )
             out["state"] = f"fallback threshold {fallback}: {reason}"
+        if self.settings.asked_questions_min:
+            out["asked_questions_kept"] = len(self._asked)
         job = self._job
         if job is not None and job.running:
             out["running"] = f"{job.stage} {job.done}/{job.total}".strip()

@@ -3,6 +3,7 @@ replica uses the one calibration whichever replica computed it. A ``calibration.
 data directory by an earlier version is read once and moved in."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from rag_app.retrieval.kb_calibration import KnowledgeBaseCalibration
 log = logging.getLogger(__name__)
 
 CALIBRATION_KEY = "calibration"
+ASKED_STYLES_SUFFIX = ":asked-styles"  # the styles of questions asked (numbers only), beside it
 FOLLOW_INTERVAL_S = 10.0  # how often a replica looks for a calibration another one stored
 
 
@@ -45,6 +47,22 @@ class CalibrationStore:
 
     def save(self, calibration: KnowledgeBaseCalibration) -> None:
         self.loaded_at = put_value(self.db, self.key, calibration.model_dump_json())
+
+    def load_asked_styles(self) -> list[float]:
+        """The styles of the questions asked so far (``question_style``), oldest first; [] when none
+        were kept or they cannot be read (logged)."""
+        stored = get_value(self.db, self.key + ASKED_STYLES_SUFFIX)
+        if stored is None:
+            return []
+        try:
+            values = json.loads(stored[0])
+            return [float(v) for v in values]
+        except (ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable asked-question styles: %s", exc)
+            return []
+
+    def save_asked_styles(self, styles: list[float]) -> None:
+        put_value(self.db, self.key + ASKED_STYLES_SUFFIX, json.dumps([round(v, 5) for v in styles]))
 
     def newer(self) -> KnowledgeBaseCalibration | None:
         """A calibration stored (by another replica) since this one's was loaded; looks at most every

@@ -73,6 +73,7 @@ class RagService:
         # The folder sync runs in this process (Milvus Lite admits one process per file).
         self.calibration = CalibrationKeeper(kb, settings, background=background,
                                              question_writer=self.llm_question_writer, recorder=self.journal)
+        self.answerer.on_retrieved = self.calibration.question_retrieved
         self._background = background
         self.scheduler = self._scheduled(settings.scheduler)
         self.calibration.start_if_stale()
@@ -107,6 +108,7 @@ class RagService:
         job = self.calibration.job
         if job is not None and job.running:
             job.wait(120)  # it reads the stores about to close
+        self.calibration.flush()
         self.journal.close()
         if stores:
             self.kb.close()

@@ -148,6 +148,41 @@ def test_a_large_sync_recalibrates_in_the_background_and_a_one_file_change_does_
     service.close(stores=False)
 
 
+def test_enough_asked_questions_recalibrate_with_their_style_and_are_kept_as_numbers(
+    make_kb, samples_copy: Path
+) -> None:
+    kb = make_kb()
+    service = _service(kb, automatic=True, probes=40, min_probes=10, offtopic_per_language=40,
+                       asked_questions_min=8)
+    service.sync_folder(samples_copy)
+    first = service.calibration.job
+    assert first is not None and first.wait(300) and first.state == "done", first.error if first else ""
+    cal = kb.ready_retriever().kb_calibration
+    assert cal is not None and cal.asked_questions == 0 and cal.probe_kind.startswith("inverse cloze:")
+
+    service.ask("How do I bake a chocolate cake?")  # refused: an off-topic question's style is not kept
+    assert service.calibration.asked_styles == []
+    for question in ANSWERABLE * 3:
+        service.ask(question)
+        if len(service.calibration.asked_styles) >= 8:
+            break
+    styles = service.calibration.asked_styles
+    assert len(styles) == 8 and all(0 <= s <= 1 for s in styles)
+    second = service.calibration.job
+    assert second is not None and second is not first
+    assert second.wait(300) and second.state == "done", second.error
+    new = kb.ready_retriever().kb_calibration
+    assert new is not None and new.asked_questions == 8
+    assert new.probe_weights == cal.weights and new.probe_min_value == cal.min_value  # the same probes, seeded
+    assert new.probe_kind == "inverse cloze and sentence windows, weighted to the style of 8 questions asked"
+    assert service.status()["calibration"]["asked_questions"] == 8
+    assert service.status()["calibration"]["asked_questions_kept"] == 8
+    service.ask(ANSWERABLE[0])  # 9 of the 16 that would start the next one
+    assert service.calibration.job is second
+    service.close(stores=False)  # writes the styles not stored yet
+    assert len(kb.calibrations.load_asked_styles()) == 9  # numbers only, beside the calibration
+
+
 def test_llm_written_probes_are_wired_through_the_service(make_kb, samples_copy: Path) -> None:
     """The LLM here is scripted (it asks about the passage's first words): this proves the wiring,
     not the questions' quality (BENCHMARKS.md measures the packaged model's)."""

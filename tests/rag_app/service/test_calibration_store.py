@@ -47,3 +47,12 @@ def test_an_unreadable_stored_calibration_is_ignored(tmp_path: Path) -> None:
     db = StateDatabase(f"sqlite:///{tmp_path / 'state.sqlite3'}")
     put_value(db, calibration_store.CALIBRATION_KEY, '{"min_value": "not a number"')
     assert CalibrationStore(db).load() is None
+
+
+def test_the_asked_questions_styles_are_kept_as_numbers_beside_the_calibration(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    store = CalibrationStore(StateDatabase(url))
+    assert store.load_asked_styles() == []
+    store.save_asked_styles([0.25, 0.5123456])
+    assert CalibrationStore(StateDatabase(url)).load_asked_styles() == [0.25, 0.51235]
+    assert store.load() is None  # the calibration itself is another value
