@@ -1,4 +1,4 @@
-"""The judged English answer sets (``benchmarks/answer_sets``) are consistent: every answerable
+"""The judged answer sets (English, and one Chinese) (``benchmarks/answer_sets``) are consistent: every answerable
 question has a judged document that holds its gold answer word for word (as the loader reads it),
 and every written unanswerable question has none."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rag_app.evaluation.answer_eval import load_answers
 SETS = Path(__file__).resolve().parents[3] / "benchmarks" / "answer_sets"
 
 
-@pytest.mark.parametrize("name", ["samples-en", "handbook-en", "library-en", "council-en", "rail-en", "clinic-en", "campus-en", "leisure-en", "insure-en", "air-en", "bank-en", "energy-en", "telecom-en", "vet-en", "parcel-en", "hotel-en"])
+@pytest.mark.parametrize("name", ["samples-en", "handbook-en", "library-en", "council-en", "rail-en", "clinic-en", "campus-en", "leisure-en", "insure-en", "air-en", "bank-en", "energy-en", "telecom-en", "vet-en", "parcel-en", "hotel-en", "carhire-en", "property-zh"])
 def test_every_gold_answer_is_in_its_judged_document(name: str) -> None:
     folder = SETS / name
     queries, qrels, golds = load_queries(folder), load_qrels(folder, "dev"), load_answers(folder)
