@@ -1,6 +1,6 @@
-"""The judged answer sets (English, and one Chinese) (``benchmarks/answer_sets``) are consistent: every answerable
-question has a judged document that holds its gold answer word for word (as the loader reads it),
-and every written unanswerable question has none."""
+"""The judged answer sets (``benchmarks/answer_sets``: English, and one Chinese) are consistent:
+every answerable question has a judged document that holds its gold answer word for word (as the
+loader reads it), and every written unanswerable question has none."""
 from __future__ import annotations
 
 from pathlib import Path
