@@ -33,12 +33,13 @@ from rag_app.calibration.calibrate import sample_chunks  # noqa: E402
 from rag_app.calibration.collect import probe_candidates, question_candidates  # noqa: E402
 from rag_app.calibration.offtopic import offtopic_questions  # noqa: E402
 from rag_app.calibration.probes import make_probes, window_questions  # noqa: E402
-from rag_app.calibration.question_style import probes_like_asked, question_style  # noqa: E402
+from rag_app.calibration.question_style import probes_like_asked  # noqa: E402
 from rag_app.calibration.relevance import Features, ScoreChoice, choose_score  # noqa: E402
 from rag_app.config import CalibrationSettings, Settings, load_settings  # noqa: E402
 from rag_app.evaluation.beir_eval import CandidateSet, QueryCandidates  # noqa: E402
 from rag_app.evaluation.refusal import holes_of, reranked  # noqa: E402
 from rag_app.retrieval.kb_calibration import RELEVANCE_FEATURES  # noqa: E402
+from rag_app.retrieval.results import best_keyword_coverage  # noqa: E402
 from rag_app.service import RagService  # noqa: E402
 
 CS = CalibrationSettings()
@@ -108,7 +109,7 @@ def compare(name: str, sets: dict[str, CandidateSet], answerable: list[QueryCand
         asked_qs = random.Random(seed).sample(asked_pool, min(asked_n, len(asked_pool) // 2))
         seen = {id(q) for q in asked_qs}
         styles = [s for q, ok in zip(asked_qs, answered(asked_qs, default)) if ok
-                  and (s := question_style(q.chunks)) is not None]
+                  and (s := best_keyword_coverage(q.chunks)) is not None]
         weighted, _ = choose_score(probes_like_asked(sets["sentences"], sets["windows"], styles, seed),
                                    sets["holes"], sets["offtopic"], CS.keep)
         unseen = [q for q in answerable if id(q) not in seen]

@@ -12,9 +12,8 @@ the lines that hold another figure of the same kind (the same unit: money, a per
 how rare it is among the passages' lines (``log(1 + lines / lines holding it)``: "joining" in one
 line of forty says more than "pay" in ten). When some other line fits at least ``margin`` better
 than the best line holding the answer's figure, for every figure of the answer, the answer is a
-look-alike. Figures the question
-itself states ("under 8", "for three years") are not the answer's. English only: Chinese figures
-are not parsed here.
+look-alike. Figures the question itself states ("under 8", "for three years") are not the
+answer's. English only: Chinese figures are not parsed here.
 
 Chosen on the saved answers of eleven English answer sets (BENCHMARKS.md, "Answer quality"): the
 unweighted count of sentences alone without headings (the rule before, margin 2 words) withheld 18

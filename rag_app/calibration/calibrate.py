@@ -60,7 +60,7 @@ def calibrate_knowledge_base(
     """Probe, score, choose. Raises :class:`NotEnoughToCalibrate` for a knowledge base too small.
     ``write_question``: the configured LLM's question writer, for ``probe_writer: llm``;
     ``keyword_scoring``: the retriever's (``kb_calibration.keyword_scoring``), stored with the result;
-    ``asked_styles``: the styles of questions asked (``question_style``): with at least
+    ``asked_styles``: the styles of questions asked (``best_keyword_coverage``): with at least
     ``settings.asked_questions_min`` of them, sentence probes and their windows are weighted to
     follow them."""
     t0 = time.perf_counter()

@@ -4,7 +4,8 @@ Sentence probes (a sentence taken out of its chunk) stand for questions that par
 evidence; window probes (part of a sentence, left in its chunk) for questions in the documents' own
 words. Which a team asks is not in its documents, but it shows in the questions themselves: the
 *style* of a question is its best BM25 coverage (the share of its highest possible keyword score
-that its best keyword match reaches), high for extractive questions, lower for paraphrase. Once
+that its best keyword match reaches: ``rag_app.retrieval.results.best_keyword_coverage``, which
+retrieval records for every question), high for extractive questions, lower for paraphrase. Once
 enough questions were asked, the probes of both kinds are pooled and weighted so that their styles
 follow the asked questions' (importance weighting over quintiles of the pool's styles), and the
 cutoff is chosen on that weighted pool as on any probe set. Only the style numbers are kept, never
@@ -13,22 +14,16 @@ weighting never saw.
 """
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from rag_app.evaluation.beir_eval import Candidate, CandidateSet, QueryCandidates
+from rag_app.evaluation.beir_eval import CandidateSet, QueryCandidates
+from rag_app.retrieval.results import best_keyword_coverage
 
 STYLE_BINS = 5  # quintiles of the pooled probes' styles: at 40 asked questions, 8 per bin on average
 WEIGHTED_PROBES = 2000  # drawn (seeded, with replacement) from the weighted pool
-
-
-def question_style(candidates: Iterable[Candidate] | Iterable[object]) -> float | None:
-    """A question's style: the best ``bm25_coverage`` among its candidates (None without any)."""
-    values = [v for c in candidates if (v := getattr(c, "bm25_coverage", None)) is not None and math.isfinite(v)]
-    return max(values) if values else None
 
 
 def style_weights(pool: Sequence[float], asked: Sequence[float], bins: int = STYLE_BINS) -> np.ndarray:
@@ -50,7 +45,7 @@ def probes_like_asked(
 ) -> CandidateSet:
     """Probes of both kinds drawn in proportion to how like the asked questions their styles are."""
     pool = [q for q in sentences.queries + windows.queries if q.chunks]
-    styles = [question_style(q.chunks) or 0.0 for q in pool]
+    styles = [best_keyword_coverage(q.chunks) or 0.0 for q in pool]
     weights = style_weights(styles, asked)
     picks = random.Random(seed).choices(range(len(pool)), weights=weights.tolist(), k=n)
     return CandidateSet(

@@ -25,7 +25,7 @@ from .kb_calibration import KnowledgeBaseCalibration
 from .keyword import KeywordSearch
 from .protocols import KeywordIndex, PassageScorer, QueryEmbedder, Tokenizer, VectorStore
 from .rerank import Rerank
-from .results import RetrievalResult, RetrievedChunk
+from .results import RetrievalResult, RetrievedChunk, best_keyword_coverage
 from .threshold import ScoreCalibration, Threshold
 
 
@@ -192,7 +192,7 @@ class HybridRetriever:
             below_threshold=rejected[:top_k],
             timings_ms=timings,
             note=note,
-            best_keyword_coverage=max((c.bm25_coverage for c in candidates), default=None),
+            keyword_coverage=best_keyword_coverage(candidates),
             on_topic=threshold.calibration.on_topic(candidates) if threshold.calibration is not None else None,
         )
 

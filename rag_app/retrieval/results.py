@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,14 @@ def chunk_scores(c: Any) -> dict[str, float | None]:
     return out
 
 
+def best_keyword_coverage(candidates: Iterable[object]) -> float | None:
+    """The best ``bm25_coverage`` among a question's candidates (retrieved chunks, or evaluation
+    candidates): the question's *style* (``rag_app.calibration.question_style``). None when no
+    candidate has one."""
+    values = [v for c in candidates if (v := getattr(c, "bm25_coverage", None)) is not None and math.isfinite(v)]
+    return max(values) if values else None
+
+
 @dataclass
 class RetrievalResult:
     query: str
@@ -118,9 +127,8 @@ class RetrievalResult:
     below_threshold: list[RetrievedChunk] = field(default_factory=list)  # best rejected, for display
     timings_ms: dict[str, float] = field(default_factory=dict)
     note: str = ""  # why nothing came back, when nothing did
-    # The best candidate's share of the query's highest possible BM25 score: the question's style
-    # (rag_app.calibration.question_style). None without candidates.
-    best_keyword_coverage: float | None = None
+    # best_keyword_coverage() of its candidates: the question's style. None without candidates.
+    keyword_coverage: float | None = None
     # A candidate reaches the knowledge base's unweighted probe cutoff
     # (KnowledgeBaseCalibration.on_topic); None without a calibration.
     on_topic: bool | None = None

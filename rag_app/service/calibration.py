@@ -7,7 +7,7 @@ chunks added and removed since (and, across restarts, the change in the chunk co
 calibration measured under other keyword scoring (``bm25`` settings changed, e.g. its idf) is
 stale too: the relevance score it chose mixes in the BM25 coverage.
 
-It also keeps the style of each on-topic question (a number: ``question_style``; never the
+It also keeps the style of each on-topic question (a number: ``best_keyword_coverage``; never the
 question) and calibrates again once ``calibration.asked_questions_min`` were asked, and each time
 their number doubles, so that the cutoff follows how this team asks.
 """
@@ -144,7 +144,7 @@ class CalibrationKeeper:
         probes' own cutoff, whatever cutoff is in use: ``KnowledgeBaseCalibration.on_topic``).
         Starts a background calibration when enough were asked since the one in use
         (:meth:`style_due`)."""
-        style = result.best_keyword_coverage
+        style = result.keyword_coverage
         if not self.settings.asked_questions_min or not result.on_topic or style is None:
             return None
         with self._lock:

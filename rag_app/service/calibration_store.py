@@ -49,7 +49,7 @@ class CalibrationStore:
         self.loaded_at = put_value(self.db, self.key, calibration.model_dump_json())
 
     def load_asked_styles(self) -> list[float]:
-        """The styles of the questions asked so far (``question_style``), oldest first; [] when none
+        """The styles of the questions asked so far (``best_keyword_coverage``), oldest first; [] when none
         were kept or they cannot be read (logged)."""
         stored = get_value(self.db, self.key + ASKED_STYLES_SUFFIX)
         if stored is None:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from rag_app.calibration.probes import Probe, sentence_window, window_questions
-from rag_app.calibration.question_style import probes_like_asked, question_style, style_weights
+from rag_app.calibration.question_style import probes_like_asked, style_weights
 from rag_app.evaluation.beir_eval import Candidate, CandidateSet, QueryCandidates
+from rag_app.retrieval.results import best_keyword_coverage
 
 
 def _question(qid: str, coverage: float) -> QueryCandidates:
@@ -19,9 +20,9 @@ def _question(qid: str, coverage: float) -> QueryCandidates:
 
 
 def test_a_questions_style_is_its_best_keyword_coverage() -> None:
-    assert question_style(_question("q", 0.42).chunks) == 0.42
-    assert question_style([]) is None
-    assert question_style([Candidate("c", "d", 1, None, 0.9, 0.0, 1.0)]) is None  # coverage unknown (NaN)
+    assert best_keyword_coverage(_question("q", 0.42).chunks) == 0.42
+    assert best_keyword_coverage([]) is None
+    assert best_keyword_coverage([Candidate("c", "d", 1, None, 0.9, 0.0, 1.0)]) is None  # coverage unknown (NaN)
 
 
 def test_style_weights_follow_the_asked_questions() -> None:
